@@ -1,0 +1,333 @@
+"""Truncated conjugate-direction (flexible CG) solver with an arbitrary direction map."""
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, Float, Int
+
+
+try:  # the foundation's enumeration (extends diffrax's, hence lineax's)
+    from scimlx._core._results import RESULTS
+except ImportError:  # pragma: no cover - only before the foundation lands
+    import diffrax
+
+    RESULTS = diffrax.RESULTS
+
+
+def _member(name: str, fallback: str):
+    return getattr(RESULTS, name) if name in RESULTS._name_to_item else getattr(RESULTS, fallback)
+
+
+def _dot(x: Array, y: Array) -> Array:
+    return jnp.sum(x * y)
+
+
+def _identity(r: Array) -> Array:
+    return r
+
+
+def _single_array_structure(operator: lx.AbstractLinearOperator, name: str = "operator"):
+    struct = operator.in_structure()
+    if not isinstance(struct, jax.ShapeDtypeStruct):
+        raise ValueError(
+            f"`{name}` must act on a single array (got input structure {struct}); "
+            "flatten a pytree-valued problem first."
+        )
+    if operator.out_structure() != struct:
+        raise ValueError(
+            f"`{name}` must be square with equal input and output structures, got "
+            f"{struct} -> {operator.out_structure()}."
+        )
+    return struct
+
+
+def _cd_loop(
+    mv: Callable[[Array], Array],
+    direction: Callable[[Array], Array],
+    b: Array,
+    x0: Array | None,
+    *,
+    k: int,
+    rtol: float | Array,
+    atol: float | Array,
+    max_steps: int,
+    recompute_every: int,
+):
+    """The loop itself, on plain arrays. Returns (x, code, stats) with code in
+    {0: converged, 1: max steps, 2: non-positive curvature, 3: non-finite}."""
+    dtype = b.dtype
+    bnorm = jnp.sqrt(_dot(b, b))
+    tol = jnp.asarray(atol, dtype) + jnp.asarray(rtol, dtype) * bnorm
+    if x0 is None:
+        x = jnp.zeros_like(b)
+        r = b
+        n_mv = jnp.array(0, jnp.int32)
+    else:
+        x = x0.astype(dtype)
+        r = b - mv(x)
+        n_mv = jnp.array(1, jnp.int32)
+    rnorm = jnp.sqrt(_dot(r, r))
+    kk = max(k, 1)  # buffers of length >= 1 keep shapes static; unused when k == 0
+    P = jnp.zeros((kk,) + b.shape, dtype)
+    AP = jnp.zeros((kk,) + b.shape, dtype)
+    pAp = jnp.ones((kk,), dtype)
+    hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(rnorm)
+    code = jnp.where(jnp.isfinite(rnorm), 0, 3).astype(jnp.int32)
+
+    def cond_fun(carry):
+        it, _, _, rnorm, _, _, _, _, _, _, code = carry
+        return (it < max_steps) & (rnorm > tol) & (code == 0)
+
+    def body_fun(carry):
+        it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, code = carry
+        q = jnp.asarray(direction(r)).astype(dtype)
+        if q.shape != b.shape:
+            raise ValueError(
+                f"`direction` must map a residual of shape {b.shape} to a direction of "
+                f"the same shape, got {q.shape}."
+            )
+        if k > 0:
+            # Gram-Schmidt in the A inner product against the last k directions.
+            coeff = jnp.tensordot(AP, q, axes=q.ndim) / pAp
+            q = q - jnp.tensordot(coeff, P, axes=1)
+        Aq = mv(q)
+        qAq = _dot(q, Aq)
+        qr = _dot(q, r)
+        finite = jnp.isfinite(qAq) & jnp.isfinite(qr)
+        bad_curv = finite & ~(qAq > 0)
+        ok = finite & ~bad_curv
+        alpha = jnp.where(ok, qr / jnp.where(ok, qAq, 1.0), 0.0)
+        x = x + alpha * q
+        recompute = (it + 1) % recompute_every == 0
+        r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r - alpha * Aq)
+        n_mv = n_mv + 1 + recompute.astype(jnp.int32)
+        rnorm_new = jnp.sqrt(_dot(r, r))
+        if k > 0:
+            slot = it % k
+            P = P.at[slot].set(jnp.where(ok, q, 0.0))
+            AP = AP.at[slot].set(jnp.where(ok, Aq, 0.0))
+            pAp = pAp.at[slot].set(jnp.where(ok, qAq, 1.0))
+        code = jnp.where(~finite | ~jnp.isfinite(rnorm_new), 3, jnp.where(bad_curv, 2, 0))
+        code = code.astype(jnp.int32)
+        hist = hist.at[it + 1].set(rnorm_new)
+        return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, code)
+
+    carry = (
+        jnp.array(0, jnp.int32),
+        x,
+        r,
+        rnorm,
+        P,
+        AP,
+        pAp,
+        hist,
+        n_mv,
+        jnp.array(0, jnp.int32),
+        code,
+    )
+    it, x, r, rnorm, _, _, _, hist, n_mv, n_dir, code = jax.lax.while_loop(
+        cond_fun, body_fun, carry
+    )
+    code = jnp.where((code == 0) & (rnorm > tol), 1, code)
+    rtrue = b - mv(x)
+    stats = {
+        "num_steps": it,
+        "num_mv": n_mv + 1,
+        "num_direction_evals": n_dir,
+        "residual_history": hist,
+        "residual_norm": rnorm,
+        "true_residual_norm": jnp.sqrt(_dot(rtrue, rtrue)),
+        "b_norm": bnorm,
+        "code": code,
+    }
+    return x, code, stats
+
+
+class ConjugateDirection(lx.AbstractLinearSolver):
+    r"""Truncated conjugate-direction (flexible CG) solver for SPD operators.
+
+    At step $i$ a direction $q = f(r_i)$ is taken from the `direction` map, made
+    $A$-orthogonal to the last `k` directions (kept with their $A$-images in ring buffers,
+    so each step costs one operator product), and an exact line search
+    $\alpha = q^\top r_i / q^\top A q$ updates $x$ and $r$. The error's $A$-norm never
+    increases, whatever $f$ returns: $f$ may be nonlinear (a network). With $f$ the
+    identity and $k \geq 1$ this is CG; with $f = M$ a fixed SPD preconditioner it is PCG;
+    with a varying $f$ it is flexible CG (Notay's FCG($k$)); with a network on $r/|r|$ and
+    $k=2$ it is DCDM (Kaneda et al. 2023).
+
+    Stops when $\|r\|_2 \leq$ `atol` $+$ `rtol` $\|b\|_2$ (no element-wise test, so
+    right-hand sides with exact zeros are fine). The residual is recomputed as $b - Ax$
+    every `recompute_every` steps.
+
+    Plugs into `lineax.linear_solve`, which supplies the implicit derivative (a transposed
+    solve with this solver) with respect to the operator and the right-hand side. The
+    direction map is not differentiated. Options: `y0`, an initial guess.
+    """
+
+    rtol: float
+    atol: float
+    direction: Callable[[Array], Array] | None = None
+    k: int = eqx.field(static=True, default=2)
+    max_steps: int = eqx.field(static=True, default=1000)
+    recompute_every: int = eqx.field(static=True, default=50)
+
+    def __check_init__(self):
+        for name in ("rtol", "atol"):
+            v = getattr(self, name)
+            if isinstance(v, (int, float)) and (v < 0 or v != v):
+                raise ValueError(f"`{name}` must be a non-negative number, got {v}.")
+        if isinstance(self.rtol, (int, float)) and isinstance(self.atol, (int, float)):
+            if self.rtol == 0 and self.atol == 0:
+                raise ValueError("At least one of `rtol` and `atol` must be positive.")
+        if not isinstance(self.k, int) or self.k < 0:
+            raise ValueError(f"`k` must be a non-negative integer, got {self.k!r}.")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"`max_steps` must be a positive integer, got {self.max_steps!r}.")
+        if not isinstance(self.recompute_every, int) or self.recompute_every < 1:
+            raise ValueError(
+                f"`recompute_every` must be a positive integer, got {self.recompute_every!r}."
+            )
+
+    def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
+        del options
+        _single_array_structure(operator)
+        if not lx.is_positive_semidefinite(operator):
+            raise ValueError(
+                "`operator` must be tagged positive (semi)definite for the conjugate-"
+                "direction solver (e.g. `tags=(lx.symmetric_tag, lx.positive_semidefinite_tag)`)."
+            )
+        return lx.linearise(operator)
+
+    def compute(self, state, vector, options: dict[str, Any]):
+        operator = state
+        direction = _identity if self.direction is None else self.direction
+        x0 = options.get("y0", None)
+        x, code, stats = _cd_loop(
+            operator.mv,
+            direction,
+            vector,
+            x0,
+            k=self.k,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_steps=self.max_steps,
+            recompute_every=self.recompute_every,
+        )
+        result = lx.RESULTS.where(
+            code == 0,
+            lx.RESULTS.successful,
+            lx.RESULTS.where(code == 1, lx.RESULTS.max_steps_reached, lx.RESULTS.breakdown),
+        )
+        return x, result, stats
+
+    def transpose(self, state, options: dict[str, Any]):
+        del options
+        return state.transpose(), {}
+
+    def conj(self, state, options: dict[str, Any]):
+        del options
+        return lx.conj(state), {}
+
+    def assume_full_rank(self):
+        return True
+
+
+class CDSolution(eqx.Module):
+    """Result of [`scimlx.linsolve.cd_solve`][].
+
+    - `value`: the approximate solution $x$.
+    - `result`: a `scimlx.RESULTS` (`successful`, `max_steps_reached`,
+      `negative_curvature` (breakdown: $q^\\top A q \\leq 0$), `nonfinite`).
+    - `stats`: `num_steps`, `num_mv` (operator products, including residual
+      recomputations and the final true residual), `num_direction_evals`,
+      `residual_history` (length `max_steps + 1`, $\\|r_i\\|_2$, NaN after the last step),
+      `residual_norm`, `true_residual_norm` ($\\|b - Ax\\|_2$), `b_norm`.
+    """
+
+    value: Array
+    result: Any
+    stats: dict[str, Any]
+
+
+def _to_results(code: Int[Array, ""]):
+    return RESULTS.where(
+        code == 0,
+        RESULTS.successful,
+        RESULTS.where(
+            code == 1,
+            RESULTS.max_steps_reached,
+            RESULTS.where(
+                code == 2,
+                _member("negative_curvature", "breakdown"),
+                _member("nonfinite", "breakdown"),
+            ),
+        ),
+    )
+
+
+@eqx.filter_jit
+def cd_solve(
+    operator: lx.AbstractLinearOperator,
+    b: Float[Array, "*shape"],
+    *,
+    direction: Callable[[Float[Array, "*shape"]], Float[Array, "*shape"]] | None = None,
+    k: int = 2,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    max_steps: int = 1000,
+    recompute_every: int = 50,
+    x0: Float[Array, "*shape"] | None = None,
+    throw: bool = True,
+) -> CDSolution:
+    r"""Solve $Ax = b$ (A SPD) by truncated conjugate directions with a direction map.
+
+    **Arguments:**
+
+    - `operator`: a lineax operator acting on one array (any shape, e.g. a grid), tagged
+      positive semidefinite.
+    - `b`: right-hand side, same shape as the operator's input.
+    - `direction`: any callable $r \mapsto q$ of the residual (a network, a
+      preconditioner's `mv`, ...); `None` is the identity (then this is CG).
+    - `k`: number of previous directions to $A$-orthogonalise against (0 = none).
+    - `rtol`, `atol`: stop when $\|r\|_2 \leq$ `atol` + `rtol` $\|b\|_2$.
+    - `max_steps`: iteration cap (also the residual-history buffer length minus one).
+    - `recompute_every`: recompute the true residual $b - Ax$ every this many steps.
+    - `x0`: initial guess (default zero).
+    - `throw`: raise on failure; pass `False` under `vmap` and read `sol.result`.
+
+    **Returns:**
+
+    A [`scimlx.linsolve.CDSolution`][]. Gradients with respect to `b` and to the
+    operator's arrays are implicit (lineax's rule: a transposed solve).
+    """
+    if not isinstance(operator, lx.AbstractLinearOperator):
+        raise TypeError(f"`operator` must be a lineax operator, got {type(operator)}.")
+    struct = _single_array_structure(operator)
+    if b.shape != struct.shape:
+        raise ValueError(
+            f"`b` must have shape {struct.shape} (the operator's input), got {b.shape}."
+        )
+    if b.dtype != struct.dtype:
+        raise ValueError(f"`b` must have dtype {struct.dtype} (the operator's), got {b.dtype}.")
+    if x0 is not None and x0.shape != b.shape:
+        raise ValueError(f"`x0` must have shape {b.shape}, got {x0.shape}.")
+    solver = ConjugateDirection(
+        rtol=rtol,
+        atol=atol,
+        direction=direction,
+        k=k,
+        max_steps=max_steps,
+        recompute_every=recompute_every,
+    )
+    options = {} if x0 is None else {"y0": x0}
+    sol = lx.linear_solve(operator, b, solver, options=options, throw=False)
+    result = _to_results(sol.stats["code"])
+    value = sol.value
+    if throw:
+        value = result.error_if(value, result != RESULTS.successful)
+    stats = {key: val for key, val in sol.stats.items() if key != "code"}
+    return CDSolution(value=value, result=result, stats=stats)
