@@ -1,0 +1,28 @@
+"""Neural ODEs/SDEs and regularizers of the adaptive solver's heuristics."""
+
+from ._controller import (
+    ErrorEstimateController as ErrorEstimateController,
+    read_error_estimate as read_error_estimate,
+    scaled_error_norm as scaled_error_norm,
+)
+from ._nfe import count_nfe as count_nfe, nfe_formula as nfe_formula
+from ._regularizers import (
+    AbstractRegularizer as AbstractRegularizer,
+    GlobalErrorEstimate as GlobalErrorEstimate,
+    GlobalStiffness as GlobalStiffness,
+    KineticJacobian as KineticJacobian,
+    LocalErrorEstimate as LocalErrorEstimate,
+    RandomEndTime as RandomEndTime,
+    TaylorRegularizer as TaylorRegularizer,
+)
+from ._sampler import StepSamplerSolver as StepSamplerSolver
+from ._solve import (
+    RegularizedSolution as RegularizedSolution,
+    regularized_diffeqsolve as regularized_diffeqsolve,
+)
+from ._stiffness import (
+    read_stiffness as read_stiffness,
+    stability_region_size as stability_region_size,
+    StiffnessEstimateSolver as StiffnessEstimateSolver,
+    stiffness_from_stages as stiffness_from_stages,
+)
