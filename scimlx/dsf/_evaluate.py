@@ -1,0 +1,628 @@
+"""Four evaluations of one DSF: recurrence (`lax.scan`), associative scan, chunked, matrix."""
+
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Inexact
+
+from ._auto import choose_chunk_size, choose_method
+from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, DiagonalDSF, SoftmaxDSF
+
+METHODS = ("recurrence", "scan", "chunked", "matrix")
+DEFAULT_MAX_BYTES = 2**30  # 1 GiB for the materialised input-output matrix
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _compute_dtype(x):
+    # Accumulate low-precision inputs in float32.
+    if x.dtype in (jnp.float16, jnp.bfloat16):
+        return jnp.float32
+    return x.dtype
+
+
+def _decay_matrix(a):
+    """exp(segsum(a)) masked causally: out[i, j] = exp(a[j+1] + ... + a[i]) for i >= j, else 0.
+
+    `a`: `(T, ...)` log-decays. Computed by a masked cumulative sum (as in Mamba-2's
+    `ssd_minimal.segsum`), which never subtracts two large cumulative sums, so it stays accurate
+    when the total log-decay is large.
+    """
+    T = a.shape[0]
+    idx = jnp.arange(T)
+    extra = (1,) * (a.ndim - 1)
+    strict = (idx[:, None] > idx[None, :]).reshape((T, T) + extra)  # [k, j]: k > j
+    X = jnp.where(strict, jnp.broadcast_to(a[:, None], (T, T) + a.shape[1:]), jnp.zeros((), a.dtype))
+    S = jnp.cumsum(X, axis=0)  # S[i, j] = sum_{j < k <= i} a[k]
+    causal = (idx[:, None] >= idx[None, :]).reshape((T, T) + extra)
+    return jnp.where(causal, jnp.exp(S), jnp.zeros((), S.dtype))
+
+
+def _labels(arr, base: str, d_label: str = "d", n_label: str = "n", squeeze_axes=(-2, -1)):
+    """einsum labels for an array whose trailing (d|1, n|1) axes may be size 1 (dropped)."""
+    labels = base
+    sq = []
+    for ax, lab in zip(squeeze_axes, (d_label, n_label)):
+        if arr.shape[ax] == 1:
+            sq.append(arr.ndim + ax)
+        else:
+            labels += lab
+    return jnp.squeeze(arr, axis=tuple(sq)) if sq else arr, labels
+
+
+def _check_x(dsf: AbstractDSF, x):
+    if x.ndim != 2:
+        raise ValueError(f"`x` must have shape (L, d), got shape {tuple(x.shape)}.")
+    if x.shape[1] != dsf.in_dim or dsf.length not in (1, x.shape[0]):
+        raise ValueError(
+            f"`x` has shape {tuple(x.shape)} but the system expects (L, d) = "
+            f"({dsf.length}, {dsf.in_dim})."
+        )
+
+
+def matrix_bytes(dsf: AbstractDSF, length: int | None = None, itemsize: int | None = None) -> int:
+    """Estimated bytes of the intermediates of `method="matrix"` (and of `phi`)."""
+    L, d = length or dsf.length, dsf.in_dim
+    if isinstance(dsf, ChannelDSF):
+        item = itemsize or dsf.beta.dtype.itemsize
+        dl, nl = dsf.log_lam.shape[1:]
+        per_ch = max(dl, dsf.key.shape[1], dsf.query.shape[1])
+        inner = per_ch * dsf.n if (nl > 1 or per_ch > 1) else 1
+        return L * L * (d + dl * nl + inner) * item
+    if isinstance(dsf, DiagonalDSF):
+        item = itemsize or dsf.B.dtype.itemsize
+        return L * L * (int(dsf.state_dim) + d * d) * item
+    if isinstance(dsf, DenseDSF):
+        item = itemsize or dsf.B.dtype.itemsize
+        return L * L * (int(dsf.state_dim) * d + d * d) * item
+    if isinstance(dsf, SoftmaxDSF):
+        item = itemsize or dsf.q.dtype.itemsize
+        return 2 * L * L * item
+    raise TypeError(type(dsf).__name__)
+
+
+def _check_budget(dsf, max_bytes, L):
+    est = matrix_bytes(dsf, L)
+    if est > max_bytes:
+        raise ValueError(
+            f"method='matrix' would materialise about {est / 2**20:.1f} MiB for "
+            f"{type(dsf).__name__}(L={L}, d={dsf.in_dim}, state_dim={dsf.state_dim}), "
+            f"above max_bytes={max_bytes} ({max_bytes / 2**20:.1f} MiB). Use method='chunked' or "
+            "'recurrence', or raise `max_bytes`."
+        )
+
+
+# ----------------------------------------------------------------------------- ChannelDSF
+
+
+def _channel_arrays(dsf: ChannelDSF, x):
+    L, d = x.shape
+    cd = _compute_dtype(x)
+
+    def bl(a):
+        return jnp.broadcast_to(a.astype(cd), (L,) + a.shape[1:])
+
+    ll, beta, key, query = bl(dsf.log_lam), bl(dsf.beta), bl(dsf.key), bl(dsf.query)
+    gamma = None if dsf.gamma is None else bl(dsf.gamma)
+    D = None if dsf.D is None else dsf.D.astype(cd)
+    return ll, beta, key, query, gamma, D, x.astype(cd)
+
+
+def _channel_out(y, gamma, D, x):
+    if gamma is not None:
+        y = gamma * y
+    if D is not None:
+        y = y + D[None, :] * x
+    return y
+
+
+def _channel_recurrence(dsf, x, h0, unroll):
+    ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
+    d, n = dsf.in_dim, dsf.n
+    bx = beta * x
+
+    def step(H, inp):
+        ll_i, bx_i, k_i, q_i = inp
+        H = jnp.exp(ll_i) * H + bx_i[:, None] * k_i
+        return H, jnp.sum(H * q_i, axis=-1)
+
+    H0 = jnp.zeros((d, n), x.dtype) if h0 is None else h0.astype(x.dtype)
+    H, y = jax.lax.scan(step, H0, (ll, bx, key, query), unroll=unroll)
+    return _channel_out(y, gamma, D, x), H
+
+
+def _channel_scan(dsf, x, h0):
+    ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
+    a = jnp.exp(ll)  # (L, dl, nl)
+    b = (beta * x)[:, :, None] * key  # (L, d, n)
+    if h0 is not None:
+        b = b.at[0].add(a[0] * h0.astype(x.dtype))
+
+    def combine(e1, e2):
+        a1, b1 = e1
+        a2, b2 = e2
+        return a1 * a2, a2 * b1 + b2
+
+    _, H = jax.lax.associative_scan(combine, (a, b))
+    y = jnp.sum(H * query, axis=-1)
+    return _channel_out(y, gamma, D, x), H[-1]
+
+
+def _intra(ll_mat, query, key, bx):
+    """sum_j [sum_s q_{i s} k_{j s} M_{i j s}] bx_j with size-1 axes handled by einsum labels.
+
+    `ll_mat`: (..., i, j, d|1, n|1) decay matrix; `query`: (..., i, d|1, n); `key`: (..., j, d|1,
+    n); `bx`: (..., j, d). Leading batch axes are labelled 'c' (chunks) if present.
+    """
+    lead = "c" if ll_mat.ndim == 5 else ""
+    M, lm = _labels(ll_mat, lead + "ij")
+    q, lq = _labels(query, lead + "i", squeeze_axes=(-2,), n_label="")
+    k, lk = _labels(key, lead + "j", squeeze_axes=(-2,), n_label="")
+    lq += "n"
+    lk += "n"
+    has_d = any("d" in s for s in (lm, lq, lk))
+    out = lead + "ij" + ("d" if has_d else "")
+    A = jnp.einsum(f"{lm},{lq},{lk}->{out}", M, q, k)
+    if has_d:
+        return jnp.einsum(f"{lead}ijd,{lead}jd->{lead}id", A, bx), A
+    return jnp.einsum(f"{lead}ij,{lead}jd->{lead}id", A, bx), A
+
+
+def _channel_chunked(dsf, x, h0, chunk_size):
+    ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
+    L, d = x.shape
+    n = dsf.n
+    Q = min(chunk_size, L)
+    pad = (-L) % Q
+    bx = beta * x
+    if pad:
+        pz = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
+        ll, bx, key, query = pz(ll), pz(bx), pz(key), pz(query)
+    C = (L + pad) // Q
+    rs = lambda a: a.reshape((C, Q) + a.shape[1:])  # noqa: E731
+    ll, bx, key, query = rs(ll), rs(bx), rs(key), rs(query)
+    # 1. intra-chunk (masked, matmul-shaped)
+    M = jax.vmap(_decay_matrix)(ll)  # (C, Q, Q, dl, nl)
+    y_intra, _ = _intra(M, query, key, bx)
+    # 2. state produced by each chunk: sum_j exp(cum_Q - cum_j) (bx_j k_j^T)
+    w = M[:, -1]  # (C, Q, dl, nl) = exp(sum_{k>j} ll_k) within the chunk
+    wb, lw = _labels(w, "cj")
+    kb, lk = _labels(key, "cj", squeeze_axes=(-2,), n_label="")
+    lk += "n"
+    states = jnp.einsum(f"{lw},{lk},cjd->cdn", wb, kb, bx)
+    # 3. inter-chunk recurrence on the (d, n) states
+    cum = jnp.cumsum(ll, axis=1)  # (C, Q, dl, nl), within-chunk cumulative log-decay
+    chunk_decay = jnp.exp(cum[:, -1])  # (C, dl, nl)
+
+    def step(H, inp):
+        dec, st = inp
+        return dec * H + st, H
+
+    H0 = jnp.zeros((d, n), x.dtype) if h0 is None else h0.astype(x.dtype)
+    H_last, H_in = jax.lax.scan(step, H0, (chunk_decay, states))
+    # 4. contribution of the incoming state: q_i . (exp(cum_i) * H_in)
+    e, le = _labels(jnp.exp(cum), "ci")
+    qb, lq = _labels(query, "ci", squeeze_axes=(-2,), n_label="")
+    lq += "n"
+    y_inter = jnp.einsum(f"{le},{lq},cdn->cid", e, qb, H_in)
+    y = (y_intra + y_inter).reshape(C * Q, d)[:L]
+    return _channel_out(y, gamma, D, x), H_last
+
+
+def _channel_phi(dsf: ChannelDSF, L, dtype=None):
+    beta = dsf.beta
+    cd = beta.dtype if dtype is None else dtype
+    ll, beta, key, query, gamma, D, _ = _channel_arrays(dsf, jnp.zeros((L, dsf.in_dim), cd))
+    M = _decay_matrix(ll)  # (L, L, dl, nl)
+    _, A = _intra(M, query, key, jnp.zeros((L, dsf.in_dim), cd))
+    if A.ndim == 2:
+        A = A[:, :, None]
+    P = A * beta[None, :, :]
+    if gamma is not None:
+        P = gamma[:, None, :] * P
+    if D is not None:
+        P = P + jnp.eye(L, dtype=cd)[:, :, None] * D[None, None, :]
+    return P, M, ll, beta, key
+
+
+def _channel_matrix(dsf, x, h0):
+    d, n = dsf.in_dim, dsf.n
+    cd = _compute_dtype(x)
+    x = x.astype(cd)
+    L = x.shape[0]
+    P, M, ll, beta, key = _channel_phi(dsf, L, cd)
+    y = jnp.einsum("ijd,jd->id", P, x)
+    bx = beta * x
+    wb, lw = _labels(M[-1], "j")
+    kb, lk = _labels(key, "j", squeeze_axes=(-2,), n_label="")
+    H = jnp.einsum(f"{lw},{lk}n,jd->dn", wb, kb, bx)
+    if h0 is not None:
+        cum = jnp.cumsum(ll, axis=0)
+        E = jnp.exp(cum)  # (L, dl, nl)
+        q = jnp.broadcast_to(dsf.query.astype(cd), (L,) + dsf.query.shape[1:])
+        contrib = jnp.sum(E * h0.astype(cd)[None] * q, axis=-1)  # (L, d)
+        if dsf.gamma is not None:
+            contrib = jnp.broadcast_to(dsf.gamma.astype(cd), (L, d)) * contrib
+        y = y + contrib
+        H = H + E[-1] * h0.astype(cd)
+    return y, H
+
+
+# ----------------------------------------------------------------------------- DiagonalDSF
+
+
+def _diag_arrays(dsf: DiagonalDSF, x):
+    L = x.shape[0]
+    cd = jnp.result_type(dsf.B.dtype, dsf.log_lam.dtype, dsf.C.dtype)
+
+    def bl(a):
+        return jnp.broadcast_to(a.astype(cd), (L,) + a.shape[1:])
+
+    ll, B, C = bl(dsf.log_lam), bl(dsf.B), bl(dsf.C)
+    b = jnp.einsum("lnd,ld->ln", B, x.astype(cd))
+    return ll, b, C
+
+
+def _diag_out(dsf, y, x):
+    if dsf.real_output:
+        y = jnp.real(y)
+    if dsf.D is not None:
+        y = y + (dsf.D[None, :] * x).astype(y.dtype)
+    return y
+
+
+def _diag_recurrence(dsf, x, h0, unroll):
+    ll, b, C = _diag_arrays(dsf, x)
+
+    def step(h, inp):
+        ll_i, b_i, C_i = inp
+        h = jnp.exp(ll_i) * h + b_i
+        return h, C_i @ h
+
+    h0 = jnp.zeros(b.shape[1:], b.dtype) if h0 is None else h0.astype(b.dtype)
+    h, y = jax.lax.scan(step, h0, (ll, b, C), unroll=unroll)
+    return _diag_out(dsf, y, x), h
+
+
+def _diag_scan(dsf, x, h0):
+    ll, b, C = _diag_arrays(dsf, x)
+    a = jnp.exp(ll)
+    if h0 is not None:
+        b = b.at[0].add(a[0] * h0.astype(b.dtype))
+
+    def combine(e1, e2):
+        a1, b1 = e1
+        a2, b2 = e2
+        return a1 * a2, a2 * b1 + b2
+
+    _, h = jax.lax.associative_scan(combine, (a, b))
+    return _diag_out(dsf, jnp.einsum("ldn,ln->ld", C, h), x), h[-1]
+
+
+def _diag_chunked(dsf, x, h0, chunk_size):
+    ll, b, C = _diag_arrays(dsf, x)
+    L, N = b.shape
+    Q = min(chunk_size, L)
+    pad = (-L) % Q
+    if pad:
+        ll = jnp.pad(ll, [(0, pad), (0, 0)])
+        b = jnp.pad(b, [(0, pad), (0, 0)])
+    Cn = (L + pad) // Q
+    ll = ll.reshape(Cn, Q, N)
+    b = b.reshape(Cn, Q, N)
+    M = jax.vmap(_decay_matrix)(ll)  # (Cn, Q, Q, N)
+    h_intra = jnp.einsum("cijn,cjn->cin", M, b)
+    states = h_intra[:, -1]
+    cum = jnp.cumsum(ll, axis=1)
+
+    def step(h, inp):
+        dec, st = inp
+        return dec * h + st, h
+
+    h0 = jnp.zeros((N,), b.dtype) if h0 is None else h0.astype(b.dtype)
+    h_last, h_in = jax.lax.scan(step, h0, (jnp.exp(cum[:, -1]), states))
+    h = (h_intra + jnp.exp(cum) * h_in[:, None, :]).reshape(Cn * Q, N)[:L]
+    return _diag_out(dsf, jnp.einsum("ldn,ln->ld", C, h), x), h_last
+
+
+def _diag_phi(dsf: DiagonalDSF, L):
+    cd = jnp.result_type(dsf.B.dtype, dsf.log_lam.dtype, dsf.C.dtype)
+    ll = jnp.broadcast_to(dsf.log_lam.astype(cd), (L, dsf.log_lam.shape[1]))
+    B = jnp.broadcast_to(dsf.B.astype(cd), (L,) + dsf.B.shape[1:])
+    C = jnp.broadcast_to(dsf.C.astype(cd), (L,) + dsf.C.shape[1:])
+    M = _decay_matrix(ll)  # (L, L, N)
+    P = jnp.einsum("idn,ijn,jne->ijde", C, M, B)
+    if dsf.real_output:
+        P = jnp.real(P)
+    if dsf.D is not None:
+        d = dsf.in_dim
+        P = P + (jnp.eye(L, dtype=P.dtype)[:, :, None, None] * jnp.diag(dsf.D).astype(P.dtype)[None, None])
+        del d
+    return P, M, ll, B
+
+
+def _diag_matrix(dsf, x, h0):
+    L = x.shape[0]
+    P, M, ll, B = _diag_phi(dsf, L)
+    y = jnp.einsum("ijde,je->id", P, x.astype(P.dtype))
+    b = jnp.einsum("lnd,ld->ln", B, x.astype(B.dtype))
+    h = jnp.einsum("jn,jn->n", M[-1], b)
+    if h0 is not None:
+        E = jnp.exp(jnp.cumsum(ll, axis=0))
+        C = jnp.broadcast_to(dsf.C.astype(B.dtype), (L,) + dsf.C.shape[1:])
+        contrib = jnp.einsum("ldn,ln->ld", C, E * h0.astype(B.dtype)[None])
+        y = y + (jnp.real(contrib) if dsf.real_output else contrib)
+        h = h + E[-1] * h0.astype(B.dtype)
+    return y, h
+
+
+# ----------------------------------------------------------------------------- DenseDSF
+
+
+def _dense_out(dsf, y, x):
+    y = y + jnp.einsum("lde,le->ld", dsf.D, x.astype(dsf.D.dtype))
+    return jnp.real(y) if dsf.real_output else y
+
+
+def _dense_recurrence(dsf: DenseDSF, x, h0, unroll):
+    cd = dsf.B.dtype
+
+    def step(h, inp):
+        A, B, C, x_i = inp
+        h = A @ h + B @ x_i
+        return h, C @ h
+
+    h0 = jnp.zeros(dsf.lam.shape[1], cd) if h0 is None else h0.astype(cd)
+    h, y = jax.lax.scan(step, h0, (dsf.lam, dsf.B, dsf.C, x.astype(cd)), unroll=unroll)
+    return _dense_out(dsf, y, x), h
+
+
+def _dense_scan(dsf: DenseDSF, x, h0):
+    cd = dsf.B.dtype
+    b = jnp.einsum("lnd,ld->ln", dsf.B, x.astype(cd))
+    A = dsf.lam
+    if h0 is not None:
+        b = b.at[0].add(A[0] @ h0.astype(cd))
+
+    def combine(e1, e2):
+        A1, b1 = e1
+        A2, b2 = e2
+        return A2 @ A1, jnp.einsum("...nm,...m->...n", A2, b1) + b2
+
+    _, h = jax.lax.associative_scan(combine, (A, b))
+    return _dense_out(dsf, jnp.einsum("ldn,ln->ld", dsf.C, h), x), h[-1]
+
+
+def _dense_phi(dsf: DenseDSF):
+    L = dsf.length
+
+    def step(Mprev, inp):
+        i, A, B = inp
+        M = jnp.einsum("nm,jmd->jnd", A, Mprev)
+        M = M.at[i].set(B)
+        return M, M
+
+    M0 = jnp.zeros((L,) + dsf.B.shape[1:], dsf.B.dtype)
+    _, Ms = jax.lax.scan(step, M0, (jnp.arange(L), dsf.lam, dsf.B))  # Ms[i, j] = prod A B_j
+    causal = (jnp.arange(L)[:, None] >= jnp.arange(L)[None, :])[:, :, None, None]
+    P = jnp.where(causal, jnp.einsum("idn,ijne->ijde", dsf.C, Ms), jnp.zeros((), Ms.dtype))
+    P = P + jnp.eye(L, dtype=P.dtype)[:, :, None, None] * dsf.D[:, None, :, :]
+    return jnp.real(P) if dsf.real_output else P
+
+
+def _dense_matrix(dsf, x, h0):
+    if h0 is not None:
+        raise ValueError("`h0` is not supported by method='matrix' for DenseDSF.")
+    P = _dense_phi(dsf)
+    y = jnp.einsum("ijde,je->id", P, x.astype(P.dtype))
+    _, h = _dense_recurrence(dsf, x, None, 1)
+    return y, h
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def _softmax_scores(dsf: SoftmaxDSF, cd):
+    L = dsf.length
+    S = (dsf.q.astype(cd) @ dsf.k.astype(cd).T) * dsf.scale
+    causal = jnp.arange(L)[:, None] >= jnp.arange(L)[None, :]
+    return jnp.where(causal, S, jnp.finfo(cd).min)
+
+
+def _softmax_matrix(dsf, x):
+    cd = _compute_dtype(x)
+    P = jax.nn.softmax(_softmax_scores(dsf, cd), axis=-1)
+    return P @ x.astype(cd), (dsf.k.astype(cd), x.astype(cd))
+
+
+def _softmax_recurrence(dsf, x, unroll):
+    """Growing KV state: step i appends (k_i, x_i) and reads it out with a max-shifted softmax."""
+    cd = _compute_dtype(x)
+    L, m = dsf.q.shape
+    q, k, v = dsf.q.astype(cd), dsf.k.astype(cd), x.astype(cd)
+    idx = jnp.arange(L)
+
+    def step(carry, inp):
+        K, V = carry
+        i, q_i, k_i, v_i = inp
+        K = K.at[i].set(k_i)
+        V = V.at[i].set(v_i)
+        s = jnp.where(idx <= i, (K @ q_i) * dsf.scale, -jnp.inf)
+        mx = jnp.max(s)
+        p = jnp.exp(s - mx)
+        return (K, V), (p @ V) / jnp.sum(p)
+
+    K0 = jnp.zeros((L, m), cd)
+    V0 = jnp.zeros_like(v)
+    (K, V), y = jax.lax.scan(step, (K0, V0), (idx, q, k, v), unroll=unroll)
+    return y, (K, V)
+
+
+def _softmax_chunked(dsf, x, chunk_size):
+    """Flash-style causal attention: online softmax (running max and sum) over key blocks."""
+    cd = _compute_dtype(x)
+    L, m = dsf.q.shape
+    d = x.shape[1]
+    Q = min(chunk_size, L)
+    pad = (-L) % Q
+    q, k, v = dsf.q.astype(cd), dsf.k.astype(cd), x.astype(cd)
+    if pad:
+        q = jnp.pad(q, [(0, pad), (0, 0)])
+        k = jnp.pad(k, [(0, pad), (0, 0)])
+        v = jnp.pad(v, [(0, pad), (0, 0)])
+    C = (L + pad) // Q
+    qc, kc, vc = q.reshape(C, Q, m), k.reshape(C, Q, m), v.reshape(C, Q, d)
+    pos = jnp.arange(C * Q).reshape(C, Q)
+    neg = jnp.finfo(cd).min
+
+    def one_query_chunk(qi, pi):
+        def step(carry, inp):
+            mx, l, acc = carry
+            kj, vj, pj = inp
+            s = (qi @ kj.T) * dsf.scale
+            s = jnp.where(pi[:, None] >= pj[None, :], s, neg)
+            mnew = jnp.maximum(mx, jnp.max(s, axis=1))
+            corr = jnp.exp(mx - mnew)
+            p = jnp.exp(s - mnew[:, None])
+            return (mnew, corr * l + jnp.sum(p, axis=1), corr[:, None] * acc + p @ vj), None
+
+        init = (jnp.full((Q,), neg, cd), jnp.zeros((Q,), cd), jnp.zeros((Q, d), cd))
+        (mx, l, acc), _ = jax.lax.scan(step, init, (kc, vc, pos))
+        return acc / l[:, None]
+
+    y = jax.vmap(one_query_chunk)(qc, pos).reshape(C * Q, d)[:L]
+    return y, (dsf.k.astype(cd), x.astype(cd))
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def evaluate(
+    dsf: AbstractDSF,
+    x: Inexact[Array, "L d"],
+    *,
+    method: str = "auto",
+    h0: Inexact[Array, "..."] | None = None,
+    chunk_size: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    training: bool = False,
+    unroll: int = 1,
+) -> tuple[Float[Array, "L d"], Any]:
+    """Evaluate the DSF on the input (value) stream `x`: y_i = C_i h_i + D_i x_i.
+
+    **Arguments:**
+
+    - `dsf`: the system (`ChannelDSF`, `DiagonalDSF`, `DenseDSF` or `SoftmaxDSF`).
+    - `x`: `(L, d)` input stream (one unbatched sequence; batch with `jax.vmap`).
+    - `method`: `"recurrence"` (`lax.scan`, O(L) depth, O(state) memory), `"scan"`
+      (`lax.associative_scan`, O(log L) depth, O(L state) memory), `"chunked"` (matmul-shaped
+      blocks of `chunk_size` with a stable segment-sum of log-decays, then a recurrence across
+      blocks), `"matrix"` (materialise y = Phi x; refused above `max_bytes`), or `"auto"`, which
+      picks by a table measured per backend, structure, length and `training`. For `SoftmaxDSF`:
+      `"recurrence"` is the growing KV state, `"chunked"` online softmax over key blocks,
+      `"matrix"` the exact matrix; `"scan"` is not defined (infinite state).
+    - `h0`: initial state (`(d, n)` for `ChannelDSF`, `(N,)` otherwise); default 0.
+    - `chunk_size`: block length for `"chunked"` (default: from the measured table).
+    - `max_bytes`: memory budget of `"matrix"`.
+    - `training`: whether gradients will be taken (only used by `"auto"`).
+    - `unroll`: `lax.scan` unroll of `"recurrence"`.
+
+    **Returns:** `(y, state)`: `y` of shape `(L, d)` and the final state (for softmax, the KV
+    cache `(K, V)`).
+    """
+    _check_x(dsf, x)
+    L = x.shape[0]
+    if method == "auto":
+        method = choose_method(dsf, L, training=training)
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS + ('auto',)}, got {method!r}.")
+    if chunk_size is None:
+        chunk_size = choose_chunk_size(dsf)
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size}.")
+    if method == "matrix":
+        _check_budget(dsf, max_bytes, L)
+    if isinstance(dsf, SoftmaxDSF):
+        if h0 is not None:
+            raise ValueError("`h0` is not supported for SoftmaxDSF.")
+        if method == "recurrence":
+            return _softmax_recurrence(dsf, x, unroll)
+        if method == "chunked":
+            return _softmax_chunked(dsf, x, chunk_size)
+        if method == "matrix":
+            return _softmax_matrix(dsf, x)
+        raise ValueError(
+            "method='scan' is not defined for SoftmaxDSF (its state is infinite); use "
+            "'recurrence' (growing KV state), 'chunked' (online softmax) or 'matrix'."
+        )
+    if isinstance(dsf, ChannelDSF):
+        if h0 is not None and h0.shape != (dsf.in_dim, dsf.n):
+            raise ValueError(f"`h0` must have shape (d, n) = {(dsf.in_dim, dsf.n)}, got {h0.shape}.")
+        fn = {
+            "recurrence": lambda: _channel_recurrence(dsf, x, h0, unroll),
+            "scan": lambda: _channel_scan(dsf, x, h0),
+            "chunked": lambda: _channel_chunked(dsf, x, h0, chunk_size),
+            "matrix": lambda: _channel_matrix(dsf, x, h0),
+        }[method]
+        return fn()
+    if isinstance(dsf, DiagonalDSF):
+        if h0 is not None and h0.shape != (dsf.log_lam.shape[1],):
+            raise ValueError(f"`h0` must have shape (N,) = ({dsf.log_lam.shape[1]},), got {h0.shape}.")
+        fn = {
+            "recurrence": lambda: _diag_recurrence(dsf, x, h0, unroll),
+            "scan": lambda: _diag_scan(dsf, x, h0),
+            "chunked": lambda: _diag_chunked(dsf, x, h0, chunk_size),
+            "matrix": lambda: _diag_matrix(dsf, x, h0),
+        }[method]
+        return fn()
+    if isinstance(dsf, DenseDSF):
+        if method == "chunked":
+            raise ValueError(
+                "method='chunked' needs a diagonal transition; DenseDSF supports 'recurrence', "
+                "'scan' and 'matrix'."
+            )
+        fn = {
+            "recurrence": lambda: _dense_recurrence(dsf, x, h0, unroll),
+            "scan": lambda: _dense_scan(dsf, x, h0),
+            "matrix": lambda: _dense_matrix(dsf, x, h0),
+        }[method]
+        return fn()
+    raise TypeError(f"Unknown DSF type {type(dsf).__name__}.")
+
+
+def phi(
+    dsf: AbstractDSF, *, length: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Inexact[Array, "L L ..."]:
+    """The materialised input-output matrix Phi of the DSF ("attention matrix" of any layer).
+
+    Phi_ij = C_i Lambda_i ... Lambda_{j+1} B_j for j < i, Phi_ii = C_i B_i + D_i, 0 above the
+    diagonal; y = Phi x.
+
+    **Arguments:**
+
+    - `dsf`: the system.
+    - `length`: sequence length L (needed only for time-invariant systems stored with length 1).
+    - `max_bytes`: refuse (with the estimate in the message) if the computation would need more.
+
+    **Returns:** `(L, L, d)` for `ChannelDSF` and `SoftmaxDSF` (Phi_ij is diagonal: its diagonal
+    is returned), `(L, L, d, d)` for `DiagonalDSF` and `DenseDSF`.
+    """
+    L = length or dsf.length
+    _check_budget(dsf, max_bytes, L)
+    if isinstance(dsf, ChannelDSF):
+        return _channel_phi(dsf, L)[0]
+    if isinstance(dsf, DiagonalDSF):
+        return _diag_phi(dsf, L)[0]
+    if isinstance(dsf, DenseDSF):
+        return _dense_phi(dsf)
+    if isinstance(dsf, SoftmaxDSF):
+        P = jax.nn.softmax(_softmax_scores(dsf, dsf.q.dtype), axis=-1)
+        return jnp.broadcast_to(P[:, :, None], P.shape + (dsf.value_dim,))
+    raise TypeError(f"Unknown DSF type {type(dsf).__name__}.")
+
+
+del functools, math
