@@ -1,0 +1,24 @@
+"""scimlx: differentiable scientific computing in JAX."""
+
+import importlib.metadata
+
+from ._core import (
+    atomic_write_bytes as atomic_write_bytes,
+    CheckpointError as CheckpointError,
+    default_batch as default_batch,
+    fit as fit,
+    FitResult as FitResult,
+    is_successful as is_successful,
+    load as load,
+    ProgressBar as ProgressBar,
+    read_header as read_header,
+    RESULTS as RESULTS,
+    save as save,
+)
+from ._tour import tour as tour
+
+
+try:
+    __version__ = importlib.metadata.version("scimlx")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"

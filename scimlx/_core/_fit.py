@@ -1,0 +1,233 @@
+"""A minimal, resumable optax training loop."""
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jaxtyping import PRNGKeyArray
+
+from ._persistence import load, save
+from ._progress import ProgressBar
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What [`scimlx.fit`][] returns.
+
+    - `model`: the trained model (the best one by validation if `validate` was given).
+    - `last_model`: the model after the last step taken.
+    - `opt_state`: the optimiser state after the last step.
+    - `losses`: training loss of every step, a NumPy array of length `step`.
+    - `step`: the number of steps taken (fewer than asked if early stopping fired).
+    - `validations`: `(step, value)` pairs of every validation round.
+    - `best_validation`: the best validation value, or `None`.
+    - `stopped_early`: whether early stopping ended the run.
+    """
+
+    model: Any
+    last_model: Any
+    opt_state: Any
+    losses: np.ndarray
+    step: int
+    validations: tuple
+    best_validation: float | None
+    stopped_early: bool
+
+
+def _step_keys(key, step: int):
+    k = jr.fold_in(key, step)
+    return jr.split(k)
+
+
+def fit(
+    loss: Callable[..., Any],
+    model: Any,
+    optimiser: optax.GradientTransformation,
+    *,
+    steps: int,
+    key: PRNGKeyArray,
+    batch: Callable[[int, PRNGKeyArray], Any] | None = None,
+    has_aux: bool = False,
+    filter_spec: Callable[[Any], bool] = eqx.is_inexact_array,
+    progress: bool = True,
+    desc: str = "fit",
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    validate: Callable[[Any], float] | None = None,
+    validate_every: int = 100,
+    patience: int | None = None,
+) -> FitResult:
+    """Train `model` with `optimiser` on `loss` for `steps` steps, resumably.
+
+    Each step draws its randomness from `jax.random.fold_in(key, step)`, and the batch
+    from `batch(step, batch_key)`, so a run that is stopped and resumed from its last
+    checkpoint reproduces the uninterrupted run exactly.
+
+    **Arguments:**
+
+    - `loss`: `loss(model, batch, key) -> scalar` (or `(scalar, aux)` if `has_aux`).
+    - `model`: the initial model (any pytree). Leaves selected by `filter_spec`
+      (default: floating-point arrays) are trained; the rest is held fixed.
+    - `optimiser`: an `optax.GradientTransformation`.
+    - `steps`: the total number of optimiser steps (including those already taken by a
+      resumed checkpoint).
+    - `key`: a PRNG key.
+    - `batch`: `batch(step, key) -> batch`, called outside `jit` (it may use NumPy);
+      it must be a pure function of its arguments for resumes to be exact. `None` passes
+      `batch=None` to `loss`.
+    - `has_aux`: whether `loss` returns `(value, aux)`; `aux` must be a dict of scalars,
+      shown on the progress bar.
+    - `filter_spec`: which leaves of `model` to train.
+    - `progress`: show a progress bar (see [`scimlx.ProgressBar`][]).
+    - `desc`: the bar's label.
+    - `checkpoint`: a file path. If it exists the run resumes from it; every
+      `checkpoint_every` steps and at the end, the training state is saved there
+      atomically (a kill mid-write keeps the previous checkpoint).
+    - `validate`: `validate(model) -> float`, lower is better; evaluated every
+      `validate_every` steps and at the end. The best model is kept.
+    - `patience`: stop after this many validation rounds without improvement.
+
+    **Returns:**
+
+    A [`scimlx.FitResult`][].
+    """
+    if steps < 0:
+        raise ValueError(f"`steps` must be non-negative, got {steps}.")
+    if checkpoint_every <= 0:
+        raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
+    if validate_every <= 0:
+        raise ValueError(f"`validate_every` must be positive, got {validate_every}.")
+    if patience is not None and validate is None:
+        raise ValueError("`patience` needs `validate`.")
+
+    params, static = eqx.partition(model, filter_spec)
+    opt_state = optimiser.init(params)
+
+    # Training state that survives a restart: everything the next step depends on.
+    state = {
+        "params": params,
+        "opt_state": opt_state,
+        "best_params": params,
+        "losses": np.full((steps,), np.nan),
+        "val_steps": np.full((steps // validate_every + 2,), -1, dtype=np.int64),
+        "val_values": np.full((steps // validate_every + 2,), np.nan),
+        "step": np.array(0, dtype=np.int64),
+        "best": np.array(np.inf),
+        "bad_rounds": np.array(0, dtype=np.int64),
+        "stopped": np.array(False),
+    }
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = load(checkpoint, like=state)
+
+    def _loss(p, b, k):
+        out = loss(eqx.combine(p, static), b, k)
+        return out if has_aux else (out, {})
+
+    @eqx.filter_jit
+    def train_step(p, o, b, k):
+        (value, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(p, b, k)
+        updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
+        p = eqx.apply_updates(p, updates)
+        return p, o, value, aux
+
+    def _save(st):
+        if checkpoint is not None:
+            save(checkpoint, st, metadata={"step": int(st["step"]), "steps": steps})
+
+    def _validate(st, step):
+        value = float(validate(eqx.combine(st["params"], static)))
+        n_rounds = int(np.sum(st["val_steps"] >= 0))
+        st["val_steps"][n_rounds] = step
+        st["val_values"][n_rounds] = value
+        if value < float(st["best"]):
+            st["best"] = np.array(value)
+            st["best_params"] = st["params"]
+            st["bad_rounds"] = np.array(0, dtype=np.int64)
+        else:
+            st["bad_rounds"] = np.array(int(st["bad_rounds"]) + 1, dtype=np.int64)
+        if patience is not None and int(st["bad_rounds"]) >= patience:
+            st["stopped"] = np.array(True)
+
+    # Work on host copies of the NumPy bookkeeping (the loaded ones may be jax arrays).
+    for name in ("losses", "val_steps", "val_values"):
+        state[name] = np.array(state[name])
+    start = int(state["step"])
+    p, o = state["params"], state["opt_state"]
+    bar = ProgressBar(steps, desc, unit="step", disable=not progress)
+    bar.update(start)
+    try:
+        step = start
+        while step < steps and not bool(state["stopped"]):
+            batch_key, loss_key = _step_keys(key, step)
+            b = None if batch is None else batch(step, batch_key)
+            p, o, value, aux = train_step(p, o, b, loss_key)
+            value = float(value)
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"The loss became non-finite ({value}) at step {step}. Lower the "
+                    "learning rate, check the data for NaNs, or clip gradients."
+                )
+            state["losses"][step] = value
+            step += 1
+            state["params"], state["opt_state"] = p, o
+            state["step"] = np.array(step, dtype=np.int64)
+            if validate is not None and (step % validate_every == 0 or step == steps):
+                _validate(state, step)
+            bar.update(1, loss=value, **{k: float(v) for k, v in aux.items()})
+            if step % checkpoint_every == 0 and step < steps:
+                _save(state)
+        if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
+            _validate(state, step)
+        _save(state)
+    finally:
+        bar.close()
+
+    n_val = int(np.sum(state["val_steps"] >= 0))
+    validations = tuple(
+        (int(s), float(v)) for s, v in zip(state["val_steps"][:n_val], state["val_values"][:n_val])
+    )
+    last_model = eqx.combine(p, static)
+    best_model = eqx.combine(state["best_params"], static) if validate is not None else last_model
+    return FitResult(
+        model=best_model,
+        last_model=last_model,
+        opt_state=o,
+        losses=np.asarray(state["losses"][: int(state["step"])]),
+        step=int(state["step"]),
+        validations=validations,
+        best_validation=None if validate is None else float(state["best"]),
+        stopped_early=bool(state["stopped"]),
+    )
+
+
+def default_batch(data: Any, batch_size: int) -> Callable[[int, PRNGKeyArray], Any]:
+    """A `batch` function for [`scimlx.fit`][]: a random minibatch of `data` per step.
+
+    `data` is a pytree of arrays with a common leading axis; each step takes
+    `batch_size` rows without replacement, drawn from the step's key.
+    """
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ValueError("`data` must contain at least one array.")
+    n = leaves[0].shape[0]
+    for leaf in leaves:
+        if leaf.shape[0] != n:
+            raise ValueError(
+                f"`data` arrays must share their leading axis; got {n} and {leaf.shape[0]}."
+            )
+    if not 0 < batch_size <= n:
+        raise ValueError(f"`batch_size` must be in [1, {n}], got {batch_size}.")
+
+    def _batch(step: int, key: PRNGKeyArray):
+        idx = jr.choice(key, n, (batch_size,), replace=False)
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[idx], data)
+
+    return _batch
