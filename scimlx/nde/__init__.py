@@ -26,3 +26,12 @@ from ._stiffness import (
     StiffnessEstimateSolver as StiffnessEstimateSolver,
     stiffness_from_stages as stiffness_from_stages,
 )
+from ._models import (
+    DiagonalLinearDiffusion as DiagonalLinearDiffusion,
+    LatentTrajectoryModel as LatentTrajectoryModel,
+    MLPVectorField as MLPVectorField,
+    NeuralODE as NeuralODE,
+    NeuralODEClassifier as NeuralODEClassifier,
+    NeuralSDE as NeuralSDE,
+    NeuralSDEClassifier as NeuralSDEClassifier,
+)

@@ -1,0 +1,523 @@
+"""Neural ODE / SDE models whose solves carry the regularization statistics."""
+
+from collections.abc import Callable, Sequence
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._regularizers import AbstractRegularizer
+from ._solve import RegularizedSolution, regularized_diffeqsolve
+
+
+def _default_controller() -> dfx.PIDController:
+    return dfx.PIDController(rtol=1.4e-8, atol=1.4e-8)
+
+
+def _apply_rows(fn: Callable, y: Array, dim: int) -> Array:
+    """Applies a per-example map `fn: (dim,) -> (k,)` over all leading axes of `y`."""
+    lead = y.shape[:-1]
+    flat = y.reshape((-1, dim))
+    out = jax.vmap(fn)(flat)
+    return out.reshape(lead + out.shape[-1:])
+
+
+class MLPVectorField(eqx.Module):
+    r"""The time-dependent MLP vector field of the TayNODE/ERNODE MNIST experiments,
+    $f(t, y) = \tanh(W_2 [\tanh(W_1 [y; t] + b_1); t] + b_2)$, with an optional
+    input map (e.g. `y ** 3` for the spiral).
+
+    **Arguments:**
+
+    - `dim`: state size.
+    - `width`: hidden width.
+    - `key`: PRNG key for the initialisation.
+    - `cube_input`: feed `y ** 3` instead of `y` (the spiral ODE's architecture).
+    - `final_activation`: apply `tanh` on the output (default) or not.
+    """
+
+    layer1: eqx.nn.Linear
+    layer2: eqx.nn.Linear
+    dim: int = eqx.field(static=True)
+    cube_input: bool = eqx.field(static=True)
+    final_activation: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        *,
+        key: PRNGKeyArray,
+        cube_input: bool = False,
+        final_activation: bool = True,
+    ):
+        if dim <= 0 or width <= 0:
+            raise ValueError(f"`dim` and `width` must be positive, got {dim}, {width}.")
+        k1, k2 = jr.split(key)
+        self.layer1 = eqx.nn.Linear(dim + 1, width, key=k1, dtype=jnp.float64)
+        self.layer2 = eqx.nn.Linear(width + 1, dim, key=k2, dtype=jnp.float64)
+        self.dim = dim
+        self.cube_input = cube_input
+        self.final_activation = final_activation
+
+    def __call__(
+        self, t: Float[Array, ""] | float, y: Float[Array, " dim"], args=None
+    ) -> Float[Array, " dim"]:
+        t = jnp.asarray(t, y.dtype)[None]
+        x = y**3 if self.cube_input else y
+        h = jnp.tanh(self.layer1(jnp.concatenate([x, t])))
+        out = self.layer2(jnp.concatenate([h, t]))
+        return jnp.tanh(out) if self.final_activation else out
+
+
+class NeuralODE(eqx.Module):
+    """A neural ODE `y' = f_θ(t, y)` solved with any diffrax solver, controller and
+    adjoint, returning the solution with regularization statistics.
+
+    The state may carry leading batch axes (`y0` of shape `(*batch, dim)`): the vector
+    field acts on one example and is mapped over them, and the batch is integrated as
+    one state with shared adaptive steps, as in the reference implementations (so the
+    prediction NFE is that of the batch).
+
+    **Arguments:**
+
+    - `vector_field`: an equinox module `f(t, y, args) -> dy/dt` on one example `(dim,)`.
+    - `dim`: state size.
+    - `solver`, `stepsize_controller`, `adjoint`: diffrax objects (defaults: Tsit5, PID
+        with `rtol = atol = 1.4e-8`, `RecursiveCheckpointAdjoint`).
+    - `t0`, `t1`, `dt0`, `max_steps`: integration interval, first step, step budget.
+    """
+
+    vector_field: eqx.Module
+    dim: int = eqx.field(static=True)
+    solver: dfx.AbstractSolver = eqx.field(static=True)
+    stepsize_controller: dfx.AbstractStepSizeController = eqx.field(static=True)
+    adjoint: dfx.AbstractAdjoint = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    dt0: float | None = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        vector_field: eqx.Module,
+        dim: int,
+        *,
+        solver: dfx.AbstractSolver = dfx.Tsit5(),
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
+        t0: float = 0.0,
+        t1: float = 1.0,
+        dt0: float | None = 0.01,
+        max_steps: int = 4096,
+    ):
+        if not t0 < t1:
+            raise ValueError(f"Need `t0 < t1`, got t0={t0}, t1={t1}.")
+        self.vector_field = vector_field
+        self.dim = dim
+        self.solver = solver
+        self.stepsize_controller = (
+            _default_controller() if stepsize_controller is None else stepsize_controller
+        )
+        self.adjoint = adjoint
+        self.t0 = float(t0)
+        self.t1 = float(t1)
+        self.dt0 = dt0
+        self.max_steps = max_steps
+
+    def _terms(self) -> dfx.ODETerm:
+        vf = self.vector_field
+        dim = self.dim
+        return dfx.ODETerm(
+            lambda t, y, args: _apply_rows(lambda r: vf(t, r, args), y, dim)
+        )
+
+    def __call__(
+        self,
+        y0: Float[Array, "*batch dim"],
+        *,
+        ts: Float[Array, " times"] | None = None,
+        regularizers: Sequence[AbstractRegularizer] = (),
+        key: PRNGKeyArray | None = None,
+        throw: bool = True,
+    ) -> RegularizedSolution:
+        """Solves from `y0`.
+
+        **Arguments:**
+
+        - `y0`: initial state `(*batch, dim)`.
+        - `ts`: save times (default: only `t1`).
+        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
+        - `key`: PRNG key (local, STEER, RNODE regularizers).
+        - `throw`: raise on solver failure (use `False` under `vmap`, read `.result`).
+
+        **Returns:**
+
+        A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(times, *batch, dim)`.
+        """
+        if y0.shape[-1:] != (self.dim,):
+            raise ValueError(f"`y0` must have shape (*batch, {self.dim}), got {y0.shape}.")
+        saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts)
+        return regularized_diffeqsolve(
+            self._terms(),
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            y0,
+            regularizers=tuple(regularizers),
+            stepsize_controller=self.stepsize_controller,
+            saveat=saveat,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            throw=throw,
+            key=key,
+        )
+
+
+class NeuralSDE(eqx.Module):
+    r"""A neural SDE $dy = f_θ(t, y)\,dt + \mathrm{diag}(g_θ(y))\,\circ dW$ (diagonal
+    noise) solved with an adaptive SDE solver (default SPaRK + PID) on a
+    `diffrax.VirtualBrownianTree` with space-time Lévy area.
+
+    As for [`scimlx.nde.NeuralODE`][], the state may carry leading batch axes, which
+    share one adaptive step sequence.
+
+    **Arguments:**
+
+    - `drift`: module `f(t, y, args)` on one example `(dim,)`.
+    - `diffusion`: module `g(y)` (or `eqx.nn.Linear(dim, dim)`) giving the diagonal.
+    - `dim`: state size.
+    - `solver`, `stepsize_controller`: diffrax objects (default SPaRK, PID tol 1e-2).
+    - `t0`, `t1`, `dt0`, `max_steps`, `brownian_tol`.
+    """
+
+    drift: eqx.Module
+    diffusion: eqx.Module
+    dim: int = eqx.field(static=True)
+    solver: dfx.AbstractSolver = eqx.field(static=True)
+    stepsize_controller: dfx.AbstractStepSizeController = eqx.field(static=True)
+    adjoint: dfx.AbstractAdjoint = eqx.field(static=True)
+    t0: float = eqx.field(static=True)
+    t1: float = eqx.field(static=True)
+    dt0: float | None = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    brownian_tol: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        drift: eqx.Module,
+        diffusion: eqx.Module,
+        dim: int,
+        *,
+        solver: dfx.AbstractSolver = dfx.SPaRK(),
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
+        t0: float = 0.0,
+        t1: float = 1.0,
+        dt0: float | None = 0.05,
+        max_steps: int = 4096,
+        brownian_tol: float = 1e-3,
+    ):
+        if not t0 < t1:
+            raise ValueError(f"Need `t0 < t1`, got t0={t0}, t1={t1}.")
+        self.drift = drift
+        self.diffusion = diffusion
+        self.dim = dim
+        self.solver = solver
+        self.stepsize_controller = (
+            dfx.PIDController(rtol=1e-2, atol=1e-2)
+            if stepsize_controller is None
+            else stepsize_controller
+        )
+        self.adjoint = adjoint
+        self.t0 = float(t0)
+        self.t1 = float(t1)
+        self.dt0 = dt0
+        self.max_steps = max_steps
+        self.brownian_tol = brownian_tol
+
+    def __call__(
+        self,
+        y0: Float[Array, "*batch dim"],
+        *,
+        key: PRNGKeyArray,
+        regularizers: Sequence[AbstractRegularizer] = (),
+        reg_key: PRNGKeyArray | None = None,
+        throw: bool = True,
+    ) -> RegularizedSolution:
+        """Solves one sample path from `y0` (final state only).
+
+        **Arguments:**
+
+        - `y0`: initial state `(*batch, dim)`.
+        - `key`: PRNG key of the Brownian path.
+        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
+        - `reg_key`: PRNG key for the regularizers (default: derived from `key`).
+        - `throw`: raise on solver failure.
+
+        **Returns:**
+
+        A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(1, *batch, dim)`.
+        """
+        if y0.shape[-1:] != (self.dim,):
+            raise ValueError(f"`y0` must have shape (*batch, {self.dim}), got {y0.shape}.")
+        shape = y0.shape
+        n = y0.size
+        dim = self.dim
+        drift, diffusion = self.drift, self.diffusion
+        bm_key, rk = jr.split(key)
+        if reg_key is None:
+            reg_key = rk
+        bm = dfx.VirtualBrownianTree(
+            self.t0,
+            self.t1,
+            tol=self.brownian_tol,
+            shape=jax.ShapeDtypeStruct((n,), y0.dtype),
+            key=bm_key,
+            levy_area=dfx.SpaceTimeLevyArea,
+        )
+
+        def f(t, y, args):
+            return _apply_rows(lambda r: drift(t, r, args), y.reshape(shape), dim).ravel()
+
+        def g(t, y, args):
+            diag = _apply_rows(lambda r: diffusion(r), y.reshape(shape), dim).ravel()
+            return lx.DiagonalLinearOperator(diag)
+
+        terms = dfx.MultiTerm(dfx.ODETerm(f), dfx.ControlTerm(g, bm))
+        sol = regularized_diffeqsolve(
+            terms,
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            y0.ravel(),
+            regularizers=tuple(regularizers),
+            stepsize_controller=self.stepsize_controller,
+            saveat=dfx.SaveAt(t1=True),
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            throw=throw,
+            key=reg_key,
+        )
+        ys = sol.solution.ys.reshape((-1,) + shape)
+        return eqx.tree_at(lambda s: s.solution.ys, sol, ys)
+
+
+class NeuralODEClassifier(eqx.Module):
+    """Linear encoder -> neural ODE -> linear readout (the ERNODE MNIST architecture).
+
+    **Arguments:**
+
+    - `in_size`, `num_classes`: input features and classes.
+    - `dim`, `width`: ODE state size and vector-field width.
+    - `key`: PRNG key.
+    - `solver`, `stepsize_controller`, `adjoint`, `t1`, `dt0`, `max_steps`: passed to
+        [`scimlx.nde.NeuralODE`][].
+    """
+
+    encoder: eqx.nn.Linear
+    node: NeuralODE
+    decoder: eqx.nn.Linear
+
+    def __init__(
+        self,
+        in_size: int,
+        num_classes: int,
+        dim: int = 32,
+        width: int = 32,
+        *,
+        key: PRNGKeyArray,
+        solver: dfx.AbstractSolver = dfx.Tsit5(),
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
+        t1: float = 1.0,
+        dt0: float | None = 0.01,
+        max_steps: int = 4096,
+    ):
+        k1, k2, k3 = jr.split(key, 3)
+        self.encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
+        self.node = NeuralODE(
+            MLPVectorField(dim, width, key=k2),
+            dim,
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            adjoint=adjoint,
+            t1=t1,
+            dt0=dt0,
+            max_steps=max_steps,
+        )
+        self.decoder = eqx.nn.Linear(dim, num_classes, key=k3, dtype=jnp.float64)
+
+    def __call__(
+        self,
+        x: Float[Array, "*batch features"],
+        *,
+        regularizers: Sequence[AbstractRegularizer] = (),
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, "*batch classes"], RegularizedSolution]:
+        """Logits for `x` and the regularized solution of the batch solve.
+
+        **Arguments:**
+
+        - `x`: inputs `(*batch, features)`, solved as one state.
+        - `regularizers`, `key`: see [`scimlx.nde.regularized_diffeqsolve`][].
+
+        **Returns:**
+
+        `(logits, solution)`.
+        """
+        z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
+        sol = self.node(z0, regularizers=regularizers, key=key)
+        z1 = sol.ys[-1]
+        return _apply_rows(self.decoder, z1, self.node.dim), sol
+
+
+class DiagonalLinearDiffusion(eqx.Module):
+    """Diffusion `g(y) = W y + b` used as the diagonal of the noise matrix."""
+
+    linear: eqx.nn.Linear
+
+    def __init__(self, dim: int, *, key: PRNGKeyArray, scale: float = 0.1):
+        lin = eqx.nn.Linear(dim, dim, key=key, dtype=jnp.float64)
+        self.linear = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
+                                  (lin.weight * scale, lin.bias * scale))
+
+    def __call__(self, y: Float[Array, " dim"]) -> Float[Array, " dim"]:
+        return self.linear(y)
+
+
+class NeuralSDEClassifier(eqx.Module):
+    """Linear encoder -> neural SDE -> linear readout; prediction averages the logits
+    of several sample paths (the ERNSDE MNIST architecture).
+
+    **Arguments:**
+
+    - `in_size`, `num_classes`, `dim`, `width`, `key`.
+    - `solver`, `stepsize_controller`, `t1`, `dt0`, `max_steps`: passed to
+        [`scimlx.nde.NeuralSDE`][].
+    """
+
+    encoder: eqx.nn.Linear
+    sde: NeuralSDE
+    decoder: eqx.nn.Linear
+
+    def __init__(
+        self,
+        in_size: int,
+        num_classes: int,
+        dim: int = 16,
+        width: int = 32,
+        *,
+        key: PRNGKeyArray,
+        solver: dfx.AbstractSolver = dfx.SPaRK(),
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        t1: float = 1.0,
+        dt0: float | None = 0.05,
+        max_steps: int = 4096,
+    ):
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
+        self.sde = NeuralSDE(
+            MLPVectorField(dim, width, key=k2, final_activation=False),
+            DiagonalLinearDiffusion(dim, key=k3),
+            dim,
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            t1=t1,
+            dt0=dt0,
+            max_steps=max_steps,
+        )
+        self.decoder = eqx.nn.Linear(dim, num_classes, key=k4, dtype=jnp.float64)
+
+    def __call__(
+        self,
+        x: Float[Array, "*batch features"],
+        *,
+        key: PRNGKeyArray,
+        regularizers: Sequence[AbstractRegularizer] = (),
+    ) -> tuple[Float[Array, "*batch classes"], RegularizedSolution]:
+        """Logits of one sample path and its regularized solution.
+
+        **Arguments:**
+
+        - `x`: inputs `(*batch, features)`, solved as one state.
+        - `key`: PRNG key of the path (and regularizers).
+        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
+
+        **Returns:**
+
+        `(logits, solution)`; average the logits of several keys for prediction.
+        """
+        z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
+        sol = self.sde(z0, key=key, regularizers=regularizers)
+        return _apply_rows(self.decoder, sol.ys[-1], self.sde.dim), sol
+
+
+class LatentTrajectoryModel(eqx.Module):
+    """Latent-trajectory head: `x -> z0 = E x`, `z(ts)` from a neural ODE, outputs
+    `D z(ts)` (for sequence/trajectory fitting).
+
+    **Arguments:**
+
+    - `in_size`, `out_size`, `dim`, `width`, `key`; `solver`, `stepsize_controller`,
+        `t1`, `dt0` as in [`scimlx.nde.NeuralODE`][].
+    """
+
+    encoder: eqx.nn.Linear
+    node: NeuralODE
+    decoder: eqx.nn.Linear
+
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        dim: int = 16,
+        width: int = 32,
+        *,
+        key: PRNGKeyArray,
+        solver: dfx.AbstractSolver = dfx.Tsit5(),
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        t1: float = 1.0,
+        dt0: float | None = 0.01,
+    ):
+        k1, k2, k3 = jr.split(key, 3)
+        self.encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
+        self.node = NeuralODE(
+            MLPVectorField(dim, width, key=k2),
+            dim,
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            t1=t1,
+            dt0=dt0,
+        )
+        self.decoder = eqx.nn.Linear(dim, out_size, key=k3, dtype=jnp.float64)
+
+    def __call__(
+        self,
+        x: Float[Array, "*batch features"],
+        ts: Float[Array, " times"],
+        *,
+        regularizers: Sequence[AbstractRegularizer] = (),
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, "times *batch out"], RegularizedSolution]:
+        """Outputs along the latent trajectory at `ts` and the solution.
+
+        **Arguments:**
+
+        - `x`: inputs `(*batch, features)`.
+        - `ts`: increasing save times in `[t0, t1]`.
+        - `regularizers`, `key`: see [`scimlx.nde.regularized_diffeqsolve`][].
+
+        **Returns:**
+
+        `(outputs, solution)`.
+        """
+        z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
+        sol = self.node(z0, ts=ts, regularizers=regularizers, key=key)
+        return _apply_rows(self.decoder, sol.ys, self.node.dim), sol
