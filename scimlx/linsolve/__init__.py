@@ -1,0 +1,26 @@
+"""Linear systems from PDEs: matrix-free operators, geometric multigrid, learned solvers."""
+
+from ._cd import (
+    cd_solve as cd_solve,
+    CDSolution as CDSolution,
+    ConjugateDirection as ConjugateDirection,
+)
+from ._transfer import (
+    coarse_shape as coarse_shape,
+    conv as conv,
+    laplacian_kernel as laplacian_kernel,
+    prolong as prolong,
+    restrict as restrict,
+    tensor_kernel as tensor_kernel,
+    vcycle_stencil as vcycle_stencil,
+)
+from ._dcdm import (
+    DCDMDirection as DCDMDirection,
+    dcdm_loss as dcdm_loss,
+    dcdm_solve as dcdm_solve,
+    load_model as load_model,
+    save_model as save_model,
+    train_dcdm as train_dcdm,
+)
+from ._lanczos import lanczos as lanczos, ritz_pairs as ritz_pairs, ritz_rhs as ritz_rhs
+from ._networks import DCDMNet as DCDMNet, LearnedMGNet as LearnedMGNet

@@ -1,0 +1,172 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import scimlx.linsolve as ls
+
+
+# ----------------------------------------------------------------------------------------------
+# transfer operators
+
+
+def _rand(key, shape):
+    return jax.random.normal(jax.random.key(key), shape, dtype=jnp.float64)
+
+
+@pytest.mark.parametrize("boundary", ["dirichlet", "periodic"])
+@pytest.mark.parametrize("shape", [(8,), (4, 6, 8), (7, 5)])
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_restrict_adjoint_of_prolong(boundary, shape, k):
+    if (k != 3 or boundary == "periodic") and any(n % 2 for n in shape):
+        pytest.skip("needs even sizes")
+    if k == 3 and boundary == "dirichlet" and len(shape) == 2:
+        # the classical Dirichlet alignment (padding 0) is adjoint too
+        u = _rand(0, (1,) + shape)
+        cs = ls.coarse_shape(shape, 3, 0)
+        v = _rand(1, (1,) + cs)
+        ru = ls.restrict(u, boundary=boundary, padding=0)
+        pv = ls.prolong(v, boundary=boundary, shape=shape, padding=0)
+        np.testing.assert_allclose(jnp.vdot(ru, v) * 4, jnp.vdot(u, pv), rtol=1e-12)
+    d = len(shape)
+    c = 2
+    r1 = {2: [0.5, 0.5], 3: [0.25, 0.5, 0.25], 4: [0.125, 0.375, 0.375, 0.125]}[k]
+    kern = ls.tensor_kernel(r1, d, c, jnp.float64)
+    u = _rand(0, (c,) + shape)
+    cshape = ls.coarse_shape(shape, k)
+    v = _rand(1, (c,) + cshape)
+
+    @jax.jit
+    def pair(u, v):
+        ru = ls.restrict(u, kern, boundary=boundary)
+        pv = ls.prolong(v, kern, boundary=boundary, shape=shape)
+        ru0 = ls.restrict(u, boundary=boundary)
+        pv0 = ls.prolong(v, boundary=boundary, shape=shape)
+        return ru, jnp.vdot(ru, v), jnp.vdot(u, pv), jnp.vdot(ru0, v), jnp.vdot(u, pv0)
+
+    ru, a, b, a0, b0 = pair(u, v)
+    assert ru.shape == (c,) + cshape
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    if k == 3:  # default kernels: R = P^T / 2^d
+        np.testing.assert_allclose(a0 * 2**d, b0, rtol=1e-12)
+
+
+def test_restrict_matches_naive_full_weighting():
+    u = np.asarray(_rand(3, (1, 9, 7)))
+    out = np.asarray(ls.restrict(jnp.asarray(u), boundary="dirichlet"))
+    up = np.pad(u[0], 1)
+    w = np.array([0.25, 0.5, 0.25])
+    ref = np.zeros((5, 4))
+    for i in range(5):
+        for j in range(4):
+            ref[i, j] = sum(
+                w[a] * w[b] * up[2 * i + a, 2 * j + b] for a in range(3) for b in range(3)
+            )
+    np.testing.assert_allclose(out[0], ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_prolong_linear_exact_interior(d):
+    # vertex-centred: coarse node i at fine 2i; cell-centred: coarse cell i at fine 2i + 1/2.
+    nf = 9
+    xs = np.arange(nf, dtype=np.float64)
+    coeffs = np.array([1.0, -2.0, 0.5])[:d]
+    fine = sum(c * np.meshgrid(*([xs] * d), indexing="ij")[a] for a, c in enumerate(coeffs)) + 1.0
+    xc = xs[::2]
+    coarse = sum(
+        c * 2 * np.meshgrid(*([xc / 2] * d), indexing="ij")[a] for a, c in enumerate(coeffs)
+    )
+    coarse = coarse + 1.0
+    out = np.asarray(ls.prolong(jnp.asarray(coarse)[None], boundary="dirichlet", shape=(nf,) * d))
+    inner = (slice(1, -1),) * d
+    np.testing.assert_allclose(out[0][inner], fine[inner], rtol=1e-12)
+    # cell-centred bilinear (k = 4)
+    nf = 8
+    xf = np.arange(nf) + 0.5
+    xcc = 2 * np.arange(nf // 2) + 1.0
+    gf = np.meshgrid(*([xf] * d), indexing="ij")
+    gc = np.meshgrid(*([xcc] * d), indexing="ij")
+    fine = sum(c * gf[a] for a, c in enumerate(coeffs)) + 1.0
+    coarse = sum(c * gc[a] for a, c in enumerate(coeffs)) + 1.0
+    kern = ls.tensor_kernel([0.25, 0.75, 0.75, 0.25], d, 1, jnp.float64)
+    out = np.asarray(
+        ls.prolong(jnp.asarray(coarse)[None], kern, boundary="neumann", shape=(nf,) * d)
+    )
+    np.testing.assert_allclose(out[0][inner], fine[inner], rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_periodic_transfer_commutes_with_shift(d):
+    shape = (8,) * d
+    axes = tuple(range(1, d + 1))
+    u = _rand(4, (3,) + shape)
+    kern = _rand(5, (2, 3) + (3,) * d)
+    v = _rand(6, (3,) + (4,) * d)
+    k4 = _rand(7, (2, 3) + (4,) * d)
+
+    @jax.jit
+    def check(u, v):
+        errs = []
+        ru = ls.restrict(u, kern, boundary="periodic")
+        ru_s = ls.restrict(jnp.roll(u, 2, axis=axes), kern, boundary="periodic")
+        errs.append(jnp.max(jnp.abs(ru_s - jnp.roll(ru, 1, axis=axes))))
+        for kk in (kern, k4):
+            pv = ls.prolong(v, kk, boundary="periodic", shape=shape)
+            pv_s = ls.prolong(jnp.roll(v, 1, axis=axes), kk, boundary="periodic", shape=shape)
+            errs.append(jnp.max(jnp.abs(pv_s - jnp.roll(pv, 2, axis=axes))))
+        c = ls.conv(u, kern, boundary="periodic")
+        c_s = ls.conv(jnp.roll(u, 1, axis=axes), kern, boundary="periodic")
+        errs.append(jnp.max(jnp.abs(c_s - jnp.roll(c, 1, axis=axes))))
+        return jnp.stack(errs)
+
+    assert np.max(np.asarray(check(u, v))) < 1e-12
+
+
+def test_conv_matches_laplacian_matrix():
+    n = 6
+    u = _rand(8, (1, n, n))
+    k = ls.laplacian_kernel(2)
+    T = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1])
+    A = sp.kron(T, sp.eye(n)) + sp.kron(sp.eye(n), T)
+    out = ls.conv(u, k, boundary="dirichlet")
+    np.testing.assert_allclose(np.asarray(out).ravel(), A @ np.asarray(u).ravel(), rtol=1e-12)
+
+
+def test_transfer_bad_input():
+    with pytest.raises(ValueError, match="boundary"):
+        ls.restrict(jnp.zeros((1, 4, 4)), boundary="robin")
+    with pytest.raises(ValueError, match="shape"):
+        ls.prolong(jnp.zeros((1, 3, 3)), boundary="dirichlet", shape=(8, 8))
+
+
+@pytest.mark.parametrize("boundary", ["dirichlet", "periodic"])
+def test_vcycle_stencil_converges(boundary):
+    n = 32 if boundary == "periodic" else 31
+    T = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1]).tolil()
+    if boundary == "periodic":
+        T[0, n - 1] = -1
+        T[n - 1, 0] = -1
+    A = (sp.kron(T, sp.eye(n)) + sp.kron(sp.eye(n), T)).tocsr()
+    f = np.asarray(_rand(9, (n, n)))
+    if boundary == "periodic":
+        f = f - f.mean()
+    u = jnp.zeros((n, n))
+    r0 = np.linalg.norm(f)
+    norms = []
+    for _ in range(8):
+        u = ls.vcycle_stencil(jnp.asarray(f), u, levels=4, boundary=boundary)
+        un = np.asarray(u).ravel()
+        if boundary == "periodic":
+            u = u - jnp.mean(u)
+            un = un - un.mean()
+        norms.append(np.linalg.norm(f.ravel() - A @ un))
+    rates = np.array(norms[1:]) / np.array(norms[:-1])
+    assert norms[-1] < 1e-3 * r0
+    assert np.max(rates[2:]) < 0.4
+    if boundary == "dirichlet":
+        ref = spla.spsolve(A, f.ravel())
+        for _ in range(10):
+            u = ls.vcycle_stencil(jnp.asarray(f), u, levels=4, boundary=boundary)
+        np.testing.assert_allclose(np.asarray(u).ravel(), ref, rtol=1e-6, atol=1e-6)
