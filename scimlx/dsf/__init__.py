@@ -12,3 +12,18 @@ from ._dsf import (
     normalised_linear_attention_dsf as normalised_linear_attention_dsf,
 )
 from ._evaluate import evaluate as evaluate, matrix_bytes as matrix_bytes, phi as phi
+from ._layers import (
+    LRU as LRU,
+    QLSTM as QLSTM,
+    RGLRU as RGLRU,
+    S4D as S4D,
+    S5 as S5,
+    S6 as S6,
+    SSD as SSD,
+    AbstractDSFLayer as AbstractDSFLayer,
+    LinearAttention as LinearAttention,
+    NormalizedAttention as NormalizedAttention,
+    SoftmaxAttention as SoftmaxAttention,
+    to_dsf as to_dsf,
+)
+from ._model import MIXERS as MIXERS, SequenceModel as SequenceModel, make_mixer as make_mixer

@@ -59,7 +59,7 @@ class AbstractDSF(eqx.Module):
 
     @property
     @abc.abstractmethod
-    def state_dim(self) -> float:
+    def state_dim(self) -> int | float:
         """Dimension of the hidden state h_i (`math.inf` for softmax attention)."""
 
 
@@ -136,7 +136,7 @@ class ChannelDSF(AbstractDSF):
         return self.key.shape[2]
 
     @property
-    def state_dim(self) -> float:
+    def state_dim(self) -> int | float:
         return self.in_dim * self.n
 
     @property
@@ -187,7 +187,7 @@ class DiagonalDSF(AbstractDSF):
         return self.B.shape[2]
 
     @property
-    def state_dim(self) -> float:
+    def state_dim(self) -> int | float:
         return self.B.shape[1]
 
 
@@ -213,7 +213,7 @@ class DenseDSF(AbstractDSF):
         return self.B.shape[2]
 
     @property
-    def state_dim(self) -> float:
+    def state_dim(self) -> int | float:
         return self.lam.shape[1]
 
 
@@ -247,7 +247,7 @@ class SoftmaxDSF(AbstractDSF):
         return self.value_dim
 
     @property
-    def state_dim(self) -> float:
+    def state_dim(self) -> int | float:
         return math.inf
 
     def truncate(self, order: int) -> ChannelDSF:
