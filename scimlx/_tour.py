@@ -43,8 +43,12 @@ def run_stage(stage: Stage) -> dict:
         }
     except Exception as e:  # report and go on with the other stages
         traceback.print_exc()
-        row = {"stage": stage.name, "what": stage.capability, "figure": f"{type(e).__name__}: {e}",
-               "status": "FAILED"}
+        row = {
+            "stage": stage.name,
+            "what": stage.capability,
+            "figure": f"{type(e).__name__}: {e}",
+            "status": "FAILED",
+        }
     row["seconds"] = f"{time.perf_counter() - start:.1f}"
     return row
 
@@ -65,9 +69,7 @@ def tour(names: list[str] | None = None) -> list[dict]:
         known = {s.name: s for s in stages}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise ValueError(
-                f"Unknown tour stage(s) {unknown}; available: {sorted(known)}."
-            )
+            raise ValueError(f"Unknown tour stage(s) {unknown}; available: {sorted(known)}.")
         stages = [known[n] for n in names]
     rows = []
     for i, stage in enumerate(stages):

@@ -15,9 +15,7 @@ def check_shape(name: str, x: Any, shape: Sequence[int | None]) -> None:
     """
     actual = tuple(np.shape(x))
     expected = tuple(shape)
-    ok = len(actual) == len(expected) and all(
-        e is None or a == e for a, e in zip(actual, expected)
-    )
+    ok = len(actual) == len(expected) and all(e is None or a == e for a, e in zip(actual, expected))
     if not ok:
         shown = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
         raise ValueError(f"`{name}` must have shape {shown}, got {actual}.")
@@ -28,9 +26,7 @@ def check_ndim(name: str, x: Any, ndim: int | Sequence[int]) -> None:
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if np.ndim(x) not in allowed:
         want = " or ".join(str(a) for a in allowed)
-        raise ValueError(
-            f"`{name}` must have {want} dimensions, got shape {tuple(np.shape(x))}."
-        )
+        raise ValueError(f"`{name}` must have {want} dimensions, got shape {tuple(np.shape(x))}.")
 
 
 def check_floating(name: str, x: Any) -> None:
@@ -50,6 +46,4 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
 
 def error_if_nonfinite(name: str, x: Any) -> Any:
     """Return `x`, raising at run time (also under `jit`) if it holds NaN or inf."""
-    return eqx.error_if(
-        x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or inf values."
-    )
+    return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or inf values.")

@@ -134,7 +134,11 @@ def fit(
     @eqx.filter_jit
     def train_step(p, o, b, k):
         (value, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(p, b, k)
-        updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
+        # optax mixes Python floats with its int32 step count, which JAX's strict dtype
+        # promotion (used in our tests, and by careful users) rejects: run the update
+        # itself under standard promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
         p = eqx.apply_updates(p, updates)
         return p, o, value, aux
 

@@ -4,7 +4,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 import jax
 import numpy as np
@@ -70,7 +70,7 @@ class ProgressBar:
         *,
         unit: str = "it",
         lines: int = 10,
-        file: TextIO | None = None,
+        file: Any = None,
         disable: bool = False,
     ):
         if total < 0:

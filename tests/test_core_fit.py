@@ -1,0 +1,153 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import scimlx
+
+from .helpers import tree_allclose
+
+
+def _problem(key):
+    kx, kw, km = jr.split(key, 3)
+    x = jr.normal(kx, (64, 3))
+    w_true = jnp.array([1.0, -2.0, 0.5])
+    y = x @ w_true + 0.01 * jr.normal(kw, (64,))
+    model = eqx.nn.Linear(3, 1, key=km)
+    data = (x, y)
+
+    def loss(m, batch, key):
+        xb, yb = batch
+        noise = 1e-3 * jr.normal(key, ())  # uses the per-step key: resumes must match it
+        return jnp.mean((jax.vmap(m)(xb)[:, 0] - yb) ** 2) + noise
+
+    return model, data, loss, w_true
+
+
+def test_fit_learns_linear_regression(getkey):
+    model, data, loss, w_true = _problem(getkey())
+    out = scimlx.fit(
+        loss,
+        model,
+        optax.adam(5e-2),
+        steps=300,
+        key=getkey(),
+        batch=scimlx.default_batch(data, 16),
+        progress=False,
+    )
+    assert out.step == 300 and out.losses.shape == (300,)
+    assert np.all(np.isfinite(out.losses))
+    np.testing.assert_allclose(np.asarray(out.model.weight[0]), np.asarray(w_true), atol=0.05)
+    assert out.losses[-20:].mean() < 0.1 * out.losses[:5].mean()
+
+
+def test_resume_matches_uninterrupted(tmp_path, getkey):
+    model, data, loss, _ = _problem(getkey())
+    key = getkey()
+    batch = scimlx.default_batch(data, 8)
+    opt = optax.adam(1e-2)
+    full = scimlx.fit(loss, model, opt, steps=40, key=key, batch=batch, progress=False)
+
+    ckpt = tmp_path / "train.ckpt"
+    # First run: interrupted after 25 steps (as if killed right after its last checkpoint).
+    part = scimlx.fit(
+        loss,
+        model,
+        opt,
+        steps=40,
+        key=key,
+        batch=batch,
+        progress=False,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+    )
+    assert part.step == 40
+    # Rebuild the state a killed run leaves behind: the checkpoint at step 25.
+    ckpt.unlink()
+    calls = {"n": 0}
+
+    def killing_batch(step, k):
+        calls["n"] += 1
+        if step == 25:
+            raise KeyboardInterrupt  # the "kill"
+        return batch(step, k)
+
+    with pytest.raises(KeyboardInterrupt):
+        scimlx.fit(
+            loss,
+            model,
+            opt,
+            steps=40,
+            key=key,
+            batch=killing_batch,
+            progress=False,
+            checkpoint=ckpt,
+            checkpoint_every=5,
+        )
+    assert scimlx.read_header(ckpt)["metadata"]["step"] == 25
+    resumed = scimlx.fit(
+        loss,
+        model,
+        opt,
+        steps=40,
+        key=key,
+        batch=batch,
+        progress=False,
+        checkpoint=ckpt,
+        checkpoint_every=5,
+    )
+    assert resumed.step == 40
+    assert tree_allclose(resumed.model, full.model, rtol=0, atol=0)
+    np.testing.assert_array_equal(resumed.losses, full.losses)
+    assert tree_allclose(resumed.opt_state, full.opt_state, rtol=0, atol=0)
+
+
+def test_early_stopping_keeps_best(getkey):
+    model, data, loss, _ = _problem(getkey())
+    values = iter([3.0, 1.0, 2.0, 2.5, 2.6, 0.5])
+
+    def validate(m):
+        return next(values)
+
+    out = scimlx.fit(
+        loss,
+        model,
+        optax.sgd(1e-3),
+        steps=100,
+        key=getkey(),
+        progress=False,
+        batch=scimlx.default_batch(data, 8),
+        validate=validate,
+        validate_every=10,
+        patience=3,
+    )
+    assert out.stopped_early
+    assert out.step == 50
+    assert out.best_validation == 1.0
+    assert [s for s, _ in out.validations] == [10, 20, 30, 40, 50]
+    assert not tree_allclose(out.model, out.last_model, rtol=0, atol=0)
+
+
+def test_nonfinite_loss_is_reported(getkey):
+    model = eqx.nn.Linear(2, 1, key=getkey())
+
+    def loss(m, batch, key):
+        return jnp.sum(m.weight) * jnp.nan
+
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        scimlx.fit(loss, model, optax.sgd(0.1), steps=3, key=getkey(), progress=False)
+
+
+def test_fit_argument_errors(getkey):
+    model = eqx.nn.Linear(2, 1, key=getkey())
+    with pytest.raises(ValueError, match="`steps`"):
+        scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=-1, key=getkey())
+    with pytest.raises(ValueError, match="`patience` needs `validate`"):
+        scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), patience=2)
+    with pytest.raises(ValueError, match="leading axis"):
+        scimlx.default_batch((jnp.zeros((3, 2)), jnp.zeros((4,))), 2)
+    with pytest.raises(ValueError, match="`batch_size`"):
+        scimlx.default_batch(jnp.zeros((3, 2)), 5)
