@@ -24,3 +24,17 @@ from ._dcdm import (
 )
 from ._lanczos import lanczos as lanczos, ritz_pairs as ritz_pairs, ritz_rhs as ritz_rhs
 from ._networks import DCDMNet as DCDMNet, LearnedMGNet as LearnedMGNet
+from ._operators import (
+    AbstractGridOperator as AbstractGridOperator,
+    diffusion as diffusion,
+    DiffusionOperator as DiffusionOperator,
+    parse_boundary as parse_boundary,
+    poisson as poisson,
+    to_scipy_sparse as to_scipy_sparse,
+)
+from ._scenes import (
+    divergence_rhs as divergence_rhs,
+    obstacle_scene as obstacle_scene,
+    random_rhs as random_rhs,
+    remove_enclosed as remove_enclosed,
+)
