@@ -1,0 +1,17 @@
+"""Large ensemble studies: vmap within a chunk, shard_map across devices, resumable on disk."""
+
+from ._reducers import (
+    AbstractReducer as AbstractReducer,
+    Max as Max,
+    Mean as Mean,
+    Min as Min,
+    Quantiles as Quantiles,
+    Std as Std,
+    Variance as Variance,
+)
+from ._runner import (
+    chunk_size_for_budget as chunk_size_for_budget,
+    EnsembleResult as EnsembleResult,
+    run_ensemble as run_ensemble,
+)
+from ._store import load_outputs as load_outputs

@@ -1,0 +1,688 @@
+"""The ensemble runner: chunked, vmapped, sharded, resumable evaluation of many members."""
+
+import collections.abc
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import equinox as eqx
+from equinox._enum import EnumerationItem
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .._core._progress import ProgressBar
+from .._core._results import RESULTS
+from ._reducers import AbstractReducer, Quantiles
+from ._store import Store, load_arrays, save_arrays, save_json
+
+
+_AXIS = "members"
+
+
+# ------------------------------------------------------------------------------------
+# The compiled part: one chunk.
+# ------------------------------------------------------------------------------------
+
+
+class _Spec(eqx.Module):
+    """Everything static about how one chunk is evaluated (hashable: the jit cache key)."""
+
+    fn: Callable
+    reducers: tuple[AbstractReducer, ...]
+    result_fn: Callable | None
+    save_fn: Callable | None
+    mesh: Mesh | None = eqx.field(static=True)
+    strategy: str = eqx.field(static=True)
+    n_codes: int = eqx.field(static=True)
+    nonfinite_code: int = eqx.field(static=True)
+
+
+def _code_of(res) -> jax.Array:
+    if res is None:
+        return jnp.zeros((), jnp.int32)
+    if isinstance(res, EnumerationItem):
+        return jnp.asarray(res._value).astype(jnp.int32)  # pyright: ignore
+    return jnp.asarray(res).astype(jnp.int32)
+
+
+def _result_of(spec: _Spec, out):
+    if spec.result_fn is not None:
+        return spec.result_fn(out)
+    res = getattr(out, "result", None)
+    return res if isinstance(res, EnumerationItem) else None
+
+
+def _quantity(reducer: AbstractReducer, out):
+    q = out if reducer.of is None else reducer.of(out)
+    return eqx.filter(q, eqx.is_inexact_array)
+
+
+def _member(spec: _Spec, x):
+    out = spec.fn(x)
+    code = _code_of(_result_of(spec, out))
+    qs = tuple(_quantity(r, out) for r in spec.reducers)
+    finite = jnp.array(True)
+    for leaf in jax.tree.leaves(qs):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
+    # A "successful" member whose values are NaN/inf is a failure: it must not poison.
+    code = jnp.where((code == 0) & jnp.invert(finite), jnp.int32(spec.nonfinite_code), code)
+    saved = None if spec.save_fn is None else eqx.filter(spec.save_fn(out), eqx.is_array)
+    return qs, code, saved
+
+
+def _chunk(spec: _Spec, xs, valid):
+    f = jax.vmap(lambda x: _member(spec, x))
+    if spec.mesh is not None:
+        if spec.strategy == "shard_map":
+            # Each device runs its own vmapped loops: no cross-device stop condition.
+            f = jax.shard_map(
+                f,
+                mesh=spec.mesh,
+                in_specs=PartitionSpec(_AXIS),
+                out_specs=PartitionSpec(_AXIS),
+                check_vma=False,
+            )
+        else:  # "auto": let XLA's SPMD partitioner split the vmapped computation.
+            sharding = NamedSharding(spec.mesh, PartitionSpec(_AXIS))
+            xs = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), xs)
+    qs, codes, saved = f(xs)
+    counts = jnp.zeros((spec.n_codes,), jnp.int32).at[codes].add(valid.astype(jnp.int32))
+    w = valid & (codes == 0)
+    states = tuple(
+        tuple(r.chunk(leaf, w) for leaf in jax.tree.leaves(q)) for r, q in zip(spec.reducers, qs)
+    )
+    return {"states": states, "counts": counts}, (saved, codes)
+
+
+_chunk_jit = eqx.filter_jit(_chunk)
+
+
+def _cost_chunk(cost_fn, xs):
+    return jax.vmap(
+        lambda x: jnp.asarray(cost_fn(x)).astype(
+            jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        )
+    )(xs)  # noqa: E501
+
+
+_cost_jit = eqx.filter_jit(_cost_chunk)
+
+
+# ------------------------------------------------------------------------------------
+# Results.
+# ------------------------------------------------------------------------------------
+
+
+class EnsembleResult(eqx.Module):
+    """The outcome of an ensemble study.
+
+    **Fields:**
+
+    - `stats`: a dict, reducer name -> the statistic, with the structure of the
+      reducer's quantity (`of(output)`, its floating leaves) and NumPy array leaves.
+    - `failures`: a dict, `RESULTS` member name -> number of members that ended with it
+      (only non-zero counts, `successful` excluded). Failed members are excluded from
+      every statistic.
+    - `n_members`: the number of members in the study.
+    - `n_successful`: how many of them succeeded (and so entered the statistics).
+    - `n_chunks`, `chunk_size`: how the study was split.
+    - `n_devices`, `n_processes`: devices per process and processes that shared it.
+    - `computed_chunks`: chunks computed by this call (the rest were read back from
+      `store`).
+    - `wall_s`: wall-clock seconds of this call, compile included.
+    """
+
+    stats: dict
+    failures: dict
+    n_members: int
+    n_successful: int
+    n_chunks: int
+    chunk_size: int
+    n_devices: int
+    n_processes: int
+    computed_chunks: int
+    wall_s: float
+
+    @property
+    def members_per_s(self) -> float:
+        """Members computed per second of wall time in this call."""
+        done = min(self.n_members, self.computed_chunks * self.chunk_size)
+        return done / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+# ------------------------------------------------------------------------------------
+# Helpers.
+# ------------------------------------------------------------------------------------
+
+
+def _leading(tree) -> int:
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        raise ValueError("`inputs` has no array leaves.")
+    sizes = {int(jnp.shape(x)[0]) if jnp.ndim(x) > 0 else -1 for x in leaves}
+    if -1 in sizes:
+        raise ValueError("Every leaf of `inputs` needs a leading member axis; found a scalar.")
+    if len(sizes) != 1:
+        raise ValueError(f"The leaves of `inputs` disagree on the member count: {sorted(sizes)}.")
+    return sizes.pop()
+
+
+def _take(x, idx):
+    if isinstance(x, np.ndarray):
+        return x[idx]
+    return jnp.asarray(x)[jnp.asarray(idx)]
+
+
+def _pad_chunk(xs, n_valid: int, size: int):
+    """Pad a chunk to `size` members by repeating its last member (masked out later)."""
+    if n_valid == size:
+        return xs
+    idx = np.concatenate([np.arange(n_valid), np.full(size - n_valid, n_valid - 1)])
+    return jax.tree.map(lambda x: _take(x, idx), xs)
+
+
+def _default_devices():
+    return list(jax.local_devices())
+
+
+def _mesh_from(mesh, devices) -> Mesh | None:
+    if mesh is not None:
+        if devices is not None:
+            raise ValueError("Pass at most one of `mesh` and `devices`.")
+        if tuple(mesh.axis_names) != (_AXIS,):
+            mesh = Mesh(np.asarray(mesh.devices).reshape(-1), (_AXIS,))
+        return mesh if mesh.devices.size > 1 else None
+    devices = _default_devices() if devices is None else list(devices)
+    if len(devices) <= 1:
+        return None
+    return Mesh(np.asarray(devices), (_AXIS,))
+
+
+def _flatten_state(state) -> tuple[list[np.ndarray], Any]:
+    leaves, treedef = jax.tree.flatten(state)
+    return [np.asarray(x) for x in leaves], treedef
+
+
+def _merge_chunk_states(spec: _Spec, a, b):
+    states = tuple(
+        tuple(r.merge(sa, sb) for sa, sb in zip(la, lb))
+        for r, la, lb in zip(spec.reducers, a["states"], b["states"])
+    )
+    counts = np.asarray(a["counts"], np.int64) + np.asarray(b["counts"], np.int64)
+    return {"states": states, "counts": counts}
+
+
+def _enumeration_of(spec: _Spec, member_shape):
+    out = eqx.filter_eval_shape(spec.fn, member_shape)
+    res = _result_of(spec, out)
+    if isinstance(res, EnumerationItem):
+        return res._enumeration  # pyright: ignore
+    return RESULTS
+
+
+def _names(enum) -> list[str]:
+    names = [""] * len(enum._name_to_item)
+    for name, item in enum._name_to_item.items():
+        names[int(item._value)] = name
+    return names
+
+
+def _compiled_bytes(spec, xs, valid) -> int:
+    compiled = _chunk_jit.lower(spec, xs, valid).compile()
+    compiled = getattr(compiled, "compiled", compiled)  # equinox wraps jax's Compiled
+    m = compiled.memory_analysis()
+    if m is None:
+        raise RuntimeError("The backend gives no memory analysis; pass `chunk_size`.")
+    return int(
+        m.argument_size_in_bytes
+        + m.output_size_in_bytes
+        + m.temp_size_in_bytes
+        - getattr(m, "alias_size_in_bytes", 0)
+    )
+
+
+def chunk_size_for_budget(
+    fn: Callable,
+    example: Any,
+    memory_budget: int,
+    *,
+    reducers: dict[str, AbstractReducer] | None = None,
+    n_devices: int = 1,
+    max_chunk: int | None = None,
+) -> int:
+    """The largest chunk whose compiled evaluation fits in `memory_budget` bytes.
+
+    Compiles the chunk computation (the vmapped `fn` plus the chunk statistics) for two
+    small batch sizes, reads XLA's memory analysis (arguments + outputs + temporaries),
+    and extrapolates linearly: `bytes(b) = fixed + b * per_member`.
+
+    **Arguments:**
+
+    - `fn`: the member function.
+    - `example`: the inputs of a few members (leading axis), e.g. the study's inputs.
+    - `memory_budget`: bytes available to one chunk on each device.
+    - `reducers`: the study's reducers (their chunk states count too).
+    - `n_devices`: devices a chunk is split over (the budget is per device).
+    - `max_chunk`: an upper bound (e.g. the member count).
+
+    **Returns:**
+
+    A chunk size, a multiple of `n_devices`, at least `n_devices`.
+    """
+    spec = _Spec(fn, tuple((reducers or {}).values()), None, None, None, "shard_map", 64, 0)
+    b1, b2 = 1, 17
+    x1 = jax.tree.map(lambda x: _take(x, np.zeros(b1, np.int64)), example)
+    x2 = jax.tree.map(lambda x: _take(x, np.zeros(b2, np.int64)), example)
+    m1 = _compiled_bytes(spec, x1, jnp.ones((b1,), bool))
+    m2 = _compiled_bytes(spec, x2, jnp.ones((b2,), bool))
+    per = max((m2 - m1) / (b2 - b1), 1.0)
+    fixed = max(m1 - b1 * per, 0.0)
+    per_device = int(max((memory_budget - fixed) // per, 1))
+    size = per_device * n_devices
+    if max_chunk is not None:
+        size = min(size, int(max_chunk))
+    return max(n_devices, (size // n_devices) * n_devices)
+
+
+# ------------------------------------------------------------------------------------
+# The runner.
+# ------------------------------------------------------------------------------------
+
+
+def run_ensemble(
+    fn: Callable[[Any], Any],
+    inputs: Any,
+    *,
+    reducers: dict[str, AbstractReducer],
+    result: Callable[[Any], Any] | None = None,
+    save: Callable[[Any], Any] | bool | None = None,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    devices: Sequence[Any] | None = None,
+    mesh: Mesh | None = None,
+    strategy: str = "shard_map",
+    store: Any = None,
+    resume: bool = True,
+    progress: bool = True,
+    order_by: Any = None,
+    total: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> EnsembleResult:
+    """Evaluate `fn` on every member of an ensemble and reduce the outputs to statistics.
+
+    The members are split into chunks of `chunk_size`; each chunk is evaluated by one
+    compiled call that `jax.vmap`s `fn` over the chunk, splits the chunk over the
+    devices with `jax.shard_map` (so each device runs its own adaptive loops and stops
+    when *its* members are done), and reduces the outputs to small mergeable chunk
+    statistics on device. Chunk statistics are merged on the host in chunk order, so
+    the result does not depend on whether the study ran in one go or was resumed.
+
+    With several processes (after `jax.distributed.initialize`), process `p` evaluates
+    chunks `p, p + P, p + 2P, ...` on its local devices; the chunk statistics are then
+    all-gathered across processes and merged in chunk order, so every process returns
+    the same result, equal to the single-process one.
+
+    **Arguments:**
+
+    - `fn`: a pure function of one member's input, e.g. a `diffrax.diffeqsolve` call
+      with `throw=False`. Its output is any pytree.
+    - `inputs`: either a pytree whose leaves share a leading member axis, or an
+      iterator (e.g. a generator) of such pytrees, one per chunk (chunks smaller than
+      `chunk_size` are padded).
+    - `reducers`: name -> reducer (`Mean`, `Variance`, `Std`, `Min`, `Max`,
+      `Quantiles`), each taken of `reducer.of(output)`.
+    - `result`: a function of one output giving its `RESULTS` item (or integer code).
+      By default the output's `.result` is used when it is an enumeration item
+      (diffrax and lineax solutions); otherwise every member counts as successful.
+      Members that succeed but whose reduced values are NaN/inf are counted as
+      `nonfinite`. Failed members are counted by code and excluded from statistics.
+    - `save`: a function of one output giving what to store per member (or `True` for
+      the whole output); written per chunk to `store/outputs/` (needs `store`).
+      Read back with `load_outputs`.
+    - `chunk_size`: members per compiled call. Default: chosen from `memory_budget` if
+      given, else `min(n_members, 8192)`. Rounded up to a multiple of the devices.
+    - `memory_budget`: bytes per device for one chunk; the chunk size is measured
+      from the compiled memory analysis (see `chunk_size_for_budget`).
+    - `devices`, `mesh`: the local devices to shard over (default: all local devices).
+    - `strategy`: `"shard_map"` (default; each device stops on its own) or `"auto"`
+      (jit-sharded `vmap`; XLA synchronises the loop condition across devices).
+    - `store`: a folder that records the study: per-chunk statistics (each written
+      atomically; a chunk is done when its file exists), a `state.npz` with the
+      merged statistics and the done chunks, optional outputs.
+    - `resume`: if `True` and `store` holds this study, only missing chunks are
+      computed; if `False` the store is cleared first.
+    - `progress`: show a progress bar (members done, rate, ETA) across chunks.
+    - `order_by`: cost-aware ordering: an array of per-member cost estimates (e.g.
+      step counts), or a function of one member's input returning one (e.g. the step
+      count of a loose-tolerance pilot solve). Members are sorted by it so that a chunk
+      holds members of similar cost. Needs pytree `inputs`.
+    - `total`: the member count, for a progress bar over iterator `inputs`.
+    - `on_chunk`: called with the chunk index after each chunk is recorded.
+
+    **Returns:**
+
+    An `EnsembleResult`.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(reducers, dict) or not all(
+        isinstance(r, AbstractReducer) for r in reducers.values()
+    ):
+        raise TypeError("`reducers` must be a dict of name -> scimlx.ensemble reducer.")
+    if strategy not in ("shard_map", "auto"):
+        raise ValueError(f"`strategy` must be 'shard_map' or 'auto', got {strategy!r}.")
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
+    if memory_budget is not None and memory_budget <= 0:
+        raise ValueError(f"`memory_budget` must be positive, got {memory_budget}.")
+    if save is not None and save is not False and store is None:
+        raise ValueError("`save` needs a `store` folder to write the outputs to.")
+    save_fn = (lambda out: out) if save is True else (save or None)
+
+    mesh = _mesh_from(mesh, devices)
+    n_dev = 1 if mesh is None else int(mesh.devices.size)
+    n_proc, proc = jax.process_count(), jax.process_index()
+
+    streaming = isinstance(inputs, Iterator)
+    if streaming:
+        if order_by is not None:
+            raise ValueError("`order_by` needs `inputs` as a pytree, not an iterator.")
+        first = next(inputs)
+        n_first = _leading(first)
+
+        def _rest(first=first, it=inputs):
+            yield first
+            yield from it
+
+        source = _rest()
+        n_members = total
+        if chunk_size is None:
+            chunk_size = n_first
+        example = first
+    else:
+        n_members = _leading(inputs)
+        if n_members == 0:
+            raise ValueError("`inputs` holds no members.")
+        example = inputs
+        source = None
+
+    for name, r in reducers.items():
+        if isinstance(r, Quantiles) and r.exact and (n_members is None or n_members > r.max_exact):
+            raise ValueError(
+                f"Reducer {name!r}: exact quantiles need a known member count <= "
+                f"max_exact={r.max_exact} (got {n_members}); give `range=(lo, hi)` for the "
+                "mergeable histogram sketch."
+            )
+
+    spec_probe = _Spec(fn, tuple(reducers.values()), result, save_fn, None, strategy, 1, 0)
+    member0 = jax.tree.map(lambda x: x[0], example)
+    enum = _enumeration_of(spec_probe, member0)
+    names = _names(enum)
+    nonfinite = names.index("nonfinite") if "nonfinite" in names else len(names) - 1
+    spec = _Spec(
+        fn, tuple(reducers.values()), result, save_fn, mesh, strategy, len(names), nonfinite
+    )
+
+    if chunk_size is None:
+        limit = n_members if n_members is not None else 8192
+        if memory_budget is not None:
+            chunk_size = chunk_size_for_budget(
+                fn, example, memory_budget, reducers=reducers, n_devices=n_dev, max_chunk=limit
+            )
+        else:
+            chunk_size = min(limit, 8192)
+    chunk_size = int(math.ceil(int(chunk_size) / n_dev) * n_dev)
+    n_chunks = None if n_members is None else math.ceil(n_members / chunk_size)
+
+    st = None if store is None else Store(store)
+    fingerprint = {
+        "version": 1,
+        "n_members": n_members,
+        "chunk_size": chunk_size,
+        "n_devices": n_dev,
+        "strategy": strategy,
+        "ordered": order_by is not None,
+        "reducers": [f"{k}:{type(r).__name__}" for k, r in reducers.items()],
+    }
+    if st is not None:
+        if proc == 0:
+            if not resume:
+                st.clear()
+            elif st.meta_path.exists():
+                old = json.loads(st.meta_path.read_text())
+                if old != fingerprint:
+                    raise ValueError(
+                        f"`store` {st.root} holds a different study ({old}); pass "
+                        "`resume=False` to start over, or another folder."
+                    )
+            save_json(st.meta_path, fingerprint)
+        if n_proc > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("scimlx.ensemble: store ready")
+
+    # --- cost-aware ordering -----------------------------------------------------------
+    perm = None
+    if order_by is not None:
+        if st is not None and resume and st.order_path.exists():
+            perm = np.load(st.order_path)
+        else:
+            if callable(order_by):
+                costs = []
+                for start in range(0, n_members, chunk_size):
+                    stop = min(start + chunk_size, n_members)
+                    xs = jax.tree.map(lambda x: x[start:stop], inputs)
+                    xs = _pad_chunk(xs, stop - start, chunk_size)
+                    costs.append(np.asarray(_cost_jit(order_by, xs))[: stop - start])
+                cost = np.concatenate(costs)
+            else:
+                cost = np.asarray(order_by, dtype=np.float64).reshape(-1)
+                if cost.shape[0] != n_members:
+                    raise ValueError(
+                        f"`order_by` has {cost.shape[0]} costs for {n_members} members."
+                    )
+            perm = np.argsort(cost, kind="stable")
+            if st is not None and proc == 0:
+                _save_npy(st.order_path, perm)
+
+    # --- the chunk stream ---------------------------------------------------------------
+    def chunks():
+        if streaming:
+            start = 0
+            for i, xs in enumerate(source):
+                n = _leading(xs)
+                if n > chunk_size:
+                    raise ValueError(
+                        f"Chunk {i} of `inputs` has {n} members, more than chunk_size={chunk_size}."
+                    )
+                yield i, (lambda xs=xs, n=n: (xs, n)), np.arange(start, start + n)
+                start += n
+        else:
+            for i in range(n_chunks):
+                start, stop = i * chunk_size, min((i + 1) * chunk_size, n_members)
+                idx = np.arange(start, stop) if perm is None else perm[start:stop]
+
+                def get(start=start, stop=stop, idx=idx):
+                    if perm is None:
+                        xs = jax.tree.map(lambda x: x[start:stop], inputs)
+                    else:
+                        xs = jax.tree.map(lambda x: _take(x, idx), inputs)
+                    return xs, stop - start
+
+                yield i, get, idx
+
+    done = (
+        set()
+        if st is None
+        else {int(p.stem.split("_")[1]) for p in (st.root / "chunks").glob("stats_*.npz")}
+    )
+    in_sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(_AXIS))
+
+    acc = None  # running merge, single process
+    mine: dict[int, Any] = {}  # per-chunk states, multi-process
+    treedef_box: list = []
+    counted = {"members": 0, "computed": 0, "chunks": 0}
+
+    def fold(i, state):
+        nonlocal acc
+        if n_proc > 1:
+            mine[i] = state
+        else:
+            acc = state if acc is None else _merge_chunk_states(spec, acc, state)
+
+    def record(i, state, saved, idx, n_valid):
+        if st is not None:
+            if saved is not None:
+                out_tree, codes = saved
+                leaves = jax.tree.leaves(out_tree)
+                arrays = {f"leaf_{j:04d}": np.asarray(x)[:n_valid] for j, x in enumerate(leaves)}
+                arrays["index"] = np.asarray(idx)
+                arrays["result"] = np.asarray(codes)[:n_valid]
+                save_arrays(st.outputs_path(i), arrays)
+            leaves, treedef = _flatten_state(state)
+            if not treedef_box:
+                treedef_box.append(treedef)
+            # The statistics file is the commit point of a chunk.
+            save_arrays(st.stats_path(i), {f"s{j:05d}": x for j, x in enumerate(leaves)})
+
+    def load_state(i, like):
+        arrays = load_arrays(st.stats_path(i))
+        leaves = [arrays[f"s{j:05d}"] for j in range(len(arrays))]
+        return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+    like_box: list = []
+
+    def state_like(xs_padded, valid):
+        if not like_box:
+            shapes = eqx.filter_eval_shape(_chunk, spec, xs_padded, valid)[0]
+            like_box.append(shapes)
+        return like_box[0]
+
+    bar_total = n_members if n_members is not None else (total or 0)
+    bar = ProgressBar(bar_total, desc="ensemble", unit="members", disable=not progress)
+    pending = None
+    n_succ_seen = 0
+
+    def finish(p):
+        nonlocal n_succ_seen
+        i, fut, idx, n_valid = p
+        state, saved = fut
+        state = jax.device_get(state)
+        saved = None if spec.save_fn is None else jax.device_get(saved)
+        record(i, state, saved, idx, n_valid)
+        fold(i, state)
+        counted["computed"] += 1
+        bar.update(n_valid, chunk=i + 1, failed=int(np.sum(state["counts"][1:])))
+        if on_chunk is not None:
+            on_chunk(i)
+
+    try:
+        for i, get, idx in chunks():
+            counted["chunks"] = i + 1
+            counted["members"] += len(idx)
+            if n_proc > 1 and i % n_proc != proc:
+                continue
+            if i in done:
+                if pending is not None:
+                    finish(pending)
+                    pending = None
+                xs, n_valid = get()
+                xs = _pad_chunk(xs, n_valid, chunk_size)
+                valid = jnp.arange(chunk_size) < n_valid
+                fold(i, load_state(i, state_like(xs, valid)))
+                bar.update(n_valid, chunk=i + 1)
+                continue
+            xs, n_valid = get()
+            xs = _pad_chunk(xs, n_valid, chunk_size)
+            valid = jnp.arange(chunk_size) < n_valid
+            if in_sharding is not None:
+                xs = jax.device_put(xs, in_sharding)
+                valid = jax.device_put(valid, in_sharding)
+            fut = _chunk_jit(spec, xs, valid)  # dispatched asynchronously
+            if pending is not None:
+                finish(pending)
+            pending = (i, fut, idx, n_valid)
+        if pending is not None:
+            finish(pending)
+            pending = None
+    finally:
+        bar.close()
+
+    n_members_seen = counted["members"]
+    n_chunks = counted["chunks"]
+    if n_proc > 1:
+        acc = _gather_and_merge(spec, mine, n_chunks, n_proc)
+    stats = {
+        name: jax.tree.unflatten(
+            jax.tree.structure(_quantity_shape(spec, member0, k)),
+            [r.finalize(s) for s in acc["states"][k]],
+        )
+        for k, (name, r) in enumerate(reducers.items())
+    }
+    counts = np.asarray(acc["counts"], np.int64)
+    failures = {names[c]: int(counts[c]) for c in range(1, len(names)) if counts[c] > 0}
+    n_successful = int(counts[0])
+    if st is not None:
+        leaves, _ = _flatten_state(acc)
+        arrays = {f"s{j:05d}": x for j, x in enumerate(leaves)}
+        arrays["done"] = np.asarray(sorted(range(n_chunks)), np.int64)
+        arrays["fingerprint"] = np.asarray(json.dumps(fingerprint, sort_keys=True))
+        save_arrays(st.state_path(proc), arrays)
+    return EnsembleResult(
+        stats=stats,
+        failures=failures,
+        n_members=n_members_seen,
+        n_successful=n_successful,
+        n_chunks=n_chunks,
+        chunk_size=chunk_size,
+        n_devices=n_dev,
+        n_processes=n_proc,
+        computed_chunks=counted["computed"],
+        wall_s=time.perf_counter() - t_start,
+    )
+
+
+def _quantity_shape(spec: _Spec, member0, k: int):
+    def q(x):
+        return _quantity(spec.reducers[k], spec.fn(x))
+
+    return eqx.filter_eval_shape(q, member0)
+
+
+def _save_npy(path, arr):
+    import io
+
+    from ._store import _atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr))
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _gather_and_merge(spec: _Spec, mine: dict, n_chunks: int, n_proc: int):
+    """All-gather every process's chunk states and merge them in chunk order."""
+    from jax.experimental import multihost_utils
+
+    if not mine:
+        raise RuntimeError(
+            "A process evaluated no chunk; use at least as many chunks as processes."
+        )
+    like = next(iter(mine.values()))
+    leaves0, treedef = jax.tree.flatten(like)
+    stacked = []
+    for j, leaf0 in enumerate(leaves0):
+        leaf0 = np.asarray(leaf0)
+        buf = np.zeros((n_chunks,) + leaf0.shape, leaf0.dtype)
+        for i, s in mine.items():
+            buf[i] = np.asarray(jax.tree.leaves(s)[j])
+        stacked.append(buf)
+    gathered = multihost_utils.process_allgather(stacked)
+    acc = None
+    for i in range(n_chunks):
+        owner = i % n_proc
+        state = jax.tree.unflatten(treedef, [np.asarray(g[owner, i]) for g in gathered])
+        acc = state if acc is None else _merge_chunk_states(spec, acc, state)
+    return acc
