@@ -1,7 +1,6 @@
 """scimlx.ensemble.run_ensemble against plain Python loops over members."""
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr

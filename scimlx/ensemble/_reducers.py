@@ -29,7 +29,7 @@ class AbstractReducer(eqx.Module):
     of: eqx.AbstractVar[Callable[[Any], Any] | None]
 
     @abc.abstractmethod
-    def chunk(self, values: Shaped[Array, "members *shape"], mask: Bool[Array, " members"]) -> dict:
+    def chunk(self, values: Shaped[Array, "members ..."], mask: Bool[Array, " members"]) -> dict:
         """The state of one chunk. `mask[i]` says whether member `i` counts."""
 
     @abc.abstractmethod

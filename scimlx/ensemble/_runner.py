@@ -1,6 +1,5 @@
 """The ensemble runner: chunked, vmapped, sharded, resumable evaluation of many members."""
 
-import collections.abc
 import json
 import math
 import time
@@ -8,16 +7,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import equinox as eqx
-from equinox._enum import EnumerationItem
 import jax
 import jax.numpy as jnp
 import numpy as np
+from equinox._enum import EnumerationItem
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._core._progress import ProgressBar
 from .._core._results import RESULTS
 from ._reducers import AbstractReducer, Quantiles
-from ._store import Store, load_arrays, save_arrays, save_json
+from ._store import load_arrays, save_arrays, save_json, Store
 
 
 _AXIS = "members"
