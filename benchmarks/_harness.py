@@ -72,8 +72,12 @@ def time_host(fn: Callable[..., Any], *args: Any, repeats: int = 3, **kwargs: An
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times": times,
-            "output": out}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "times": times,
+        "output": out,
+    }
 
 
 def peak_memory_bytes(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
@@ -153,8 +157,10 @@ def _fmt(v: Any) -> str:
 def format_table(rows: list[dict], columns: list[str], title: str | None = None) -> str:
     """A plain-text table: one line per row, one column per key."""
     cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
-              for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+        for i, c in enumerate(columns)
+    ]
     lines = []
     if title:
         lines.append(title)
@@ -186,7 +192,12 @@ def _jsonable(x: Any) -> Any:
 
 
 def write_results(
-    area: str, mode: str, rows: list[dict], summary: dict, *, out: str | None = None,
+    area: str,
+    mode: str,
+    rows: list[dict],
+    summary: dict,
+    *,
+    out: str | None = None,
     extra: dict | None = None,
 ) -> str:
     """Write `benchmarks/results/<area>.json` (`<area>.quick.json` in quick mode).

@@ -47,8 +47,16 @@ def run_scimlx(steps, seed, ts, data, tmpdir):
     # Warm-up run compiles the step (excluded from the timing, as for the peer).
     scimlx.fit(loss, model, opt, steps=1, key=jr.key(seed + 1), progress=False)
     t0 = time.perf_counter()
-    out = scimlx.fit(loss, model, opt, steps=steps, key=jr.key(seed + 1), progress=False,
-                     checkpoint=f"{tmpdir}/node_{seed}.ckpt", checkpoint_every=max(steps // 4, 1))
+    out = scimlx.fit(
+        loss,
+        model,
+        opt,
+        steps=steps,
+        key=jr.key(seed + 1),
+        progress=False,
+        checkpoint=f"{tmpdir}/node_{seed}.ckpt",
+        checkpoint_every=max(steps // 4, 1),
+    )
     return out.model, out.losses, time.perf_counter() - t0
 
 
@@ -90,24 +98,44 @@ def main(argv=None):
         for seed in range(seeds):
             m_s, l_s, t_s = run_scimlx(steps, seed, ts, data, tmpdir)
             m_p, l_p, t_p = run_plain(steps, seed, ts, data)
-            pred = jax.jit(lambda m: solve(m, ts, data[0]).ys)
+            pred = eqx.filter_jit(lambda m: solve(m, ts, data[0]).ys)
             timing = time_compiled(pred, m_s, repeats=20)
-            for name, m, losses, t in (("scimlx.fit", m_s, l_s, t_s),
-                                       ("plain optax+diffrax loop", m_p, l_p, t_p)):
+            for name, m, losses, t in (
+                ("scimlx.fit", m_s, l_s, t_s),
+                ("plain optax+diffrax loop", m_p, l_p, t_p),
+            ):
                 ys = solve(m, ts, data[0]).ys
                 rel = float(jnp.linalg.norm(ys - data) / jnp.linalg.norm(data))
-                rows.append({
-                    "method": name, "seed": seed, "steps": steps,
-                    "train_s": t, "ms_per_step": 1e3 * t / steps,
-                    "final_loss": float(losses[-1]), "rel_fit_error": rel,
-                    "predict_ms": 1e3 * timing["median_s"],
-                    "predict_compile_s": timing["compile_s"],
-                })
+                rows.append(
+                    {
+                        "method": name,
+                        "seed": seed,
+                        "steps": steps,
+                        "train_s": t,
+                        "ms_per_step": 1e3 * t / steps,
+                        "final_loss": float(losses[-1]),
+                        "rel_fit_error": rel,
+                        "predict_ms": 1e3 * timing["median_s"],
+                        "predict_compile_s": timing["compile_s"],
+                    }
+                )
             ratios.append(t_s / t_p)
             fit_gap.append(abs(float(l_s[-1]) - float(l_p[-1])) / float(l_p[-1]))
-    print_table(rows, ["method", "seed", "steps", "train_s", "ms_per_step", "final_loss",
-                       "rel_fit_error", "predict_ms", "predict_compile_s"],
-                title=f"neural ODE training loop ({mode}; float64, Tsit5+PID 1e-6, 64 obs.)")
+    print_table(
+        rows,
+        [
+            "method",
+            "seed",
+            "steps",
+            "train_s",
+            "ms_per_step",
+            "final_loss",
+            "rel_fit_error",
+            "predict_ms",
+            "predict_compile_s",
+        ],
+        title=f"neural ODE training loop ({mode}; float64, Tsit5+PID 1e-6, 64 obs.)",
+    )
     summary = {
         "fit_over_plain_time_ratio": statistics.median(ratios),
         "final_loss_rel_gap": max(fit_gap),

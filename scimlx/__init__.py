@@ -18,6 +18,18 @@ from ._core import (
 from ._tour import tour as tour
 
 
+_SUBPACKAGES = ("data", "dsf", "ensemble", "linsolve", "nde", "neuralop", "sde")
+
+
+def __getattr__(name: str):
+    # Capabilities load on first use (`scimlx.linsolve`), keeping `import scimlx` light.
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 try:
     __version__ = importlib.metadata.version("scimlx")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree

@@ -1,6 +1,7 @@
 """`scimlx tour`: a short end-to-end run of every capability on built-in defaults."""
 
 import importlib
+import importlib.util
 import time
 import traceback
 from dataclasses import dataclass
@@ -17,6 +18,13 @@ class Stage:
 # keys "what", "figure" and "ok".
 STAGES: tuple[Stage, ...] = (
     Stage("node", "scimlx._core._tour_node", "foundation: neural ODE fit with diffrax"),
+    Stage("nde", "scimlx.nde._tour", "neural DEs whose solvers stay cheap (regularization)"),
+    Stage("sde", "scimlx.sde._tour", "stable neural SDEs on irregular series with missing values"),
+    Stage("linsolve", "scimlx.linsolve._tour", "PDE operators and multigrid-preconditioned CG"),
+    Stage("dcdm", "scimlx.linsolve._dcdm_tour", "deep conjugate-direction solver"),
+    Stage("neuralop", "scimlx.neuralop._tour", "MgNO neural operator on Darcy flow"),
+    Stage("dsf", "scimlx.dsf._tour", "sequence models as dynamical systems"),
+    Stage("ensemble", "scimlx.ensemble._tour", "ensemble study with vmap in chunks"),
 )
 
 
@@ -24,7 +32,11 @@ def available_stages() -> list[Stage]:
     """The stages whose modules are importable in this installation."""
     out = []
     for stage in STAGES:
-        if importlib.util.find_spec(stage.module) is not None:
+        try:
+            found = importlib.util.find_spec(stage.module) is not None
+        except ModuleNotFoundError:  # its capability's package is not there
+            found = False
+        if found:
             out.append(stage)
     return out
 
