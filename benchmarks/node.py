@@ -21,8 +21,9 @@ import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+
 import scimlx  # noqa: E402
-from scimlx._core._tour_node import OscillatorField, damped_oscillator, solve  # noqa: E402
+from scimlx._core._tour_node import damped_oscillator, OscillatorField, solve  # noqa: E402
 
 from ._harness import parse_args, print_table, time_compiled, write_results  # noqa: E402
 

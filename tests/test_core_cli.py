@@ -2,6 +2,7 @@ import sys
 import types
 
 import pytest
+
 from scimlx import _cli, _tour
 
 
