@@ -1,0 +1,293 @@
+"""Evaluation modes of the DSF agree with each other, with the dense system and with explicit
+products; the paper's identities (normalisation, linear attention vs S6, SSD, LTI convolution,
+softmax as an infinite state); gradients and transforms."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+import scipy.signal
+
+import scimlx.dsf as dsf
+
+METHODS = ("recurrence", "scan", "chunked", "matrix")
+
+
+@eqx.filter_jit
+def _all_modes(system, x, h0):
+    return [dsf.evaluate(system, x, method=m, h0=h0, chunk_size=8) for m in METHODS]
+
+
+def _channel(key, L, d, n, dl, nl, dk):
+    k = jr.split(key, 6)
+    return dsf.ChannelDSF(
+        log_lam=-jax.nn.softplus(jr.normal(k[0], (L, dl, nl), jnp.float64)),
+        beta=jr.normal(k[1], (L, d), jnp.float64),
+        key=jr.normal(k[2], (L, dk, n), jnp.float64),
+        query=jr.normal(k[3], (L, dk, n), jnp.float64),
+        gamma=jr.normal(k[4], (L, d), jnp.float64),
+        D=jr.normal(k[5], (d,), jnp.float64),
+    )
+
+
+# scalar, per-channel, per-state (S6-like), and per-channel keys (S4D-like block structure)
+@pytest.mark.parametrize("dl,nl,dk", [(1, 1, 1), (3, 1, 1), (3, 4, 1), (1, 4, 3)])
+def test_channel_modes_equal_dense_and_explicit_phi(dl, nl, dk, getkey):
+    L, d, n = 19, 3, 4
+    system = _channel(getkey(), L, d, n, dl, nl, dk)
+    x = jr.normal(getkey(), (L, d), jnp.float64)
+    h0 = jr.normal(getkey(), (d, n), jnp.float64)
+    dense = dsf.materialise(system)
+    # reference: the dense recurrence h_i = Lambda_i h_{i-1} + B_i x_i written in numpy
+    lam, B, C, Dm = (np.asarray(a) for a in (dense.lam, dense.B, dense.C, dense.D))
+    h = np.asarray(h0).reshape(-1)
+    y_ref = np.zeros((L, d))
+    for i in range(L):
+        h = lam[i] @ h + B[i] @ np.asarray(x[i])
+        y_ref[i] = C[i] @ h + Dm[i] @ np.asarray(x[i])
+    for m, (y, H) in zip(METHODS, _all_modes(system, x, h0)):
+        np.testing.assert_allclose(np.asarray(y), y_ref, rtol=1e-10, atol=1e-12, err_msg=m)
+        np.testing.assert_allclose(np.asarray(H).reshape(-1), h, rtol=1e-10, atol=1e-12, err_msg=m)
+    # Phi_ij = C_i Lambda_i ... Lambda_{j+1} B_j (+ D_i on the diagonal), by explicit products
+    P = np.asarray(dsf.phi(system))
+    for i, j in [(0, 0), (5, 2), (18, 0), (18, 17), (3, 7)]:
+        if j > i:
+            expected = np.zeros((d, d))
+        else:
+            T = np.eye(d * n)
+            for k in range(j + 1, i + 1):
+                T = lam[k] @ T
+            expected = C[i] @ T @ B[j] + (Dm[i] if i == j else 0.0)
+        np.testing.assert_allclose(P[i, j], np.diag(expected), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(expected - np.diag(np.diag(expected)), 0.0, atol=1e-14)
+
+
+def test_diagonal_and_dense_modes(getkey):
+    L, d, N = 17, 2, 3
+    k = jr.split(getkey(), 5)
+    system = dsf.DiagonalDSF(
+        log_lam=jax.lax.complex(-jnp.exp(jr.normal(k[0], (L, N), jnp.float64)),
+                                jr.normal(k[1], (L, N), jnp.float64)),
+        B=jax.lax.complex(jr.normal(k[2], (L, N, d), jnp.float64), jr.normal(k[3], (L, N, d), jnp.float64)),
+        C=jr.normal(k[4], (1, d, N), jnp.float64).astype(jnp.complex128),
+        D=jnp.ones((d,), jnp.float64),
+    )
+    x = jr.normal(getkey(), (L, d), jnp.float64)
+    h0 = jnp.zeros((N,), jnp.complex128)
+    dense = dsf.materialise(system, L)
+    ref, _ = dsf.evaluate(dense, x, method="recurrence")
+    for m, (y, _) in zip(METHODS, _all_modes(system, x, h0)):
+        np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=m)
+    for m in ("scan", "matrix"):
+        y, _ = dsf.evaluate(dense, x, method=m)
+        np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=m)
+    with pytest.raises(ValueError, match="chunked"):
+        dsf.evaluate(dense, x, method="chunked")
+    P = dsf.phi(system)
+    np.testing.assert_allclose(np.einsum("ijde,je->id", P, x), np.asarray(ref), rtol=1e-10, atol=1e-12)
+
+
+def test_normalisation_in_lambda_equals_in_output(getkey):
+    L, n, d = 23, 5, 3
+    fq = jnp.exp(jr.normal(getkey(), (L, n), jnp.float64))
+    fk = jnp.exp(jr.normal(getkey(), (L, n), jnp.float64))
+    x = jr.normal(getkey(), (L, d), jnp.float64)
+    a = dsf.normalised_linear_attention_dsf(fq, fk, d, where="state")
+    b = dsf.normalised_linear_attention_dsf(fq, fk, d, where="output")
+    ya, _ = dsf.evaluate(a, x, method="recurrence")
+    yb, _ = dsf.evaluate(b, x, method="recurrence")
+    np.testing.assert_allclose(np.asarray(ya), np.asarray(yb), rtol=1e-11)
+    # Lambda_i = eta_{i-1}/eta_i varies in time and is not the identity
+    assert float(jnp.max(jnp.abs(a.log_lam[1:]))) > 1e-3
+
+
+def test_softmax_modes_and_taylor_truncation(getkey):
+    L, m, d = 20, 2, 3
+    q = 0.5 * jr.uniform(getkey(), (L, m), jnp.float64, -1.0, 1.0)
+    k = 0.5 * jr.uniform(getkey(), (L, m), jnp.float64, -1.0, 1.0)
+    x = jr.normal(getkey(), (L, d), jnp.float64)
+    s = dsf.SoftmaxDSF(q, k, 1.0 / math.sqrt(m), d)
+    assert s.state_dim == math.inf
+    S = np.asarray(q) @ np.asarray(k).T / math.sqrt(m)
+    ref = np.zeros((L, d))
+    for i in range(L):
+        p = np.exp(S[i, : i + 1])
+        ref[i] = p @ np.asarray(x[: i + 1]) / p.sum()
+    for meth in ("recurrence", "chunked", "matrix"):
+        y, _ = dsf.evaluate(s, x, method=meth, chunk_size=6)
+        np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, err_msg=meth)
+    with pytest.raises(ValueError, match="infinite"):
+        dsf.evaluate(s, x, method="scan")
+    # truncating the exponential's feature map at order p: error falls with p, < 1e-7 at p = 10
+    errs = []
+    for p in (0, 2, 4, 6, 10):
+        t = s.truncate(p)
+        assert t.n == sum(m**r for r in range(p + 1))
+        y, _ = dsf.evaluate(t, x, method="recurrence")
+        errs.append(float(np.max(np.abs(np.asarray(y) - ref))))
+    assert all(b < a for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < 1e-7, errs
+
+
+def test_linear_attention_equals_s6_under_conditions(getkey):
+    """S6 is unnormalised linear attention with identity features, query c_i = W_C u_i, key
+    b_i = W_B u_i and value u (d heads of width 1 sharing q and k) when Lambda_i = I (A = 0) and
+    Delta_i = 1 (a derivation in the DSF; check the paper's lemma for its exact statement). With
+    S6's usual A (per-state decays) or an input-dependent Delta they differ."""
+    d, n, L = 4, 3, 16
+    s6 = dsf.S6(d, n, key=getkey())
+    u = jr.normal(getkey(), (L, d), jnp.float64)
+    lin = dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=getkey())
+    lin = eqx.tree_at(lambda m: (m.Wq, m.Wk, m.Wv, m.Wo), lin,
+                      (s6.W_C, s6.W_B, jnp.eye(d, dtype=u.dtype), jnp.eye(d, dtype=u.dtype)))
+    cond = eqx.tree_at(
+        lambda m: (m.W_dt1, m.W_dt2, m.b_dt, m.A_log, m.D),
+        s6,
+        (jnp.zeros_like(s6.W_dt1), jnp.zeros_like(s6.W_dt2),
+         jnp.full_like(s6.b_dt, math.log(math.e - 1.0)), jnp.full_like(s6.A_log, -1e3),
+         jnp.zeros_like(s6.D)),
+    )
+    y_lin = lin(u, method="recurrence")
+    for m in METHODS:
+        np.testing.assert_allclose(np.asarray(cond(u, method=m, chunk_size=8)), np.asarray(y_lin),
+                                   rtol=1e-10, atol=1e-12)
+    # break Lambda_i = I (S6's per-state A) or Delta_i = 1: no longer linear attention
+    s6_noD = eqx.tree_at(lambda m: m.D, s6, jnp.zeros_like(s6.D))
+    assert float(jnp.max(jnp.abs(s6_noD(u, method="recurrence") - y_lin))) > 1e-2
+    only_delta = eqx.tree_at(lambda m: m.A_log, s6_noD, cond.A_log)
+    assert float(jnp.max(jnp.abs(only_delta(u, method="recurrence") - y_lin))) > 1e-3
+
+
+def test_ssd_is_normalised_attention_with_exp_cumsum_normaliser(getkey):
+    """Mamba-2 SSD with A = -1: y_i = (1/eta_i) sum_j (c_i . b_j) eta_j Delta_j x_j + D x_i with
+    eta_i = exp(sum_{k<=i} Delta_k), i.e. attention with the recurrent normalisation
+    Lambda_i = eta_{i-1}/eta_i of the paper's normalised attention."""
+    d, n, L = 4, 3, 15
+    ssd = dsf.SSD(d, 1, n, key=getkey())
+    ssd = eqx.tree_at(lambda m: (m.A_log, m.W_dt), ssd,
+                      (jnp.zeros_like(ssd.A_log), 0.5 * jr.normal(getkey(), ssd.W_dt.shape, jnp.float64)))
+    u = jr.normal(getkey(), (L, d), jnp.float64)
+    delta = np.asarray(ssd.delta(u))[0]
+    eta = np.exp(np.cumsum(delta))
+    c, b = np.asarray(u @ ssd.W_C.T), np.asarray(u @ ssd.W_B.T)
+    y = np.zeros((L, d))
+    for i in range(L):
+        for j in range(i + 1):
+            y[i] += (c[i] @ b[j]) * eta[j] * delta[j] * np.asarray(u[j]) / eta[i]
+    y += np.asarray(ssd.D) * np.asarray(u)
+    for m in METHODS:
+        np.testing.assert_allclose(np.asarray(ssd(u, method=m, chunk_size=4)), y, rtol=1e-10)
+
+
+def test_lti_phi_is_toeplitz_convolution(getkey):
+    d, n, L = 3, 4, 32
+    layer = dsf.S4D(d, n, key=getkey())
+    u = jr.normal(getkey(), (L, d), jnp.float64)
+    system, x = dsf.to_dsf(layer, u)
+    P = np.asarray(dsf.phi(system, length=L))
+    np.testing.assert_allclose(P[5:, 2], P[3:-2, 0], rtol=1e-12, atol=1e-15)  # Toeplitz
+    kernel = P[:, 0]  # K_k = C Lambda^k B (+ D at k = 0)
+    y_fft = np.stack([scipy.signal.fftconvolve(np.asarray(u[:, c]), kernel[:, c])[:L] for c in range(d)], 1)
+    np.testing.assert_allclose(np.asarray(layer(u, method="chunked", chunk_size=8)), y_fft, rtol=1e-9, atol=1e-12)
+    assert system.state_dim == d * n
+    assert dsf.RGLRU(d, key=getkey()).system(u)[0].state_dim == d
+
+
+@pytest.mark.parametrize("name", ["s6", "linear"])
+def test_gradients_agree_between_modes_and_finite_differences(name, getkey):
+    d, n, L = 4, 3, 13
+    layer = dsf.make_mixer(name, d, d_state=n, key=getkey())
+    u = jr.normal(getkey(), (L, d), jnp.float64)
+
+    def loss(layer, u, method):
+        return jnp.sum(layer(u, method=method, chunk_size=4) ** 2)
+
+    @eqx.filter_jit
+    def grads(layer, u):
+        return [eqx.filter_grad(loss)(layer, u, m) for m in METHODS] + [
+            jax.grad(loss, argnums=1)(layer, u, m) for m in METHODS
+        ]
+
+    gs = grads(layer, u)
+    for g in gs[1:4]:
+        assert eqx.tree_equal(jax.tree.structure(g), jax.tree.structure(gs[0]))
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(gs[0])):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11)
+    for g in gs[5:]:
+        np.testing.assert_allclose(np.asarray(g), np.asarray(gs[4]), rtol=1e-9, atol=1e-11)
+    # directional derivative in u against central finite differences
+    v = jr.normal(getkey(), u.shape, jnp.float64)
+    eps = 1e-5
+    fd = (loss(layer, u + eps * v, "recurrence") - loss(layer, u - eps * v, "recurrence")) / (2 * eps)
+    np.testing.assert_allclose(float(jnp.sum(gs[4] * v)), float(fd), rtol=1e-6)
+
+
+def test_jit_vmap_and_vmap_of_grad(getkey):
+    d, n, L, batch = 4, 3, 12, 3
+    layer = dsf.S6(d, n, key=getkey())
+    u = jr.normal(getkey(), (batch, L, d), jnp.float64)
+
+    @eqx.filter_jit
+    def run(layer, u):
+        ys = {m: jax.vmap(lambda v: layer(v, method=m, chunk_size=4))(u) for m in METHODS}
+        gs = {m: jax.vmap(jax.grad(lambda v: jnp.sum(layer(v, method=m, chunk_size=4) ** 2)))(u)
+              for m in ("recurrence", "chunked")}
+        return ys, gs
+
+    ys, gs = run(layer, u)
+    for b in range(batch):
+        np.testing.assert_allclose(np.asarray(ys["scan"][b]), np.asarray(layer(u[b], method="recurrence")),
+                                   rtol=1e-10)
+    for m in METHODS:
+        np.testing.assert_allclose(np.asarray(ys[m]), np.asarray(ys["recurrence"]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gs["chunked"]), np.asarray(gs["recurrence"]), rtol=1e-9)
+
+
+def test_float32_modes_close_to_float64(getkey):
+    L, d, n = 1024, 4, 3
+    s64 = _channel(getkey(), L, d, n, d, n, 1)
+    s64 = eqx.tree_at(lambda s: s.log_lam, s64, 0.05 * s64.log_lam)  # long memory
+    x64 = jr.normal(getkey(), (L, d), jnp.float64)
+    ref, _ = dsf.evaluate(s64, x64, method="recurrence")
+    s32 = jax.tree.map(lambda a: a.astype(jnp.float32), s64)
+    x32 = x64.astype(jnp.float32)
+    scale = float(jnp.max(jnp.abs(ref)))
+    for m in ("recurrence", "scan", "chunked"):
+        y, _ = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=m))(s32, x32)
+        assert y.dtype == jnp.float32
+        assert float(jnp.max(jnp.abs(y.astype(jnp.float64) - ref))) / scale < 1e-5, m
+
+
+def test_errors_name_the_argument(getkey):
+    system = _channel(getkey(), 10, 3, 2, 1, 1, 1)
+    x = jnp.zeros((10, 3), jnp.float64)
+    with pytest.raises(ValueError, match="`x`"):
+        dsf.evaluate(system, jnp.zeros((10, 4), jnp.float64))
+    with pytest.raises(ValueError, match="`method`"):
+        dsf.evaluate(system, x, method="fft")
+    with pytest.raises(ValueError, match="MiB"):
+        dsf.evaluate(system, x, method="matrix", max_bytes=100)
+    with pytest.raises(ValueError, match="MiB"):
+        dsf.phi(system, max_bytes=100)
+    with pytest.raises(ValueError, match="`key`"):
+        dsf.ChannelDSF(jnp.zeros((10, 1, 1)), jnp.zeros((10, 3)), jnp.zeros((10, 2, 2)), jnp.zeros((10, 1, 2)))
+    with pytest.raises(ValueError, match="`mixer`"):
+        dsf.make_mixer("gru", 4, key=getkey())
+    assert dsf.choose_method(system, 10, training=True) in METHODS
+
+
+@pytest.mark.parametrize("mixer", ["softmax", "s6", "ssd"])
+def test_sequence_model(mixer, getkey):
+    model = dsf.SequenceModel(11, 8, 2, mixer, d_state=4, max_len=16 if mixer == "softmax" else 0,
+                              mlp=mixer == "softmax", key=getkey())
+    tokens = jr.randint(getkey(), (2, 9), 0, 11)
+    logits = jax.vmap(model)(tokens)
+    assert logits.shape == (2, 9, 11)
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    # causal: changing a later token does not change earlier outputs
+    t2 = tokens.at[:, 6].set((tokens[:, 6] + 1) % 11)
+    np.testing.assert_allclose(np.asarray(jax.vmap(model)(t2)[:, :6]), np.asarray(logits[:, :6]), rtol=1e-10)
