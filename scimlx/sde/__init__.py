@@ -1,0 +1,25 @@
+"""Stable neural SDEs for irregularly sampled time series with missing values.
+
+LSDE, LNSDE and GSDE (Oh, Lim, Kim, ICLR 2024) and the baselines they are compared with, on
+controlled paths built from observations with NaNs, solved with diffrax.
+"""
+
+from ._brownian import GridBrownianPath as GridBrownianPath
+from ._models import (
+    AbstractLatentModel as AbstractLatentModel,
+    GSDE as GSDE,
+    LNSDE as LNSDE,
+    LSDE as LSDE,
+    NaiveSDE as NaiveSDE,
+    NeuralCDE as NeuralCDE,
+    NeuralODE as NeuralODE,
+)
+from ._path import (
+    check_observations as check_observations,
+    ControlPath as ControlPath,
+    fill_nans as fill_nans,
+    hermite_coefficients as hermite_coefficients,
+    make_path as make_path,
+    natural_cubic_coefficients as natural_cubic_coefficients,
+    observation_mask as observation_mask,
+)

@@ -1,0 +1,683 @@
+"""Stable neural SDEs (LSDE, LNSDE, GSDE) and the baselines they are compared with.
+
+Oh, Lim, Kim, "Stable Neural Stochastic Differential Equations in Analyzing Irregular Time
+Series Data", ICLR 2024. Each model acts on ONE series (a `ControlPath` and its time grid);
+batch with `jax.vmap`.
+"""
+
+import abc
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
+
+from ._brownian import GridBrownianPath
+from ._path import ControlPath
+
+
+Stepping = Literal["scan", "grid", "adaptive"]
+Readout = Literal["mlp", "linear"]
+
+
+def _time_features(t, dtype):
+    t = jnp.asarray(t, dtype)
+    return jnp.stack([jnp.sin(t), jnp.cos(t)])
+
+
+class _Head(eqx.Module):
+    """Readout: Linear -> LayerNorm -> ReLU -> Linear ("mlp"), or one Linear ("linear")."""
+
+    layers: tuple
+    kind: str = eqx.field(static=True)
+
+    def __init__(self, hidden: int, out: int, kind: str, *, key):
+        k1, k2 = jr.split(key)
+        if kind == "mlp":
+            self.layers = (
+                eqx.nn.Linear(hidden, hidden, key=k1),
+                eqx.nn.LayerNorm(hidden),
+                eqx.nn.Linear(hidden, out, key=k2),
+            )
+        elif kind == "linear":
+            self.layers = (eqx.nn.Linear(hidden, out, key=k1),)
+        else:
+            raise ValueError(f"`readout` must be 'mlp' or 'linear', got {kind!r}.")
+        self.kind = kind
+
+    def __call__(self, z):
+        if self.kind == "mlp":
+            lin1, norm, lin2 = self.layers
+            return lin2(jax.nn.relu(norm(lin1(z))))
+        return self.layers[0](z)
+
+
+class _MLP(eqx.Module):
+    """ReLU(x) -> [Linear -> ReLU] * (layers - 1) -> Linear (the reference code's drift body)."""
+
+    hidden_layers: tuple[eqx.nn.Linear, ...]
+    out: eqx.nn.Linear
+
+    def __init__(self, width: int, out: int, num_layers: int, *, key):
+        keys = jr.split(key, num_layers)
+        self.hidden_layers = tuple(
+            eqx.nn.Linear(width, width, key=k) for k in keys[: num_layers - 1]
+        )
+        self.out = eqx.nn.Linear(width, out, key=keys[-1])
+
+    def __call__(self, x):
+        x = jax.nn.relu(x)
+        for layer in self.hidden_layers:
+            x = jax.nn.relu(layer(x))
+        return self.out(x)
+
+
+class _TimeNoise(eqx.Module):
+    """s(t) = ReLU(W2 ReLU(W1 [sin t, cos t])), the diffusion network of time alone."""
+
+    l1: eqx.nn.Linear
+    l2: eqx.nn.Linear
+
+    def __init__(self, hidden: int, *, key):
+        k1, k2 = jr.split(key)
+        self.l1 = eqx.nn.Linear(2, hidden, key=k1)
+        self.l2 = eqx.nn.Linear(hidden, hidden, key=k2)
+
+    def __call__(self, t, dtype):
+        return jax.nn.relu(self.l2(jax.nn.relu(self.l1(_time_features(t, dtype)))))
+
+
+class AbstractLatentModel(eqx.Module):
+    """A latent differential equation driven by a controlled path X, with encoder and readout.
+
+    Subclasses define the initial condition `z0 = initial(path, ts)` and the vector fields.
+    Shared (concrete, never overridden) methods solve it on a series' time grid and apply the
+    readout for classification, interpolation or forecasting.
+    """
+
+    hidden: eqx.AbstractVar[int]
+    readout: eqx.AbstractVar[_Head]
+    is_sde: eqx.AbstractClassVar[bool]
+
+    @abc.abstractmethod
+    def initial(self, path: ControlPath, ts: Real[Array, " n"]) -> Float[Array, " hidden"]:
+        """The initial latent state z(t_0)."""
+
+    @abc.abstractmethod
+    def terms(self, path: ControlPath, brownian) -> diffrax.AbstractTerm:
+        """The diffrax terms of the latent equation (drift and, for SDEs, diffusion)."""
+
+    def solve(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        *,
+        key: PRNGKeyArray | None = None,
+        stepping: Stepping = "scan",
+        solver: diffrax.AbstractSolver | None = None,
+        rtol: float = 1e-3,
+        atol: float = 1e-5,
+        bm_tol: float | None = None,
+        max_steps: int = 4096,
+        throw: bool = True,
+    ) -> Float[Array, "n hidden"]:
+        """Latent states z(t) at every time of `ts`.
+
+        **Arguments:**
+
+        - `path`: the series' controlled path (from [`scimlx.sde.make_path`][]).
+        - `ts`: times to step on / save at, strictly increasing, shape `(n,)`; usually the
+          observation grid of the series (padded grids included).
+        - `key`: PRNG key for the Brownian motion (SDEs only).
+        - `stepping`: `"scan"` (default): one step of the diffrax `solver` (Euler by default)
+          per interval of `ts`, driven by a `jax.lax.scan` with a
+          [`scimlx.sde.GridBrownianPath`][] -- the paper's scheme (Euler on the observation
+          grid), and the fastest to compile and to run. `"grid"`: the same steps through
+          `diffrax.diffeqsolve` with `diffrax.StepTo(ts)` (identical values; diffrax's
+          while-loop, saving and error handling, backpropagation storing every step).
+          `"adaptive"`: a PID step-size
+          controller with `diffrax.VirtualBrownianTree` (Heun for SDEs, Tsit5 for ODEs/CDEs by
+          default), saving at `ts`.
+        - `solver`: a diffrax solver to use instead of the default (e.g. `diffrax.ItoMilstein()`
+          for grid stepping of an SDE).
+        - `rtol`, `atol`: tolerances for `"adaptive"`.
+        - `bm_tol`: tolerance of the virtual Brownian tree (default: a thousandth of the span).
+        - `max_steps`: step cap for `"adaptive"`.
+        - `throw`: raise on solver failure (use `False` under `vmap` and check for NaN).
+
+        **Returns:**
+
+        The latent states, shape `(n, hidden)`.
+        """
+        ts = jnp.asarray(ts)
+        if ts.ndim != 1 or ts.shape[0] < 1:
+            raise ValueError(f"`ts` must be a non-empty 1-D array of times, got {ts.shape}.")
+        z0 = self.initial(path, ts)
+        ts = ts.astype(z0.dtype)
+        n = ts.shape[0]
+        if n == 1:
+            return z0[None]
+        if self.is_sde and key is None:
+            raise ValueError(f"{type(self).__name__} is an SDE: pass `key=`.")
+        if stepping == "scan":
+            brownian = (
+                GridBrownianPath(ts, (self.hidden,), key=key, dtype=z0.dtype)
+                if self.is_sde
+                else None
+            )
+            terms = self.terms(path, brownian)
+            slv = diffrax.Euler() if solver is None else solver
+            state = slv.init(terms, ts[0], ts[1], z0, None)
+
+            def step(carry, tt):
+                z, st = carry
+                z1, _, _, st, _ = slv.step(terms, tt[0], tt[1], z, None, st, False)
+                return (z1, st), z1
+
+            _, zs = jax.lax.scan(step, (z0, state), (ts[:-1], ts[1:]))
+            return jnp.concatenate([z0[None], zs], axis=0)
+        elif stepping == "grid":
+            brownian = (
+                GridBrownianPath(ts, (self.hidden,), key=key, dtype=z0.dtype)
+                if self.is_sde
+                else None
+            )
+            terms = self.terms(path, brownian)
+            sol = diffrax.diffeqsolve(
+                terms,
+                diffrax.Euler() if solver is None else solver,
+                ts[0],
+                ts[-1],
+                None,
+                z0,
+                stepsize_controller=diffrax.StepTo(ts=ts),
+                saveat=diffrax.SaveAt(t0=True, steps=True),
+                max_steps=n - 1,
+                adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=n - 1),
+                throw=throw,
+            )
+            return sol.ys  # pyright: ignore
+        elif stepping == "adaptive":
+            if self.is_sde:
+                span = ts[-1] - ts[0]
+                tol = bm_tol if bm_tol is not None else 1e-3 * span
+                brownian = diffrax.VirtualBrownianTree(
+                    ts[0], ts[-1], tol=tol, shape=(self.hidden,), key=key
+                )
+                default_solver = diffrax.Heun()
+            else:
+                brownian = None
+                default_solver = diffrax.Tsit5()
+            terms = self.terms(path, brownian)
+            if isinstance(terms, diffrax.ControlTerm):
+                terms = terms.to_ode()
+            sol = diffrax.diffeqsolve(
+                terms,
+                default_solver if solver is None else solver,
+                ts[0],
+                ts[-1],
+                (ts[-1] - ts[0]) / (n - 1),
+                z0,
+                stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+                saveat=diffrax.SaveAt(ts=ts),
+                max_steps=max_steps,
+                throw=throw,
+            )
+            return sol.ys  # pyright: ignore
+        raise ValueError(f"`stepping` must be 'scan', 'grid' or 'adaptive', got {stepping!r}.")
+
+    def classify(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        length: Int[ArrayLike, ""] | int | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+        **solve_options,
+    ) -> Float[Array, " out"]:
+        """Class logits from the latent state at the series' last valid time `ts[length-1]`."""
+        zs = self.solve(path, ts, key=key, **solve_options)
+        n = zs.shape[0] if length is None else length
+        return self.readout(zs[jnp.asarray(n) - 1])
+
+    def interpolate(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        *,
+        key: PRNGKeyArray | None = None,
+        **solve_options,
+    ) -> Float[Array, "n out"]:
+        """Readout at every time of `ts` (interpolation / reconstruction)."""
+        zs = self.solve(path, ts, key=key, **solve_options)
+        return jax.vmap(self.readout)(zs)
+
+    def forecast(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        future: Real[ArrayLike, " m"],
+        *,
+        key: PRNGKeyArray | None = None,
+        **solve_options,
+    ) -> Float[Array, "m out"]:
+        """Readout at `future` times after the observations (the path is held at its last
+        value beyond its final observation, so the latent dynamics run on by themselves)."""
+        ts = jnp.asarray(ts)
+        future = jnp.asarray(future).astype(ts.dtype)
+        allts = jnp.concatenate([ts, future])
+        zs = self.solve(path, allts, key=key, **solve_options)
+        return jax.vmap(self.readout)(zs[ts.shape[0] :])
+
+    def __call__(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        length: Int[ArrayLike, ""] | int | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+        **solve_options,
+    ) -> Float[Array, " out"]:
+        """Same as `classify`."""
+        return self.classify(path, ts, length, key=key, **solve_options)
+
+
+def _diag_term(fn, brownian):
+    return diffrax.ControlTerm(lambda t, z, args: lx.DiagonalLinearOperator(fn(t, z)), brownian)
+
+
+class _StableDrift(eqx.Module):
+    """gamma: X(t) -> A_x X; zeta = Emb([Lin_in(z or [tau(t), z]), A_x X]); tanh(MLP(zeta))."""
+
+    x_embed: eqx.nn.Linear
+    lin_in: eqx.nn.Linear
+    emb: eqx.nn.Linear
+    mlp: _MLP
+    use_time: bool = eqx.field(static=True)
+
+    def __init__(self, in_channels, hidden, num_layers, use_time, *, key):
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.x_embed = eqx.nn.Linear(in_channels, hidden, key=k1)
+        self.lin_in = eqx.nn.Linear(hidden + (2 if use_time else 0), hidden, key=k2)
+        self.emb = eqx.nn.Linear(2 * hidden, hidden, key=k3)
+        self.mlp = _MLP(hidden, hidden, num_layers, key=k4)
+        self.use_time = use_time
+
+    def __call__(self, t, z, x):
+        zin = jnp.concatenate([_time_features(t, z.dtype), z]) if self.use_time else z
+        zeta = self.emb(jnp.concatenate([self.lin_in(zin), self.x_embed(x)]))
+        return self.mlp(zeta)  # pre-activation u; the caller applies the bound
+
+
+def _check_sizes(in_channels, hidden, out_size, num_layers):
+    for name, v in (("in_channels", in_channels), ("hidden", hidden), ("out_size", out_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {v!r}.")
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}.")
+
+
+class LSDE(AbstractLatentModel):
+    """Langevin-type neural SDE: `dz = gamma(z~) dt + sigma(t) dW` (additive noise).
+
+    Drift `gamma = tanh(MLP(Emb([Lin_in(z), A_x X(t)])))` (no explicit time), diffusion
+    `sigma(t) = tanh(sigmoid(theta) * ReLU(MLP(sin t, cos t)))` (diagonal), `z0 = Linear(X(t0))`.
+    Bounded, Lipschitz drift and bounded time-only diffusion give a unique strong solution.
+
+    **Arguments:**
+
+    - `in_channels`: channels of the control path X (see [`scimlx.sde.make_path`][]).
+    - `hidden`: latent size (also the width of every layer).
+    - `out_size`: readout size (classes, or output channels).
+    - `num_layers`: layers of the drift MLP (>= 1).
+    - `readout`: `"mlp"` (Linear-LayerNorm-ReLU-Linear, for classification) or `"linear"`.
+    - `theta`: initial value of the learnable diffusion scale `theta`.
+    - `key`: PRNG key for the initialisation.
+    """
+
+    encoder: eqx.nn.Linear
+    drift_net: _StableDrift
+    noise: _TimeNoise
+    theta: Float[Array, ""]
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    is_sde = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        theta: float = 1.0,
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
+        self.drift_net = _StableDrift(in_channels, hidden, num_layers, False, key=k2)
+        self.noise = _TimeNoise(hidden, key=k3)
+        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
+        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.hidden = hidden
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def drift(self, t, z, x):
+        """gamma(z~): bounded by tanh."""
+        return jnp.tanh(self.drift_net(t, z, x))
+
+    def diffusion(self, t, z):
+        """sigma(t) (diagonal entries); independent of z."""
+        s = jnp.nan_to_num(self.noise(t, z.dtype))
+        return jnp.tanh(jax.nn.sigmoid(self.theta) * s)
+
+    def terms(self, path, brownian):
+        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
+
+
+class LNSDE(AbstractLatentModel):
+    """Linear-noise neural SDE: `dz = gamma(t, z~) dt + sigma(t) z dW`.
+
+    Drift `gamma = tanh(MLP(Emb([Lin_in([sin t, cos t, z]), A_x X(t)])))`, diffusion
+    `tanh(sigmoid(theta) * ReLU(MLP(sin t, cos t)) * z)` (diagonal; `bounded=False` drops the
+    outer tanh, giving the paper's literal `sigma(t) z`), `z0 = Linear(X(t0))`.
+
+    **Arguments:** as [`scimlx.sde.LSDE`][], plus
+
+    - `bounded`: apply the reference code's outer `tanh` to the diffusion (default `True`).
+    """
+
+    encoder: eqx.nn.Linear
+    drift_net: _StableDrift
+    noise: _TimeNoise
+    theta: Float[Array, ""]
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    bounded: bool = eqx.field(static=True)
+    is_sde = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        theta: float = 1.0,
+        bounded: bool = True,
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
+        self.drift_net = _StableDrift(in_channels, hidden, num_layers, True, key=k2)
+        self.noise = _TimeNoise(hidden, key=k3)
+        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
+        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.hidden = hidden
+        self.bounded = bounded
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def drift(self, t, z, x):
+        """gamma(t, z~): bounded by tanh."""
+        return jnp.tanh(self.drift_net(t, z, x))
+
+    def diffusion(self, t, z):
+        """sigma(t) * z (diagonal entries)."""
+        g = jax.nn.sigmoid(self.theta) * jnp.nan_to_num(self.noise(t, z.dtype) * z)
+        return jnp.tanh(g) if self.bounded else g
+
+    def terms(self, path, brownian):
+        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
+
+
+class GSDE(AbstractLatentModel):
+    """Geometric neural SDE: `dz / z = gamma(t, z~) dt + sigma(t) dW`.
+
+    Solved in the geometric (not log) form `dz = z gamma dt + z sigma dW`, as the reference code
+    does. The drift's factor `z` is, by default, the reference code's ICLR-era smooth surrogate
+    `tanh(u * (1 - sigmoid(z)))` (`drift_factor="logistic"`); `"tanh"` gives the 2024-11 code's
+    `tanh(u * tanh(z))`, and `"z"` the paper's literal `z * tanh(u)`. The diffusion is the same
+    as LNSDE's. Solutions stay positive when `z0 > 0` only for the literal form.
+
+    **Arguments:** as [`scimlx.sde.LNSDE`][], plus
+
+    - `drift_factor`: `"logistic"` (default), `"tanh"` or `"z"`.
+    """
+
+    encoder: eqx.nn.Linear
+    drift_net: _StableDrift
+    noise: _TimeNoise
+    theta: Float[Array, ""]
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    bounded: bool = eqx.field(static=True)
+    drift_factor: str = eqx.field(static=True)
+    is_sde = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        theta: float = 1.0,
+        bounded: bool = True,
+        drift_factor: Literal["logistic", "tanh", "z"] = "logistic",
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        if drift_factor not in ("logistic", "tanh", "z"):
+            raise ValueError(
+                f"`drift_factor` must be 'logistic', 'tanh' or 'z', got {drift_factor!r}."
+            )
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
+        self.drift_net = _StableDrift(in_channels, hidden, num_layers, True, key=k2)
+        self.noise = _TimeNoise(hidden, key=k3)
+        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
+        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.hidden = hidden
+        self.bounded = bounded
+        self.drift_factor = drift_factor
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def drift(self, t, z, x):
+        """z * gamma(t, z~) (or the code's bounded surrogate)."""
+        u = self.drift_net(t, z, x)
+        if self.drift_factor == "logistic":
+            return jnp.tanh(u * (1.0 - jax.nn.sigmoid(jnp.nan_to_num(z))))
+        if self.drift_factor == "tanh":
+            return jnp.tanh(u * jnp.tanh(z))
+        return z * jnp.tanh(u)
+
+    def diffusion(self, t, z):
+        """z * sigma(t) (diagonal entries)."""
+        g = jax.nn.sigmoid(self.theta) * jnp.nan_to_num(self.noise(t, z.dtype) * z)
+        return jnp.tanh(g) if self.bounded else g
+
+    def terms(self, path, brownian):
+        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
+
+
+class NaiveSDE(AbstractLatentModel):
+    """Naive neural SDE baseline: `dz = f(t, z) dt + g(t, z) dW`.
+
+    As the paper's baseline (reference code option (1, 18)): drift `tanh(MLP(Lin_in(z)))`
+    without the control path (X enters only through `z0 = Linear(X(t0))`; pass
+    `control=True` to feed `A_x X(t)` to the drift as the stable classes do), diffusion
+    `tanh(sigmoid(theta) * ReLU(MLP([sin t, cos t, z])))`, which is neither bounded in time
+    alone nor linear in z: no stability guarantee.
+
+    **Arguments:** as [`scimlx.sde.LSDE`][], plus
+
+    - `control`: whether the drift sees X(t) (default `False`, as in the paper).
+    """
+
+    encoder: eqx.nn.Linear
+    x_embed: eqx.nn.Linear | None
+    lin_in: eqx.nn.Linear
+    mlp: _MLP
+    noise1: eqx.nn.Linear
+    noise2: eqx.nn.Linear
+    theta: Float[Array, ""]
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    is_sde = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        theta: float = 1.0,
+        control: bool = False,
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        ks = jr.split(key, 7)
+        self.encoder = eqx.nn.Linear(in_channels, hidden, key=ks[0])
+        self.x_embed = eqx.nn.Linear(in_channels, hidden, key=ks[1]) if control else None
+        self.lin_in = eqx.nn.Linear(hidden * (2 if control else 1), hidden, key=ks[2])
+        self.mlp = _MLP(hidden, hidden, num_layers, key=ks[3])
+        self.noise1 = eqx.nn.Linear(hidden + 2, hidden, key=ks[4])
+        self.noise2 = eqx.nn.Linear(hidden, hidden, key=ks[5])
+        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
+        self.readout = _Head(hidden, out_size, readout, key=ks[6])
+        self.hidden = hidden
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def drift(self, t, z, x):
+        zin = z if self.x_embed is None else jnp.concatenate([z, self.x_embed(x)])
+        return jnp.tanh(self.mlp(self.lin_in(zin)))
+
+    def diffusion(self, t, z):
+        h = jnp.concatenate([_time_features(t, z.dtype), z])
+        s = jax.nn.relu(self.noise2(jax.nn.relu(self.noise1(h))))
+        return jnp.tanh(jax.nn.sigmoid(self.theta) * jnp.nan_to_num(s))
+
+    def terms(self, path, brownian):
+        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
+
+
+class NeuralCDE(AbstractLatentModel):
+    """Neural CDE baseline (Kidger et al. 2020): `dz = f(z) dX(t)`, `f = tanh(MLP(z))` reshaped
+    to `(hidden, in_channels)`, `z0 = Linear(X(t0))`. On the grid, Euler uses the exact
+    increments of X; adaptive stepping uses `dX/dt` (Tsit5).
+
+    **Arguments:** as [`scimlx.sde.LSDE`][] (no `theta`).
+    """
+
+    encoder: eqx.nn.Linear
+    lin_in: eqx.nn.Linear
+    mlp: _MLP
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    in_channels: int = eqx.field(static=True)
+    is_sde = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        k1, k2, k3, k4 = jr.split(key, 4)
+        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
+        self.lin_in = eqx.nn.Linear(hidden, hidden, key=k2)
+        self.mlp = _MLP(hidden, hidden * in_channels, num_layers, key=k3)
+        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.hidden = hidden
+        self.in_channels = in_channels
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def vector_field(self, t, z, args):
+        """f(z), shape `(hidden, in_channels)`."""
+        return jnp.tanh(self.mlp(self.lin_in(z))).reshape(self.hidden, self.in_channels)
+
+    def terms(self, path, brownian):
+        return diffrax.ControlTerm(self.vector_field, path)
+
+
+class NeuralODE(AbstractLatentModel):
+    """Latent neural ODE baseline with an observation encoder.
+
+    `z0` comes from a GRU run backwards in time over the path's values at the grid times
+    (the latent-ODE recipe, Rubanova et al. 2019, with a GRU in place of the ODE-RNN), then
+    `dz = tanh(MLP(z)) dt` runs without further input. Equivalent to the reference code's
+    `staticsde` (no noise, drift without X) but with all observations in `z0`.
+
+    **Arguments:** as [`scimlx.sde.LSDE`][] (no `theta`).
+    """
+
+    gru: eqx.nn.GRUCell
+    encoder: eqx.nn.Linear
+    lin_in: eqx.nn.Linear
+    mlp: _MLP
+    readout: _Head
+    hidden: int = eqx.field(static=True)
+    is_sde = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden: int,
+        out_size: int,
+        num_layers: int = 2,
+        readout: Readout = "mlp",
+        *,
+        key: PRNGKeyArray,
+    ):
+        _check_sizes(in_channels, hidden, out_size, num_layers)
+        ks = jr.split(key, 5)
+        self.gru = eqx.nn.GRUCell(in_channels, hidden, key=ks[0])
+        self.encoder = eqx.nn.Linear(hidden, hidden, key=ks[1])
+        self.lin_in = eqx.nn.Linear(hidden, hidden, key=ks[2])
+        self.mlp = _MLP(hidden, hidden, num_layers, key=ks[3])
+        self.readout = _Head(hidden, out_size, readout, key=ks[4])
+        self.hidden = hidden
+
+    def initial(self, path, ts):
+        xs = jax.vmap(path.evaluate)(ts)
+        h0 = jnp.zeros((self.hidden,), xs.dtype)
+
+        def step(h, tx):
+            t, x = tx
+            return jnp.where(t <= path.t_end, self.gru(x, h), h), None
+
+        h, _ = jax.lax.scan(step, h0, (ts, xs), reverse=True)
+        return self.encoder(h)
+
+    def terms(self, path, brownian):
+        return diffrax.ODETerm(lambda t, z, args: jnp.tanh(self.mlp(self.lin_in(z))))
