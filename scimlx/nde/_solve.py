@@ -37,7 +37,8 @@ class RegularizedSolution(eqx.Module):
         `"local_error"`, `"kinetic"`, `"jacobian"`, `"taylor"`).
     - `stats`: `num_steps`, `num_accepted_steps`, `num_rejected_steps`, `nfe` (drift
         evaluations of the solve), `nfe_diffusion` (SDEs), `nfe_regularizer` (extra
-        evaluations of the local step), `t1` (the end time used, random with STEER).
+        evaluations of the local step), `t1` (the end time used, random with STEER),
+        and for the local regularizer `t_reg`, `dt_reg` (the sampled time and step).
     """
 
     solution: dfx.Solution
@@ -150,7 +151,7 @@ def _local_penalty(
         y_s, y1, y_err, rtol=controller.rtol, atol=controller.atol, norm=controller.norm
     )
     value = eest * jnp.abs(dt).astype(eest.dtype)
-    return jnp.where(jnp.isfinite(value), value, jnp.zeros_like(value))
+    return jnp.where(jnp.isfinite(value), value, jnp.zeros_like(value)), t_s, dt
 
 
 @eqx.filter_jit
@@ -325,11 +326,12 @@ def regularized_diffeqsolve(
             inner, count, t_s, y_s, dt_s = sample
             sample = (inner, count, t_s, y_s[0], dt_s)
         base = _base_solver(solver)
-        components["local_error"] = _local_penalty(
+        components["local_error"], components["_t"], components["_dt"] = _local_penalty(
             local, sample, terms, base, stepsize_controller, t1, args, sde
         )
         penalty = penalty + local.weight * components["local_error"].astype(dtype)
         nfe_reg, _ = count_nfe(base, 1, sde=sde)
+        t_reg_used, dt_reg_used = components.pop("_t"), components.pop("_dt")
     ys = sol.ys
     if augmented:
         ys_y, extra = ys
@@ -354,6 +356,9 @@ def regularized_diffeqsolve(
         "nfe_regularizer": jnp.asarray(nfe_reg),
         "t1": t1,
     }
+    if local is not None:
+        stats["t_reg"] = t_reg_used
+        stats["dt_reg"] = dt_reg_used
     # Drop the (large) wrapper states from the returned solution.
     sol = eqx.tree_at(
         lambda s: (s.solver_state, s.controller_state),
