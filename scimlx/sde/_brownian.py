@@ -30,7 +30,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
     """
 
     ts: Real[Array, " n"]
-    ws: Float[Array, "n *shape"]  # W at the grid points, W(t_0) = 0
+    ws: Float[Array, " n *shape"]  # W at the grid points, W(t_0) = 0
     levy_area: type[diffrax.BrownianIncrement] = eqx.field(
         static=True, default=diffrax.BrownianIncrement
     )
@@ -41,7 +41,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         shape: tuple[int, ...] | None = None,
         *,
         key: PRNGKeyArray | None = None,
-        increments: Float[ArrayLike, "n-1 *shape"] | None = None,
+        increments: Float[ArrayLike, " steps *shape"] | None = None,
         dtype=None,
     ):
         ts = jnp.asarray(ts)
@@ -103,6 +103,6 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         return out
 
     @property
-    def increments(self) -> Float[Array, "n-1 *shape"]:
+    def increments(self) -> Float[Array, " steps *shape"]:
         """The increments on the grid."""
         return self.ws[1:] - self.ws[:-1]
