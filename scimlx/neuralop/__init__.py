@@ -1,0 +1,11 @@
+"""Neural operators: MgNO (multigrid-parameterized layers), the FNO baseline, losses, data."""
+
+from ._fno import FNO as FNO, Pointwise as Pointwise, SpectralConv2d as SpectralConv2d
+from ._losses import rel_h1 as rel_h1, rel_l2 as rel_l2
+from ._mgno import (
+    MgNO as MgNO,
+    Smoother as Smoother,
+    VCycle as VCycle,
+    count_params as count_params,
+    level_shapes as level_shapes,
+)
