@@ -9,3 +9,13 @@ from ._mgno import (
     count_params as count_params,
     level_shapes as level_shapes,
 )
+from ._data import (
+    darcy_cached as darcy_cached,
+    darcy_coefficient as darcy_coefficient,
+    darcy_dataset as darcy_dataset,
+    darcy_operator as darcy_operator,
+    darcy_solve as darcy_solve,
+    DarcyData as DarcyData,
+    DarcySolution as DarcySolution,
+    grf as grf,
+)

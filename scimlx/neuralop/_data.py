@@ -1,0 +1,294 @@
+"""Darcy-flow data (as in the FNO paper), generated locally and cached with a verified header."""
+
+import json
+import math
+import os
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._core import atomic_write_bytes, RESULTS
+from ..linsolve._multigrid import multigrid
+from ..linsolve._operators import DiffusionOperator
+
+# variant -> (alpha, tau). "smooth" is the FNO paper's data (`piececonst_r421_N1024_smooth`),
+# covariance proportional to (-Laplacian + 9 I)^-2. "rough" follows the name of the rougher data
+# set of the MgNO/HANO papers (`darcy_alpha2_tau5`): an inference, not a verified recipe.
+VARIANTS = {"smooth": (2.0, 3.0), "rough": (2.0, 5.0)}
+
+
+def grf(
+    key: PRNGKeyArray,
+    resolution: int,
+    *,
+    alpha: float = 2.0,
+    tau: float = 3.0,
+    n_modes: int | None = None,
+    dtype=None,
+) -> Float[Array, "n n"]:
+    """Gaussian random field `N(0, tau^(2 alpha - 2) (-Laplacian + tau^2 I)^-alpha)` on `(0, 1)^2`.
+
+    Cosine (zero-Neumann) eigenfunctions, as the FNO paper's `GRF.m`: coefficients
+    `tau^(alpha - 1) (pi^2 |k|^2 + tau^2)^(-alpha / 2) xi_k`, `xi_k ~ N(0, 1)`, mean mode zero,
+    evaluated at the `resolution x resolution` cell centres by an orthonormal inverse DCT-II.
+
+    **Arguments:**
+
+    - `key`: PRNG key.
+    - `resolution`: cells per axis.
+    - `alpha`, `tau`: covariance parameters.
+    - `n_modes`: number of modes per axis drawn from `key` (default `resolution`). Fields
+      drawn with the same `key` and `n_modes` at two resolutions are the same continuum field
+      (truncated to `min(n_modes, resolution)` modes), which is how the 2x test sets are made.
+    - `dtype`: output dtype.
+
+    **Returns:**
+
+    The field, shape `(resolution, resolution)`.
+    """
+    if resolution < 2:
+        raise ValueError(f"`resolution` must be >= 2, got {resolution}.")
+    dtype = jnp.zeros(()).dtype if dtype is None else dtype
+    m = resolution if n_modes is None else int(n_modes)
+    xi = jax.random.normal(key, (m, m), dtype)
+    k = jnp.arange(m, dtype=dtype)
+    lam = math.pi**2 * (k[:, None] ** 2 + k[None, :] ** 2) + tau**2
+    coef = tau ** (alpha - 1.0) * lam ** (-alpha / 2.0)
+    coef = coef.at[0, 0].set(0.0)
+    L = float(m) * coef * xi
+    if m >= resolution:
+        L = L[:resolution, :resolution]
+    else:
+        L = jnp.pad(L, ((0, resolution - m), (0, resolution - m)))
+    # the orthonormal transform scales like 1/n: keep the field resolution-independent
+    L = L * (resolution / m)
+    return jax.scipy.fft.idctn(L, type=2, norm="ortho")
+
+
+def darcy_coefficient(
+    mu: Float[Array, "n n"], high: float = 12.0, low: float = 3.0
+) -> Float[Array, "n n"]:
+    """Threshold a field: `high` where `mu >= 0`, `low` elsewhere (the FNO paper's 12 / 3)."""
+    return jnp.where(mu >= 0, jnp.asarray(high, mu.dtype), jnp.asarray(low, mu.dtype))
+
+
+def darcy_operator(a: Float[Array, "n n"]) -> DiffusionOperator:
+    """5-point `-div(a grad u)` on `n x n` cells of `(0, 1)^2`, `u = 0` on the boundary.
+
+    Face coefficients are arithmetic averages `(a_i + a_j) / 2` of the two cells (the FNO
+    paper's `solve_gwf.m` rule); the boundary faces see the cell's own `a` with the
+    antisymmetric ghost `u_ghost = -u_c` (Dirichlet on the wall). Returned as a
+    [`scimlx.linsolve.DiffusionOperator`][], so linsolve's multigrid applies.
+
+    **Arguments:**
+
+    - `a`: positive cell coefficients, shape `(n, n)`.
+
+    **Returns:**
+
+    The operator on arrays of shape `(n, n)`.
+    """
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"`a` must be a square 2-D array, got shape {a.shape}.")
+    n = a.shape[0]
+    faces = []
+    for d in range(2):
+        lo = jax.lax.slice_in_dim(a, 0, 1, axis=d)
+        hi = jax.lax.slice_in_dim(a, n - 1, n, axis=d)
+        inner = 0.5 * (
+            jax.lax.slice_in_dim(a, 0, n - 1, axis=d) + jax.lax.slice_in_dim(a, 1, n, axis=d)
+        )
+        faces.append(jnp.concatenate([2.0 * lo, inner, 2.0 * hi], axis=d))
+    solid = jnp.zeros(a.shape, bool)
+    bnd = (("dirichlet", "dirichlet"),) * 2
+    return DiffusionOperator(tuple(faces), solid, bnd, (1.0 / n, 1.0 / n))
+
+
+class DarcySolution(eqx.Module):
+    """Result of [`scimlx.neuralop.darcy_solve`][]: `value`, `result`, `stats`."""
+
+    value: Array
+    result: RESULTS
+    stats: dict[str, Any]
+
+
+@eqx.filter_jit
+def darcy_solve(
+    a: Float[Array, "n n"],
+    f: Float[Array, "n n"] | None = None,
+    *,
+    rtol: float = 1e-10,
+    max_steps: int = 200,
+    throw: bool = True,
+) -> DarcySolution:
+    """Solve `-div(a grad u) = f` (`f = 1` by default) with multigrid-preconditioned CG.
+
+    The operator is [`scimlx.neuralop.darcy_operator`][]; the preconditioner is one
+    symmetric V-cycle of [`scimlx.linsolve.multigrid`][]; CG is `lineax.CG`.
+
+    **Arguments:**
+
+    - `a`: cell coefficients `(n, n)`.
+    - `f`: right-hand side (default ones).
+    - `rtol`: relative residual tolerance.
+    - `max_steps`: CG iteration limit.
+    - `throw`: raise on failure; under `jax.vmap` pass `False` and read `result`.
+
+    **Returns:**
+
+    A [`scimlx.neuralop.DarcySolution`][] (`stats["num_steps"]` holds the CG iterations).
+    """
+    op = darcy_operator(a)
+    if f is None:
+        f = jnp.ones_like(a)
+    vc = multigrid(op, smoother="chebyshev", pre=1, post=1)
+    sol = lx.linear_solve(
+        op,
+        f,
+        lx.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
+        options={"preconditioner": vc},
+        throw=False,
+    )
+    result = RESULTS.promote(sol.result)
+    value = sol.value
+    if throw:
+        value = result.error_if(value, result != RESULTS.successful)
+    return DarcySolution(value, result, {"num_steps": sol.stats["num_steps"]})
+
+
+class DarcyData(eqx.Module):
+    """A Darcy data set: inputs `a` `(N, 1, n, n)` and solutions `u` `(N, 1, n, n)`."""
+
+    a: Float[Array, "N 1 n n"]
+    u: Float[Array, "N 1 n n"]
+
+
+@eqx.filter_jit
+def _generate_batch(keys, resolution, n_modes, alpha, tau, high, low, rtol):
+    def one(k):
+        mu = grf(k, resolution, alpha=alpha, tau=tau, n_modes=n_modes)
+        a = darcy_coefficient(mu, high, low)
+        sol = darcy_solve(a, rtol=rtol, throw=False)
+        return a, sol.value, sol.result
+
+    return jax.vmap(one)(keys)
+
+
+def darcy_dataset(
+    n_samples: int,
+    resolution: int,
+    *,
+    seed: int,
+    variant: str = "smooth",
+    n_modes: int | None = None,
+    high: float = 12.0,
+    low: float = 3.0,
+    rtol: float = 1e-10,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> DarcyData:
+    """Generate Darcy-flow pairs `(a, u)`, `-div(a grad u) = 1`, `u = 0` on the boundary.
+
+    Coefficients are [`scimlx.neuralop.grf`][] samples thresholded to `high` / `low`
+    (FNO paper). Solves are batched with `jax.vmap` of [`scimlx.neuralop.darcy_solve`][].
+    Sample `i` uses `jax.random.fold_in(jax.random.key(seed), i)`; with the same `seed` and
+    `n_modes`, two resolutions give the same fields (for super-resolution tests).
+
+    **Arguments:**
+
+    - `n_samples`: number of pairs.
+    - `resolution`: cells per axis.
+    - `seed`: integer seed.
+    - `variant`: `"smooth"` (alpha 2, tau 3: the FNO data) or `"rough"` (alpha 2, tau 5).
+    - `n_modes`: GRF modes per axis (default `resolution`).
+    - `high`, `low`: coefficient values.
+    - `rtol`: solver tolerance.
+    - `batch_size`: samples solved per vmapped call.
+    - `progress`: show a progress bar.
+
+    **Returns:**
+
+    A [`scimlx.neuralop.DarcyData`][] (float64 when x64 is enabled, else float32).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"`variant` must be one of {sorted(VARIANTS)}, got {variant!r}.")
+    if n_samples < 1:
+        raise ValueError(f"`n_samples` must be >= 1, got {n_samples}.")
+    alpha, tau = VARIANTS[variant]
+    base = jax.random.key(seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n_samples))
+    As, Us = [], []
+    from contextlib import nullcontext
+
+    from .._core import ProgressBar
+
+    ctx = ProgressBar(n_samples, f"darcy {resolution}x{resolution}") if progress else nullcontext()
+    with ctx as bar:
+        for start in range(0, n_samples, batch_size):
+            kb = keys[start : start + batch_size]
+            a, u, res = _generate_batch(kb, resolution, n_modes, alpha, tau, high, low, rtol)
+            ok = np.asarray(res._value) == RESULTS.successful._value  # pyright: ignore
+            if not ok.all():
+                raise RuntimeError(
+                    f"Darcy solve failed for samples {start + np.flatnonzero(~ok)} "
+                    f"({RESULTS[res[int(np.flatnonzero(~ok)[0])]]})."
+                )
+            As.append(a)
+            Us.append(u)
+            if bar is not None:
+                bar.update(len(kb))
+    a = jnp.concatenate(As)[:, None]
+    u = jnp.concatenate(Us)[:, None]
+    return DarcyData(a, u)
+
+
+_FORMAT = "scimlx.neuralop.darcy/1"
+
+
+def darcy_cached(path: str | os.PathLike, n_samples: int, resolution: int, **kwargs) -> DarcyData:
+    """[`scimlx.neuralop.darcy_dataset`][] with an on-disk cache.
+
+    The file (`.npz`) holds the arrays and a JSON header with the generator, its parameters and
+    the seed. On load the header must equal the requested one, else the data are regenerated
+    and the file atomically replaced.
+
+    **Arguments:**
+
+    - `path`: cache file.
+    - `n_samples`, `resolution`, `**kwargs`: as in [`scimlx.neuralop.darcy_dataset`][]
+      (`seed` is required).
+
+    **Returns:**
+
+    A [`scimlx.neuralop.DarcyData`][].
+    """
+    if "seed" not in kwargs:
+        raise ValueError("`seed` is required.")
+    params = {"n_samples": int(n_samples), "resolution": int(resolution)}
+    for k, v in sorted(kwargs.items()):
+        if k in ("progress", "batch_size"):
+            continue
+        params[k] = v
+    dtype = str(jnp.zeros(()).dtype)
+    header = {"format": _FORMAT, "generator": "darcy_dataset", "params": params, "dtype": dtype}
+    path = os.fspath(path)
+    if os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                stored = json.loads(str(z["header"]))
+                if stored == header:
+                    return DarcyData(jnp.asarray(z["a"]), jnp.asarray(z["u"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    data = darcy_dataset(n_samples, resolution, **kwargs)
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, header=np.asarray(json.dumps(header)), a=np.asarray(data.a), u=np.asarray(data.u))
+    atomic_write_bytes(path, buf.getvalue())
+    return data
