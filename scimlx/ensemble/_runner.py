@@ -184,6 +184,14 @@ def _pad_chunk(xs, n_valid: int, size: int):
     return jax.tree.map(lambda x: _take(x, idx), xs)
 
 
+def _default_chunk_per_device(mesh) -> int:
+    # Measured on a 2-core CPU (benchmarks/ensemble.py): vmapped adaptive solves of small
+    # systems run fastest at 1-2k members per chunk (the loop state stays in cache);
+    # accelerators want large batches.
+    dev = jax.local_devices()[0] if mesh is None else mesh.devices.reshape(-1)[0]
+    return 2048 if dev.platform == "cpu" else 65536
+
+
 def _default_devices():
     return list(jax.local_devices())
 
@@ -215,12 +223,33 @@ def _merge_chunk_states(spec: _Spec, a, b):
     return {"states": states, "counts": counts}
 
 
-def _enumeration_of(spec: _Spec, member_shape):
-    out = eqx.filter_eval_shape(spec.fn, member_shape)
-    res = _result_of(spec, out)
-    if isinstance(res, EnumerationItem):
-        return res._enumeration  # pyright: ignore
-    return RESULTS
+_PROBE_CACHE: dict = {}
+
+
+def _probe(spec: _Spec, member0):
+    """One abstract evaluation of a member: its `RESULTS` enumeration and the tree
+    structure of each reducer's quantity. Cached, so repeated studies skip the trace."""
+    avals = member0
+    try:
+        key = (spec, jax.tree.structure(avals), tuple(jax.tree.leaves(avals)))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+
+    def f(x):
+        out = spec.fn(x)
+        return _result_of(spec, out), tuple(_quantity(r, out) for r in spec.reducers)
+
+    res, qs = eqx.filter_eval_shape(f, avals)
+    enum = res._enumeration if isinstance(res, EnumerationItem) else RESULTS  # pyright: ignore
+    value = (enum, tuple(jax.tree.structure(q) for q in qs))
+    if key is not None:
+        if len(_PROBE_CACHE) > 64:
+            _PROBE_CACHE.clear()
+        _PROBE_CACHE[key] = value
+    return value
 
 
 def _names(enum) -> list[str]:
@@ -343,7 +372,8 @@ def run_ensemble(
       the whole output); written per chunk to `store/outputs/` (needs `store`).
       Read back with `load_outputs`.
     - `chunk_size`: members per compiled call. Default: chosen from `memory_budget` if
-      given, else `min(n_members, 8192)`. Rounded up to a multiple of the devices.
+      given, else `min(n_members, 2048)` members per device on CPU (65536 on
+      accelerators). Rounded up to a multiple of the devices.
     - `memory_budget`: bytes per device for one chunk; the chunk size is measured
       from the compiled memory analysis (see `chunk_size_for_budget`).
     - `devices`, `mesh`: the local devices to shard over (default: all local devices).
@@ -417,8 +447,8 @@ def run_ensemble(
             )
 
     spec_probe = _Spec(fn, tuple(reducers.values()), result, save_fn, None, strategy, 1, 0)
-    member0 = jax.tree.map(lambda x: x[0], example)
-    enum = _enumeration_of(spec_probe, member0)
+    member0 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype), example)
+    enum, q_structs = _probe(spec_probe, member0)
     names = _names(enum)
     nonfinite = names.index("nonfinite") if "nonfinite" in names else len(names) - 1
     spec = _Spec(
@@ -432,7 +462,7 @@ def run_ensemble(
                 fn, example, memory_budget, reducers=reducers, n_devices=n_dev, max_chunk=limit
             )
         else:
-            chunk_size = min(limit, 8192)
+            chunk_size = min(limit, _default_chunk_per_device(mesh) * n_dev)
     chunk_size = int(math.ceil(int(chunk_size) / n_dev) * n_dev)
     n_chunks = None if n_members is None else math.ceil(n_members / chunk_size)
 
@@ -616,7 +646,7 @@ def run_ensemble(
         acc = _gather_and_merge(spec, mine, n_chunks, n_proc)
     stats = {
         name: jax.tree.unflatten(
-            jax.tree.structure(_quantity_shape(spec, member0, k)),
+            q_structs[k],
             [r.finalize(s) for s in acc["states"][k]],
         )
         for k, (name, r) in enumerate(reducers.items())
@@ -642,13 +672,6 @@ def run_ensemble(
         computed_chunks=counted["computed"],
         wall_s=time.perf_counter() - t_start,
     )
-
-
-def _quantity_shape(spec: _Spec, member0, k: int):
-    def q(x):
-        return _quantity(spec.reducers[k], spec.fn(x))
-
-    return eqx.filter_eval_shape(q, member0)
 
 
 def _save_npy(path, arr):
