@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,9 @@ class FitResult:
     - `validations`: `(step, value)` pairs of every validation round.
     - `best_validation`: the best validation value, or `None`.
     - `stopped_early`: whether early stopping ended the run.
+    - `first_step_seconds`: wall time of this call's first step, which includes compiling
+      the step (every call of `fit` compiles its step anew).
+    - `seconds`: wall time of all steps taken by this call.
     """
 
     model: Any
@@ -40,6 +44,8 @@ class FitResult:
     validations: tuple
     best_validation: float | None
     stopped_early: bool
+    first_step_seconds: float
+    seconds: float
 
 
 def _step_keys(key, step: int):
@@ -167,6 +173,8 @@ def fit(
     p, o = state["params"], state["opt_state"]
     bar = ProgressBar(steps, desc, unit="step", disable=not progress)
     bar.update(start)
+    first_step_s = 0.0
+    t_start = time.perf_counter()
     try:
         step = start
         while step < steps and not bool(state["stopped"]):
@@ -174,6 +182,8 @@ def fit(
             b = None if batch is None else batch(step, batch_key)
             p, o, value, aux = train_step(p, o, b, loss_key)
             value = float(value)
+            if step == start:
+                first_step_s = time.perf_counter() - t_start
             if not math.isfinite(value):
                 raise FloatingPointError(
                     f"The loss became non-finite ({value}) at step {step}. Lower the "
@@ -190,6 +200,7 @@ def fit(
                 _save(state)
         if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
             _validate(state, step)
+        seconds = time.perf_counter() - t_start
         _save(state)
     finally:
         bar.close()
@@ -209,6 +220,8 @@ def fit(
         validations=validations,
         best_validation=None if validate is None else float(state["best"]),
         stopped_early=bool(state["stopped"]),
+        first_step_seconds=first_step_s,
+        seconds=seconds,
     )
 
 

@@ -84,19 +84,15 @@ def solve(
     )
 
 
-def fit_damped_oscillator(
-    *, steps: int = 700, n_times: int = 64, t1: float = 10.0, seed: int = 0, progress=True
-):
-    """Fit the neural ODE to the analytic damped oscillator; return figures of the fit."""
-    ts = jnp.linspace(0.0, t1, n_times)
-    data = jnp.asarray(damped_oscillator(np.asarray(ts)))
-    model = OscillatorField(key=jr.key(seed))
-    t_start = time.perf_counter()
-    # Fitting a whole oscillation from a random start tends to stall in a poor local
-    # minimum. First fit short windows that start at every observation (a multiple-
-    # shooting warm-up, well conditioned), then the whole trajectory from y0.
-    window = 8
-    starts = jnp.arange(n_times - window + 1)
+def make_losses(ts, data, window: int = 8):
+    """The two training losses of the tour's neural ODE, as `loss(model, batch, key)`.
+
+    Fitting a whole oscillation from a random start tends to stall in a poor local minimum,
+    so training first fits short windows that start at every observation (a multiple-
+    shooting warm-up, well conditioned: `window_loss`), then the whole trajectory from
+    `y0` (`full_loss`).
+    """
+    starts = jnp.arange(ts.shape[0] - window + 1)
     win_ts = ts[:window]
     win_data = jax.vmap(lambda i: jax.lax.dynamic_slice_in_dim(data, i, window))(starts)
 
@@ -107,6 +103,18 @@ def fit_damped_oscillator(
     def full_loss(m, batch, key):
         return jnp.mean((solve(m, ts, data[0]).ys - data) ** 2)
 
+    return window_loss, full_loss
+
+
+def fit_damped_oscillator(
+    *, steps: int = 700, n_times: int = 64, t1: float = 10.0, seed: int = 0, progress=True
+):
+    """Fit the neural ODE to the analytic damped oscillator; return figures of the fit."""
+    ts = jnp.linspace(0.0, t1, n_times)
+    data = jnp.asarray(damped_oscillator(np.asarray(ts)))
+    model = OscillatorField(key=jr.key(seed))
+    t_start = time.perf_counter()
+    window_loss, full_loss = make_losses(ts, data)
     stages = (("windows", window_loss, 5e-2), ("trajectory", full_loss, 3e-3))
     for i, (name, loss, lr) in enumerate(stages):
         schedule = optax.cosine_decay_schedule(lr, steps, alpha=0.01)
