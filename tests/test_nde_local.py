@@ -63,7 +63,7 @@ def test_local_unbiased_matches_independent_step(getkey):
     scale = 1e-6 + np.maximum(np.abs(y0n), np.abs(y1n)) * 1e-6
     ref = np.sqrt(np.mean((en / scale) ** 2)) * dt
     np.testing.assert_allclose(sol.components["local_error"], ref, rtol=1e-3)
-    assert int(sol.stats["nfe_regularizer"]) == 7
+    assert int(sol.stats["nfe_regularizer"]) == 8
 
 
 def test_biased_reservoir_is_uniform_over_accepted_steps():

@@ -10,8 +10,6 @@ from jaxtyping import Array, Int
 _ODE_TABLE: dict[type, tuple[int, int]] = {
     dfx.Tsit5: (6, 1),
     dfx.Dopri5: (6, 1),
-    dfx.Dopri8: (13, 1),
-    dfx.Bosh3: (3, 1),
     dfx.Heun: (2, 0),
     dfx.Ralston: (2, 0),
     dfx.Midpoint: (2, 0),
@@ -59,7 +57,10 @@ def nfe_formula(
         if inner is None:
             return None
         (a, b), (c, d) = inner
-        return (3 * a, 2 * b), (3 * c, 2 * d)
+        if b != 0 or d != 0:
+            # FSAL solvers inside HalfSolver: the count depends on the rejections.
+            return None
+        return (3 * a, 0), (3 * c, 0)
     if sde:
         return _SDE_TABLE.get(type(solver))
     entry = _ODE_TABLE.get(type(solver))

@@ -12,7 +12,7 @@ from jax.experimental.jet import jet
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._controller import ErrorEstimateController, read_error_estimate, scaled_error_norm
-from ._nfe import count_nfe
+from ._nfe import count_nfe, nfe_formula
 from ._regularizers import (
     AbstractRegularizer,
     GlobalErrorEstimate,
@@ -330,7 +330,10 @@ def regularized_diffeqsolve(
             local, sample, terms, base, stepsize_controller, t1, args, sde
         )
         penalty = penalty + local.weight * components["local_error"].astype(dtype)
-        nfe_reg, _ = count_nfe(base, 1, sde=sde)
+        # One step from a fresh `solver.init`: FSAL solvers evaluate f0 in `init` and
+        # again in their first step (counted in tests/test_nde_transforms.py).
+        formula = nfe_formula(base, sde=sde)
+        nfe_reg = jnp.array(-1 if formula is None else formula[0][0] + 2 * formula[0][1])
         t_reg_used, dt_reg_used = components.pop("_t"), components.pop("_dt")
     ys = sol.ys
     if augmented:
