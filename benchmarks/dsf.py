@@ -1,0 +1,308 @@
+"""scimlx.dsf benchmark: (1) cost of each DSF evaluation mode against sequence length;
+(2) multi-query associative recall (MQAR) with softmax, linear, normalised attention, S6 and SSD.
+
+Run: `python -m benchmarks.dsf [--quick] [--seeds N]` from the repository root.
+"""
+
+import math
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # for the float64 reference; all timed work is float32
+
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jax.random as jr  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import scimlx.dsf as dsf  # noqa: E402
+from scimlx.dsf._auto import choose_method, family  # noqa: E402
+
+from ._harness import (  # noqa: E402
+    optional_import,
+    parse_args,
+    peak_memory_bytes,
+    print_table,
+    time_compiled,
+    write_results,
+)
+
+F32 = jnp.float32
+D, N, M_SOFTMAX = 64, 16, 16
+BUDGET = 2**30  # materialised-matrix budget (bytes), the library default
+
+
+# ----------------------------------------------------------------------------- systems
+
+
+def make_system(fam: str, L: int, key, dtype=F32):
+    k = jr.split(key, 6)
+    if fam == "softmax":
+        q = jr.normal(k[0], (L, M_SOFTMAX), dtype) / 2
+        kk = jr.normal(k[1], (L, M_SOFTMAX), dtype) / 2
+        return dsf.SoftmaxDSF(q, kk, 1.0 / math.sqrt(M_SOFTMAX), D)
+    beta = 0.1 * jax.nn.softplus(jr.normal(k[1], (L, D), dtype))  # Delta-like input scale
+    b = jr.normal(k[2], (L, 1, N), dtype) / math.sqrt(N)
+    c = jr.normal(k[3], (L, 1, N), dtype) / math.sqrt(N)
+    if fam == "per_state":  # S6: exp(Delta (x) A), A_{cs} = -(s+1)
+        delta = jax.nn.softplus(jr.normal(k[0], (L, D), dtype) - 2.0)
+        A = -jnp.arange(1, N + 1, dtype=dtype)
+        ll = delta[:, :, None] * A[None, None, :]
+        return dsf.ChannelDSF(ll, delta, b, c, D=jnp.ones((D,), dtype))
+    # scalar decay (Mamba-2 SSD head / decayed linear attention)
+    ll = -jax.nn.softplus(jr.normal(k[0], (L, 1, 1), dtype) - 3.0)
+    return dsf.ChannelDSF(ll, beta, b, c, D=jnp.ones((D,), dtype))
+
+
+def modes_for(fam):
+    return ("recurrence", "chunked", "matrix") if fam == "softmax" else dsf._evaluate.METHODS
+
+
+def cost_section(quick: bool, repeats: int):
+    Ls_fwd = [64, 256, 1024, 4096] if quick else [64, 256, 1024, 4096, 16384]
+    Ls_bwd = [64, 256, 1024] if quick else [64, 256, 1024, 4096]
+    rows = []
+    key = jr.key(0)
+    for fam in ("scalar", "per_state", "softmax"):
+        for L in sorted(set(Ls_fwd) | set(Ls_bwd)):
+            sys32 = make_system(fam, L, jr.fold_in(key, L))
+            x32 = jr.normal(jr.fold_in(key, L + 1), (L, D), F32)
+            sys64 = jax.tree.map(lambda a: a.astype(jnp.float64), sys32)
+            x64 = x32.astype(jnp.float64)
+            ref_method = "matrix" if fam == "softmax" else "recurrence"
+            ref = None
+            for task in ("fwd_b1", "fwdbwd_b16"):
+                if (task == "fwd_b1" and L not in Ls_fwd) or (task == "fwdbwd_b16" and L not in Ls_bwd):
+                    continue
+                training = task == "fwdbwd_b16"
+                cell = []
+                for method in modes_for(fam):
+                    est = dsf.matrix_bytes(sys32, L) * (16 if training else 1)
+                    row = dict(family=fam, L=L, task=task, method=method)
+                    if method == "matrix" and est > BUDGET:
+                        row.update(median_ms=None, note=f"refused: ~{est / 2**20:.0f} MiB > budget")
+                        rows.append(row)
+                        continue
+                    if fam == "softmax" and method == "recurrence" and L > 4096:
+                        row.update(median_ms=None, note="skipped: O(L^2) sequential")
+                        rows.append(row)
+                        continue
+                    if not training:
+                        fn = jax.jit(lambda s, x, m=method: dsf.evaluate(s, x, method=m, max_bytes=BUDGET)[0])
+                        args = (sys32, x32)
+                    else:
+                        sysb = jax.tree.map(lambda a: jnp.broadcast_to(a, (16,) + a.shape), sys32)
+                        xb = jnp.broadcast_to(x32, (16,) + x32.shape) + jnp.arange(16, dtype=F32)[:, None, None] * 0.01
+
+                        def loss(s, x, m=method):
+                            y = jax.vmap(lambda a, b: dsf.evaluate(a, b, method=m, max_bytes=BUDGET * 16)[0])(s, x)
+                            return jnp.sum(y**2)
+
+                        fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
+                        args = (sysb, xb)
+                    t = time_compiled(fn, *args, repeats=repeats)
+                    row.update(median_ms=1e3 * t["median_s"], compile_s=t["compile_s"],
+                               peak_mib=(peak_memory_bytes(fn, *args) or 0) / 2**20)
+                    if not training:
+                        if ref is None:
+                            ref = np.asarray(jax.jit(lambda s, x: dsf.evaluate(s, x, method=ref_method)[0])(sys64, x64))
+                        y = np.asarray(t["output"], np.float64)
+                        row["rel_err_vs_f64"] = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+                    rows.append(row)
+                    cell.append(row)
+                timed = [r for r in cell if r.get("median_ms") is not None]
+                best = min(timed, key=lambda r: r["median_ms"])
+                auto = choose_method(sys32, L, training=training)
+                auto_row = next((r for r in timed if r["method"] == auto), None)
+                for r in cell:
+                    r["best"] = best["method"]
+                    r["auto"] = auto
+                    r["auto_over_best"] = (auto_row["median_ms"] / best["median_ms"]) if auto_row else None
+                print(f"  {fam:9s} L={L:5d} {task:10s} best={best['method']:10s} auto={auto}", flush=True)
+    return rows
+
+
+# ----------------------------------------------------------------------------- MQAR
+
+
+def mqar_batch(key, batch, L, num_kv, vocab, power_a=0.01):
+    """Zoology's multiquery_ar rules: keys in [1, V/2), values in [V/2, V), kv pairs first, each key
+    queried once after the context at a power-law gap, non-query slots 0, loss at queries only.
+
+    Returns tokens `(B, L)`, query positions `(B, K)` and target values `(B, K)`."""
+    ctx = 2 * num_kv
+    space = (L - ctx) // 2
+    p = power_a * np.arange(1, space + 1) ** (power_a - 1)
+    p = jnp.asarray(p / p.sum())
+
+    def one(k):
+        k1, k2, k3 = jr.split(k, 3)
+        keys = jr.choice(k1, jnp.arange(1, vocab // 2), (num_kv,), replace=False)
+        vals = jr.choice(k2, jnp.arange(vocab // 2, vocab), (num_kv,), replace=False)
+        gaps = jr.choice(k3, space, (num_kv,), replace=False, p=p)
+        pos = ctx + 2 * gaps
+        tok = jnp.zeros((L,), keys.dtype)
+        tok = tok.at[jnp.arange(0, ctx, 2)].set(keys).at[jnp.arange(1, ctx, 2)].set(vals)
+        tok = tok.at[pos].set(keys)
+        return tok, pos, vals
+
+    return jax.vmap(one)(jr.split(key, batch))
+
+
+MQAR_MIXERS = ("softmax", "linear", "normalized", "s6", "ssd")
+
+
+def train_mqar(mixer, L, num_kv, vocab, steps, seed, lr, batch=64, n_state=32, test_size=1000):
+    key = jr.key(seed)
+    model = dsf.SequenceModel(
+        vocab, 64, 2, mixer, d_state=n_state, n_heads=1,
+        max_len=L if mixer in ("softmax", "linear", "normalized") else 0, dtype="float32",
+        key=jr.fold_in(key, 1),
+    )
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 20, 1), steps)
+    opt = optax.adamw(sched, weight_decay=0.1)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    state = opt.init(params)
+
+    def loss_fn(params, tok, pos, vals):
+        m = eqx.combine(params, static)
+        h = jax.vmap(lambda t: m.hidden(t, training=True))(tok)  # (B, L, d)
+        hq = jnp.take_along_axis(h, pos[:, :, None], axis=1)  # gather before the head
+        logits = hq @ m.embedding.T
+        return optax.softmax_cross_entropy_with_integer_labels(logits, vals).mean()
+
+    @jax.jit
+    def step(params, state, i):
+        tok, pos, vals = mqar_batch(jr.fold_in(jr.fold_in(key, 2), i), batch, L, num_kv, vocab)
+        loss, g = jax.value_and_grad(loss_fn)(params, tok, pos, vals)
+        upd, state = opt.update(g, state, params)
+        return optax.apply_updates(params, upd), state, loss
+
+    @jax.jit
+    def accuracy(params):
+        m = eqx.combine(params, static)
+        tok, pos, vals = mqar_batch(jr.fold_in(key, 3), test_size, L, num_kv, vocab)
+        h = jax.vmap(lambda t: m.hidden(t))(tok)
+        pred = jnp.argmax(jnp.take_along_axis(h, pos[:, :, None], axis=1) @ m.embedding.T, -1)
+        return jnp.mean((pred == vals).astype(F32))
+
+    t0 = time.perf_counter()
+    losses = []
+    for i in range(steps):
+        params, state, loss = step(params, state, jnp.asarray(i))
+        if i % 100 == 0 or i == steps - 1:
+            losses.append(float(loss))
+    acc = float(accuracy(params))
+    return dict(acc=acc, final_loss=losses[-1], train_s=time.perf_counter() - t0)
+
+
+PAPER_ORDER = (
+    "paper (Sieber et al. 2024, Fig. 2/5 as summarised in the methods notes; numbers not verified "
+    "here): softmax >= SSD > normalized >= linear, S6 between"
+)
+
+
+def mqar_section(quick: bool, seeds: int):
+    vocab = 512
+    if quick:
+        tasks = [(64, 4, 600)]
+        lrs = (3e-3,)
+    else:
+        tasks = [(64, 4, 3000), (128, 8, 1500)]
+        lrs = (3e-3,)
+    rows = []
+    for L, kv, steps in tasks:
+        for mixer in MQAR_MIXERS:
+            for seed in range(seeds):
+                for lr in lrs:
+                    r = train_mqar(mixer, L, kv, vocab, steps, seed, lr)
+                    row = dict(task=f"L{L}_kv{kv}", mixer=mixer, seed=seed, lr=lr, steps=steps,
+                               batch=64, vocab=vocab, **r)
+                    rows.append(row)
+                    print(f"  MQAR L={L} kv={kv} {mixer:10s} seed={seed} acc={r['acc']:.3f} "
+                          f"loss={r['final_loss']:.3f} ({r['train_s']:.0f} s)", flush=True)
+    return rows
+
+
+def main():
+    args = parse_args(__doc__)
+    quick = args.quick
+    seeds = args.seeds or (1 if quick else 2)
+    t_start = time.perf_counter()
+    print("== 1. cost vs L (float32, d=64, n=16; softmax m=16) ==", flush=True)
+    cost = cost_section(quick, repeats=3 if quick else 5)
+    print_table(cost, ["family", "L", "task", "method", "median_ms", "compile_s", "peak_mib",
+                       "rel_err_vs_f64", "best", "auto", "note"], title="DSF evaluation cost")
+    # measured auto table
+    print("measured fastest mode per cell (copy into scimlx/dsf/_auto.py AUTO_TABLE):")
+    for fam in ("scalar", "per_state", "softmax"):
+        for task in ("fwd_b1", "fwdbwd_b16"):
+            cells = sorted({(r["L"], r["best"]) for r in cost if r["family"] == fam and r["task"] == task})
+            print(f"  ({fam!r}, training={task == 'fwdbwd_b16'}): {cells}")
+
+    rg = optional_import("recurrentgemma")
+    peer_rows = []
+    if rg is None:
+        peer_rows.append(dict(family="rglru_peer", note="recurrentgemma not installed (bench extra)"))
+    print("== 2. MQAR ==", flush=True)
+    mq = mqar_section(quick, seeds)
+    accs = {}
+    for m in MQAR_MIXERS:
+        vals = [r["acc"] for r in mq if r["mixer"] == m and r["task"] == "L64_kv4"]
+        accs[m] = float(np.mean(vals))
+    mq_summary = []
+    for task in sorted({r["task"] for r in mq}):
+        for m in MQAR_MIXERS:
+            vals = [r["acc"] for r in mq if r["mixer"] == m and r["task"] == task]
+            mq_summary.append(dict(task=task, mixer=m, acc_mean=float(np.mean(vals)),
+                                   acc_min=float(np.min(vals)), acc_max=float(np.max(vals)),
+                                   seeds=len(vals), steps=mq[0]["steps"] if task == "L64_kv4" else None))
+    print_table(mq, ["task", "mixer", "seed", "lr", "steps", "acc", "final_loss", "train_s"], title="MQAR runs")
+    print_table(mq_summary, ["task", "mixer", "acc_mean", "acc_min", "acc_max", "seeds"], title="MQAR summary")
+    ours = sorted(accs, key=lambda m: -accs[m])
+    print("ours (L=64, 4 pairs, vocab 512):", " > ".join(f"{m} {accs[m]:.2f}" for m in ours))
+    print(PAPER_ORDER)
+
+    def cell(fam, L, task, method):
+        for r in cost:
+            if (r["family"], r["L"], r["task"], r["method"]) == (fam, L, task, method):
+                return r.get("median_ms")
+        return None
+
+    def ratio(a, b):
+        return a / b if (a is not None and b is not None) else None
+
+    errs = [r["rel_err_vs_f64"] for r in cost if "rel_err_vs_f64" in r]
+    summary = {
+        "max_mode_discrepancy_f32": max(errs),
+        "chunk_over_rec_fwdbwd_L1024": ratio(cell("scalar", 1024, "fwdbwd_b16", "recurrence"),
+                                             cell("scalar", 1024, "fwdbwd_b16", "chunked")),
+        "chunk_over_rec_fwdbwd_L1024_per_state": ratio(
+            cell("per_state", 1024, "fwdbwd_b16", "recurrence"),
+            cell("per_state", 1024, "fwdbwd_b16", "chunked")),
+        "auto_over_best_mode": max(r["auto_over_best"] for r in cost if r.get("auto_over_best")),
+        "quadratic_growth_1024_to_4096": ratio(cell("softmax", 4096, "fwd_b1", "matrix"),
+                                               cell("softmax", 1024, "fwd_b1", "matrix")),
+        "scalar_matrix_growth_1024_to_4096": ratio(cell("scalar", 4096, "fwd_b1", "matrix"),
+                                                   cell("scalar", 1024, "fwd_b1", "matrix")),
+        "chunked_growth_1024_to_4096": ratio(cell("scalar", 4096, "fwd_b1", "chunked"),
+                                             cell("scalar", 1024, "fwd_b1", "chunked")),
+        "recurrence_growth_1024_to_4096": ratio(cell("scalar", 4096, "fwd_b1", "recurrence"),
+                                                cell("scalar", 1024, "fwd_b1", "recurrence")),
+        "mqar_acc_softmax": accs["softmax"],
+        "mqar_acc_linear": accs["linear"],
+        "mqar_acc_normalized": accs["normalized"],
+        "mqar_acc_s6": accs["s6"],
+        "mqar_acc_ssd": accs["ssd"],
+        "mqar_steps_L64": mq[0]["steps"],
+        "total_s": time.perf_counter() - t_start,
+    }
+    print_table([summary], list(summary), title="summary")
+    write_results("dsf", "quick" if quick else "full", cost + peer_rows + mq_summary, summary,
+                  out=args.out, extra={"mqar_runs": mq, "paper_ordering": PAPER_ORDER})
+
+
+if __name__ == "__main__":
+    main()
