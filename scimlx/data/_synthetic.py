@@ -17,12 +17,13 @@ def synthetic_irregular(
     seed: int = 0,
     dtype=np.float32,
 ) -> TimeSeriesData:
-    """Noisy sinusoids whose class sets the frequency, observed at irregular times.
+    """A bump whose position sets the class, on a random sinusoid, at irregular times.
 
-    Class `k` has frequency `1 + k` cycles per unit time (plus a per-series jitter), random
-    phase and amplitude per channel, a per-series random time grid in [0, 1] (sorted uniform
-    draws including 0), optional variable lengths, and values dropped at random with
-    probability `missing` (independently per entry).
+    Class `k` of `K` has a Gaussian bump (width 0.1, random height in [1, 2] per channel)
+    centred at `(k + 1) / (K + 1)`, added to a nuisance sinusoid (random frequency in [0.5, 2]
+    cycles, phase, amplitude up to 0.5) and noise; each series has its own random time grid in
+    [0, 1] (sorted uniform draws including 0), optional variable lengths, and entries dropped
+    at random with probability `missing` (independently per entry).
 
     **Arguments:**
 
@@ -54,11 +55,16 @@ def synthetic_irregular(
         gap = (t[-1] - t[0]) / max(n - 1, 1) if n > 1 else 1.0
         times[i, :n] = t
         times[i, n:] = t[-1] + gap * np.arange(1, length - n + 1)
-        freq = (1.0 + labels[i]) * (1.0 + 0.05 * rng.normal())
+        centre = (labels[i] + 1.0) / (num_classes + 1.0)
+        height = rng.uniform(1.0, 2.0, channels)
+        freq = rng.uniform(0.5, 2.0, channels)
         phase = rng.uniform(0, 2 * np.pi, channels)
-        amp = rng.uniform(0.5, 1.5, channels)
-        v = amp * np.sin(2 * np.pi * freq * t[:, None] + phase) + noise * rng.normal(
-            size=(n, channels)
+        amp = rng.uniform(0.0, 0.5, channels)
+        tt = t[:, None]
+        v = (
+            height * np.exp(-(((tt - centre) / 0.1) ** 2))
+            + amp * np.sin(2 * np.pi * freq * tt + phase)
+            + noise * rng.normal(size=(n, channels))
         )
         if missing > 0:
             v[rng.random(v.shape) < missing] = np.nan

@@ -23,3 +23,12 @@ from ._path import (
     natural_cubic_coefficients as natural_cubic_coefficients,
     observation_mask as observation_mask,
 )
+from ._train import (
+    classification_loss as classification_loss,
+    default_batch_size as default_batch_size,
+    evaluate as evaluate,
+    PathBatch as PathBatch,
+    paths_from_data as paths_from_data,
+    predict_proba as predict_proba,
+    train_classifier as train_classifier,
+)

@@ -1,0 +1,271 @@
+"""Training and evaluation of latent models on irregular time-series classification."""
+
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._models import AbstractLatentModel
+from ._path import ControlPath, make_path
+
+
+class PathBatch(eqx.Module):
+    """Controlled paths of a whole data set, with their grids, lengths and labels.
+
+    Built once by [`scimlx.sde.paths_from_data`][]; index with `batch[idx]`.
+    """
+
+    paths: ControlPath  # leaves with a leading batch axis
+    times: Float[Array, "N L"]
+    lengths: Int[Array, " N"]
+    labels: Array
+
+    def __len__(self):
+        return self.times.shape[0]
+
+    def __getitem__(self, idx):
+        return PathBatch(
+            jax.tree.map(lambda x: x[idx], self.paths),
+            self.times[idx],
+            self.lengths[idx],
+            self.labels[idx],
+        )
+
+
+@eqx.filter_jit
+def _batched_paths(times, values, lengths, interpolation, time_channel, mask_channel):
+    return jax.vmap(
+        lambda t, v, n: make_path(
+            t,
+            v,
+            n,
+            interpolation=interpolation,
+            time_channel=time_channel,
+            mask_channel=mask_channel,
+        )
+    )(times, values, lengths)
+
+
+def paths_from_data(
+    data,
+    *,
+    interpolation: str = "hermite",
+    time_channel: bool = True,
+    mask_channel: bool = False,
+    dtype=None,
+) -> PathBatch:
+    """Build the controlled paths of a data set once (vmapped [`scimlx.sde.make_path`][]).
+
+    **Arguments:**
+
+    - `data`: a [`scimlx.data.TimeSeriesData`][] (or anything with `times`, `values`,
+      `lengths`, `labels`).
+    - `interpolation`, `time_channel`, `mask_channel`: as in `make_path`.
+    - `dtype`: float dtype (default: that of `data.values`).
+
+    **Returns:**
+
+    A [`scimlx.sde.PathBatch`][].
+    """
+    values = np.asarray(data.values)
+    dtype = values.dtype if dtype is None else dtype
+    times = np.asarray(data.times)
+    lengths = np.asarray(data.lengths)
+    for i in range(times.shape[0]):  # host-side validation with a clear message
+        n = int(lengths[i])
+        if n < 1 or n > times.shape[1]:
+            raise ValueError(f"series {i}: length {n} outside [1, {times.shape[1]}].")
+        if n > 1 and not np.all(np.diff(times[i, :n]) > 0):
+            raise ValueError(f"series {i}: `times` must be strictly increasing.")
+    paths = _batched_paths(
+        jnp.asarray(times, dtype),
+        jnp.asarray(values, dtype),
+        jnp.asarray(lengths),
+        interpolation,
+        time_channel,
+        mask_channel,
+    )
+    return PathBatch(
+        paths, jnp.asarray(times, dtype), jnp.asarray(lengths), jnp.asarray(data.labels)
+    )
+
+
+def _logits(model, batch: PathBatch, key, solve_options):
+    keys = jr.split(key, len(batch))
+    return jax.vmap(lambda p, t, n, k: model.classify(p, t, n, key=k, **solve_options))(
+        batch.paths, batch.times, batch.lengths, keys
+    )
+
+
+def classification_loss(
+    model: AbstractLatentModel,
+    batch: PathBatch,
+    key: PRNGKeyArray,
+    **solve_options,
+) -> Float[Array, ""]:
+    """Mean cross-entropy of the class logits over a batch (one SDE sample per series)."""
+    logits = _logits(model, batch, key, solve_options)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels))
+
+
+@eqx.filter_jit
+def _probs(model, batch, key, samples, solve_options):
+    keys = jr.split(key, samples)
+    return jax.vmap(lambda k: jax.nn.softmax(_logits(model, batch, k, solve_options)))(keys)
+
+
+def predict_proba(
+    model: AbstractLatentModel,
+    batch: PathBatch,
+    *,
+    key: PRNGKeyArray,
+    samples: int = 1,
+    chunk: int = 256,
+    **solve_options,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities averaged over `samples` SDE solutions, and their spread.
+
+    **Arguments:**
+
+    - `model`, `batch`: the model and the data.
+    - `key`: PRNG key for the Brownian motions.
+    - `samples`: number of SDE samples per series (uncertainty from the noise).
+    - `chunk`: series per compiled call (bounds memory).
+
+    **Returns:**
+
+    `(mean, std)`, each `(N, classes)`: the mean and standard deviation over the samples of
+    the predicted probabilities (std is zero for ODE/CDE models or `samples == 1`).
+    """
+    means, stds = [], []
+    for start in range(0, len(batch), chunk):
+        sub = batch[np.arange(start, min(start + chunk, len(batch)))]
+        p = np.asarray(_probs(model, sub, jr.fold_in(key, start), samples, solve_options))
+        means.append(p.mean(0))
+        stds.append(p.std(0))
+    return np.concatenate(means), np.concatenate(stds)
+
+
+def evaluate(
+    model: AbstractLatentModel,
+    batch: PathBatch,
+    *,
+    key: PRNGKeyArray,
+    samples: int = 1,
+    **solve_options,
+) -> dict:
+    """Accuracy, mean cross-entropy and mean predictive std on a labelled set."""
+    mean, std = predict_proba(model, batch, key=key, samples=samples, **solve_options)
+    labels = np.asarray(batch.labels)
+    acc = float(np.mean(mean.argmax(1) == labels))
+    nll = float(-np.mean(np.log(np.clip(mean[np.arange(len(labels)), labels], 1e-12, None))))
+    return {"accuracy": acc, "loss": nll, "predictive_std": float(std.mean())}
+
+
+def default_batch_size(n_total: int) -> int:
+    """The reference protocol's batch size: the largest power of two <= N/2, in [16, 128],
+    where N is the size of the whole data set (train + validation + test)."""
+    b = 16
+    while b * 2 <= n_total / 2 and b < 128:
+        b *= 2
+    return min(b, max(n_total, 1))
+
+
+def train_classifier(
+    model: AbstractLatentModel,
+    train: PathBatch,
+    val: PathBatch | None = None,
+    *,
+    key: PRNGKeyArray,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    lr_halving_epochs: int | None = 10,
+    patience: int | None = 10,
+    clip: float | None = None,
+    progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    **solve_options,
+):
+    """Train a classifier with [`scimlx.fit`][]: Adam, step decay, early stopping on val loss.
+
+    The defaults follow the paper's robustness protocol: batch size from
+    [`scimlx.sde.default_batch_size`][] (of train + 2 x validation, i.e. the whole set for a
+    70/15/15 split), `lr = 1e-3 * batch / 16`, L2 weight decay `lr / 100`
+    (added to the gradient, as `torch.optim.Adam(weight_decay=...)`), learning rate halved
+    every 10 epochs, validation loss every epoch, early stopping after `patience` epochs
+    without improvement, best-validation weights returned.
+
+    **Arguments:**
+
+    - `model`: the initial model.
+    - `train`, `val`: [`scimlx.sde.PathBatch`][] sets (`val=None`: no early stopping).
+    - `key`: PRNG key (batches, Brownian motions).
+    - `epochs`, `batch_size`, `lr`, `weight_decay`, `lr_halving_epochs`, `patience`: as above.
+    - `clip`: optional global gradient-norm clip.
+    - `progress`: progress bar.
+    - `checkpoint`: file path for resumable checkpoints.
+    - `solve_options`: passed to the model's `solve` (e.g. `stepping="grid"`).
+
+    **Returns:**
+
+    The [`scimlx.FitResult`][] of `scimlx.fit`.
+    """
+    import scimlx
+
+    n = len(train)
+    n_total = n + (2 * len(val) if val is not None else 0)  # 70/15/15: train + val + test
+    bs = default_batch_size(n_total) if batch_size is None else batch_size
+    bs = min(bs, n)
+    spe = max(n // bs, 1)
+    lr = 1e-3 * bs / 16 if lr is None else lr
+    wd = lr / 100 if weight_decay is None else weight_decay
+    if lr_halving_epochs:
+        schedule = optax.exponential_decay(
+            lr, transition_steps=lr_halving_epochs * spe, decay_rate=0.5, staircase=True
+        )
+    else:
+        schedule = lr
+    parts = [optax.add_decayed_weights(wd)] if wd > 0 else []
+    if clip is not None:
+        parts.insert(0, optax.clip_by_global_norm(clip))
+    optimiser = optax.chain(*parts, optax.adam(schedule))
+    seed = int(jr.randint(jr.fold_in(key, 12345), (), 0, 2**30))
+
+    def batch_fn(step, _key):
+        epoch, i = divmod(step, spe)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        return train[perm[i * bs : (i + 1) * bs]]
+
+    def loss(m, b, k):
+        return classification_loss(m, b, k, **solve_options)
+
+    validate = None
+    if val is not None:
+        vkey = jr.fold_in(key, 777)
+        vloss = eqx.filter_jit(lambda m, b: classification_loss(m, b, vkey, **solve_options))
+
+        def validate(m):
+            return float(vloss(m, val))
+
+    return scimlx.fit(
+        loss,
+        model,
+        optimiser,
+        steps=epochs * spe,
+        key=key,
+        batch=batch_fn,
+        progress=progress,
+        desc=type(model).__name__,
+        checkpoint=checkpoint,
+        checkpoint_every=max(spe * 10, 1),
+        validate=validate,
+        validate_every=spe,
+        patience=patience if val is not None else None,
+    )
