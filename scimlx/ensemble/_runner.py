@@ -185,11 +185,13 @@ def _pad_chunk(xs, n_valid: int, size: int):
 
 
 def _default_chunk_per_device(mesh) -> int:
-    # Measured on a 2-core CPU (benchmarks/ensemble.py): vmapped adaptive solves of small
-    # systems run fastest at 1-2k members per chunk (the loop state stays in cache);
-    # accelerators want large batches.
+    # Measured (benchmarks/ensemble.py): on a 2-core CPU vmapped adaptive solves of small
+    # systems run fastest at 1-2k members per chunk (the loop state stays in cache). On a
+    # GPU each step of the batched loop costs about the same whatever the batch (kernel
+    # launches), so a chunk should be as large as memory allows: pass `memory_budget`
+    # for large members.
     dev = jax.local_devices()[0] if mesh is None else mesh.devices.reshape(-1)[0]
-    return 2048 if dev.platform == "cpu" else 65536
+    return 2048 if dev.platform == "cpu" else 2**20
 
 
 def _default_devices():
@@ -372,7 +374,7 @@ def run_ensemble(
       the whole output); written per chunk to `store/outputs/` (needs `store`).
       Read back with `load_outputs`.
     - `chunk_size`: members per compiled call. Default: chosen from `memory_budget` if
-      given, else `min(n_members, 2048)` members per device on CPU (65536 on
+      given, else `min(n_members, 2048)` members per device on CPU (2^20 on
       accelerators). Rounded up to a multiple of the devices.
     - `memory_budget`: bytes per device for one chunk; the chunk size is measured
       from the compiled memory analysis (see `chunk_size_for_budget`).
