@@ -295,7 +295,12 @@ def main(argv=None):
     parser.add_argument("--datasets", default=None, help="comma-separated names")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--combine", nargs="+", default=None, help="merge per-data-set JSON results and exit"
+    )
     args = parser.parse_args(argv)
+    if args.combine:
+        return combine(args.combine, "quick" if args.quick else "full", args.out)
     quick = args.quick
     if args.datasets:
         names = args.datasets.split(",")
@@ -393,11 +398,32 @@ def main(argv=None):
             row["compile_s"] = float(comp[(name, m)][0]) if (name, m) in comp else None
             row["paper"] = PAPER.get((name, m), "not verified")
             rows.append(row)
-    # mean rank over (dataset, rate) cells, among scimlx models and the reference
+    summary = summarise(rows)
+    summary.update({"seeds": seeds, "epochs_max": epochs, "wall_s": time.perf_counter() - t_start})
+    report(rows, summary, "quick" if quick else "full", args.out)
+    return 0
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The issue's summary keys (and mean ranks, written into `rows`) from the table rows."""
+    names = list(dict.fromkeys(r["dataset"] for r in rows))
+    model_names = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {
+        (r["dataset"], r["model"], rate): r[f"acc_{int(rate * 100)}"]
+        for r in rows
+        for rate in RATES
+    }
+    std = {
+        (r["dataset"], r["model"], rate): r[f"std_{int(rate * 100)}"]
+        for r in rows
+        for rate in RATES
+    }
+    step_ms = {(r["dataset"], r["model"]): r["step_ms"] for r in rows}
+    # mean rank over (dataset, rate) cells, among all rows' models
     ranks = {m: [] for m in model_names}
     for name in names:
         for rate in RATES:
-            vals = np.array([np.nanmean(acc[(name, m, rate)]) for m in model_names])
+            vals = np.array([cell[(name, m, rate)] for m in model_names])
             order = (-vals).argsort().argsort() + 1.0
             for m, rk in zip(model_names, order):
                 ranks[m].append(rk)
@@ -406,7 +432,7 @@ def main(argv=None):
 
     def cell_mean(m, rate=None):
         rs = RATES if rate is None else (rate,)
-        return float(np.mean([np.nanmean(acc[(n, m, r)]) for n in names for r in rs]))
+        return float(np.mean([cell[(n, m, r)] for n in names for r in rs]))
 
     best_stable = max(STABLE, key=lambda m: cell_mean(m))
     summary = {
@@ -419,25 +445,14 @@ def main(argv=None):
         "stable_vs_ncde_pp_at_70": 100
         * (cell_mean(best_stable, 0.7) - cell_mean("neural CDE", 0.7)),
         "mean_rank": {m: float(np.mean(ranks[m])) for m in model_names},
-        "seeds": seeds,
-        "epochs_max": epochs,
-        "wall_s": time.perf_counter() - t_start,
     }
-    if torch_run is not None:
+    if TORCH in model_names:
         gaps = {
-            n: 100
-            * float(
-                np.mean(
-                    [
-                        np.nanmean(acc[(n, TORCH, r)]) - np.nanmean(acc[(n, "LNSDE", r)])
-                        for r in RATES
-                    ]
-                )
-            )
+            n: 100 * float(np.mean([cell[(n, TORCH, r)] - cell[(n, "LNSDE", r)] for r in RATES]))
             for n in names
         }
-        seed_std = float(np.mean([np.nanstd(acc[(n, TORCH, r)]) for n in names for r in RATES]))
-        ratios = [np.nanmedian(step[(n, TORCH)]) / np.nanmedian(step[(n, "LNSDE")]) for n in names]
+        seed_std = float(np.mean([std[(n, TORCH, r)] for n in names for r in RATES]))
+        ratios = [step_ms[(n, TORCH)] / step_ms[(n, "LNSDE")] for n in names]
         summary.update(
             {
                 "mean_acc_torch_reference": cell_mean(TORCH),
@@ -466,7 +481,10 @@ def main(argv=None):
             summary[k] = None
     summary["target_stable_beats_naive_at_50"] = summary["stable_vs_naive_pp_at_50"] > 0
     summary["target_stable_beats_ncde_at_70"] = summary["stable_vs_ncde_pp_at_70"] > 0
+    return summary
 
+
+def report(rows, summary, mode, out):
     cols = (
         ["dataset", "model"]
         + [f"acc@{int(r * 100)}%" for r in RATES]
@@ -475,8 +493,25 @@ def main(argv=None):
     H.print_table(rows, cols, title="Test accuracy % (mean±std over seeds), paper protocol")
     for k, v in summary.items():
         print(f"{k}: {v}")
-    path = H.write_results("stable_sde", "quick" if quick else "full", rows, summary, out=args.out)
+    path = H.write_results("stable_sde", mode, rows, summary, out=out)
     print(f"wrote {path}")
+
+
+def combine(paths: list[str], mode: str, out: str | None) -> int:
+    """Merge per-data-set result files (runs split across processes) into one table."""
+    import json
+
+    rows, extra = [], {}
+    for p in paths:
+        with open(p) as f:
+            payload = json.load(f)
+        rows += payload["rows"]
+        for k in ("seeds", "epochs_max"):
+            extra[k] = payload["summary"].get(k)
+        extra["wall_s"] = extra.get("wall_s", 0.0) + payload["summary"].get("wall_s", 0.0)
+    summary = summarise(rows)
+    summary.update(extra)
+    report(rows, summary, mode, out)
     return 0
 
 
