@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -170,3 +171,145 @@ def test_vcycle_stencil_converges(boundary):
         for _ in range(10):
             u = ls.vcycle_stencil(jnp.asarray(f), u, levels=4, boundary=boundary)
         np.testing.assert_allclose(np.asarray(u).ravel(), ref, rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# cell-centred multigrid, PCG
+
+
+def _problem(shape, seed, kind="random", coefficient=False):
+    solid = jnp.asarray(ls.obstacle_scene(shape, seed=seed, split="test"))
+    if coefficient:
+        a = jnp.exp(0.5 * jax.random.normal(jax.random.key(seed + 7), shape))
+        op = ls.diffusion(a, solid=solid)
+    else:
+        op = ls.poisson(shape, solid=solid)
+    key = jax.random.key(seed)
+    b = ls.random_rhs(solid, key=key) if kind == "random" else ls.divergence_rhs(solid, key=key)
+    return op, b
+
+
+@pytest.mark.parametrize("smoother", ["jacobi", "chebyshev", "rbgs"])
+def test_vcycle_symmetric_positive_definite(smoother):
+    op, _ = _problem((16, 16), 0)
+    vc = ls.multigrid(op, smoother=smoother, max_coarse=16)
+    assert len(vc.operators) == 3
+    M = np.asarray(vc.as_matrix())
+    np.testing.assert_allclose(M, M.T, atol=1e-12)
+    assert np.linalg.eigvalsh(M).min() > 0
+    # the V-cycle is a good approximate inverse: spectrum of M A close to 1
+    A = ls.to_scipy_sparse(op).toarray()
+    ev = np.linalg.eigvals(M @ A).real
+    assert ev.min() > 0.2 and ev.max() < 1.5
+
+
+def test_coarsen_matches_rediscretisation():
+    # constant coefficient, no solids: coarsening equals the operator built on the coarse grid
+    op = ls.poisson((8, 12), boundary=["dirichlet", ("neumann", "dirichlet")], spacing=0.5)
+    coarse = ls.coarsen(op)
+    ref = ls.poisson((4, 6), boundary=["dirichlet", ("neumann", "dirichlet")], spacing=1.0)
+    np.testing.assert_allclose(
+        ls.to_scipy_sparse(coarse).toarray(), ls.to_scipy_sparse(ref).toarray(), atol=1e-12
+    )
+    # a coarse cell is solid only if all its children are
+    solid = np.zeros((8, 8), bool)
+    solid[0:2, 0:2] = True
+    solid[4, 4] = True
+    c = ls.coarsen(ls.poisson((8, 8), solid=solid))
+    assert bool(c.solid[0, 0]) and not bool(c.solid[2, 2])
+
+
+@pytest.mark.parametrize("shapes", [((32, 32), (64, 64)), ((16, 16, 16),)], ids=["2d", "3d"])
+def test_mg_pcg_held_out_scenes(shapes):
+    its = []
+    for shape, kind in zip(shapes, ("random", "divergence")):
+        op, b = _problem(shape, 11, kind)
+        vc = ls.multigrid(op)
+        sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-6, max_steps=50)
+        res = float(jnp.linalg.norm(b - op.mv(sol.value)) / jnp.linalg.norm(b))
+        assert res <= 1.01e-6
+        assert sol.result == ls_results().successful
+        its.append(int(sol.stats["num_steps"]))
+        if int(np.prod(shape)) <= 32**2:
+            ref = spla.spsolve(ls.to_scipy_sparse(op).tocsc(), np.asarray(b).ravel())
+            np.testing.assert_allclose(
+                np.asarray(sol.value).ravel(), ref, rtol=0, atol=1e-5 * np.abs(ref).max()
+            )
+    assert max(its) <= 12, its
+    if len(its) == 2:
+        assert its[1] <= 1.5 * its[0] + 1, its
+
+
+def ls_results():
+    import scimlx
+
+    return scimlx.RESULTS
+
+
+def test_pcg_zero_entries_and_max_steps():
+    # the lineax element-wise pitfall: b with exact zeros where r is exactly zero
+    n = 50
+    solid = np.zeros((n + 5,), bool)
+    solid[n:] = True
+    op = ls.poisson((n + 5,), solid=solid)
+    b = jnp.where(jnp.asarray(solid), 0.0, 1.0)
+    sol = ls.pcg_solve(op, b, rtol=1e-8, max_steps=200)
+    ref = spla.spsolve(ls.to_scipy_sparse(op).tocsc(), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(sol.value), ref, rtol=1e-6)
+    assert int(sol.stats["num_steps"]) <= n
+    short = ls.pcg_solve(op, b, rtol=1e-8, max_steps=3, throw=False)
+    assert short.result == ls_results().max_steps_reached
+    assert int(short.stats["num_steps"]) == 3
+    hist = np.asarray(short.stats["residual_history"])
+    assert np.all(np.isfinite(hist))
+    with pytest.raises(Exception):
+        ls.pcg_solve(op, b, rtol=1e-8, max_steps=3)
+
+
+def test_lineax_cg_accepts_vcycle_and_multigrid_solve():
+    op, b = _problem((16, 16), 3, coefficient=True)
+    vc = ls.multigrid(op, max_coarse=16)
+    bn = float(jnp.linalg.norm(b))
+    solver = lx.CG(rtol=0.0, atol=1e-8 * bn, norm=lx.internal.two_norm, max_steps=100)
+    sol = lx.linear_solve(op, b, solver, options={"preconditioner": vc})
+    assert float(jnp.linalg.norm(b - op.mv(sol.value))) <= 1e-8 * bn
+    assert int(sol.stats["num_steps"]) <= 12
+    mg = ls.multigrid_solve(op, b, vcycle=vc, rtol=1e-8, max_steps=60)
+    assert float(jnp.linalg.norm(b - op.mv(mg.value))) <= 1e-8 * bn
+
+
+def test_pcg_gradients_match_finite_differences():
+    shape = (8, 8)
+    solid = jnp.asarray(ls.obstacle_scene(shape, seed=4))
+    a0 = jnp.exp(0.3 * jax.random.normal(jax.random.key(2), shape))
+    b0 = ls.random_rhs(solid, key=jax.random.key(0))
+    w = jax.random.normal(jax.random.key(9), shape)
+    vc = ls.multigrid(ls.diffusion(a0, solid=solid), max_coarse=16)
+
+    @jax.jit
+    def f(a, b):
+        op = ls.diffusion(a, solid=solid)
+        sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-13, atol=1e-30, max_steps=100)
+        return jnp.sum(w * sol.value)
+
+    ga, gb = jax.grad(f, argnums=(0, 1))(a0, b0)
+    eps = 1e-5
+    da = jax.random.normal(jax.random.key(5), shape)
+    db = jnp.where(solid, 0.0, jax.random.normal(jax.random.key(6), shape))
+    fd_a = (f(a0 + eps * da, b0) - f(a0 - eps * da, b0)) / (2 * eps)
+    fd_b = (f(a0, b0 + eps * db) - f(a0, b0 - eps * db)) / (2 * eps)
+    np.testing.assert_allclose(jnp.vdot(ga, da), fd_a, rtol=1e-6)
+    np.testing.assert_allclose(jnp.vdot(gb, db), fd_b, rtol=1e-6)
+
+
+def test_pcg_vmap_over_rhs():
+    op, _ = _problem((16, 16), 5)
+    vc = ls.multigrid(op, max_coarse=16)
+    keys = jax.random.split(jax.random.key(1), 3)
+    bs = jax.vmap(lambda k: ls.random_rhs(op.solid, key=k))(keys)
+    sols = jax.vmap(lambda b: ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-8, throw=False))(bs)
+    A = ls.to_scipy_sparse(op).tocsc()
+    assert bool(jnp.all(sols.result == ls_results().successful))
+    for i in range(3):
+        ref = spla.spsolve(A, np.asarray(bs[i]).ravel())
+        np.testing.assert_allclose(np.asarray(sols.value[i]).ravel(), ref, atol=1e-6)

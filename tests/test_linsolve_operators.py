@@ -1,7 +1,6 @@
 import itertools
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np

@@ -138,18 +138,23 @@ class DiffusionOperator(AbstractGridOperator):
         replaced by `n_d + 1` (faces `0..n_d`, face `j` between cells `j-1` and `j`), or `n_d`
         for a periodic axis (face `0` between cell `n_d - 1` and cell `0`).
     - `solid`: boolean mask of solid cells.
-    - `periodic`: per axis, whether it wraps.
+    - `boundary`: per axis, the `(lo, hi)` boundary kinds (see
+        [`scimlx.linsolve.parse_boundary`][]); informs the multigrid transfers.
     - `spacing`: grid spacing per axis.
     """
 
     faces: tuple[Array, ...]
     solid: Bool[Array, "*grid"]
-    periodic: tuple[bool, ...] = eqx.field(static=True)
+    boundary: tuple[tuple[str, str], ...] = eqx.field(static=True)
     spacing: tuple[float, ...] = eqx.field(static=True)
+
+    @property
+    def periodic(self) -> tuple[bool, ...]:
+        return tuple(b[0] == "periodic" for b in self.boundary)
 
     def __check_init__(self):
         shape = self.solid.shape
-        if len(self.faces) != len(shape) or len(self.periodic) != len(shape):
+        if len(self.faces) != len(shape) or len(self.boundary) != len(shape):
             raise ValueError("`faces`, `periodic` and the grid must have one entry per axis.")
         for d, (f, per) in enumerate(zip(self.faces, self.periodic)):
             expect = list(shape)
@@ -300,7 +305,7 @@ def diffusion(
     periodic = tuple(b[0] == "periodic" for b in bnd)
     if any(p and n < 3 for p, n in zip(periodic, a.shape)):
         raise ValueError("periodic axes need at least 3 cells.")
-    return DiffusionOperator(faces, solid, periodic, _spacing(spacing, a.ndim))
+    return DiffusionOperator(faces, solid, bnd, _spacing(spacing, a.ndim))
 
 
 def poisson(

@@ -188,10 +188,7 @@ def divergence_rhs(
         phases = jax.random.uniform(k2, (ndim,) + (modes,) * ndim, dtype) * (2 * np.pi)
         v = jnp.zeros(fshape, dtype)
         for idx in np.ndindex(*((modes,) * ndim)):
-            arg = sum(
-                2 * np.pi * ks[i] * coords[a] + phases[(a,) + idx]
-                for a, i in enumerate(idx)
-            )
+            arg = sum(2 * np.pi * ks[i] * coords[a] + phases[(a,) + idx] for a, i in enumerate(idx))
             decay = 1.0 / (1.0 + sum(float(i) ** 2 for i in idx))
             v = v + amps[idx] * decay * jnp.cos(arg)
         # zero flux through walls and solid faces

@@ -16,10 +16,13 @@ Conventions (all functions act on one unbatched, channel-first array `(C, *spati
   coarse node `i` sits on fine node `2 i + 1` and `n = 2^L - 1` interior nodes of a Dirichlet
   problem coarsen to `(n - 1) / 2` with the boundary aligned on every level (the classical
   vertex-centred hierarchy).
-- `boundary` selects the padding that supplies the values outside the grid:
+- `boundary` (a string, or one entry per axis: a string or a `(lo, hi)` pair) selects the
+  padding that supplies the values outside the grid:
   `"dirichlet"` -> zeros, `"periodic"` -> wrap, `"neumann"` -> mirror: about the boundary node
   for odd kernels (`u[-1] = u[1]`, numpy "reflect", vertex-centred) and about the boundary face
-  for even kernels (`u[-1] = u[0]`, numpy "edge", cell-centred).
+  for even kernels (`u[-1] = u[0]`, numpy "edge", cell-centred). `"antisymmetric"` is the
+  negated mirror (`u[-1] = -u[0]` for even kernels): the cell-centred Dirichlet ghost (`u = 0`
+  on the wall), used by the cell-centred multigrid of `scimlx.linsolve.multigrid`.
 - `prolong` is the transposed stride-2 convolution: `fine[2 i + j - p] += w[j] coarse[i]`.
   The coarse array is padded by one cell with the boundary mode first, then a VALID transposed
   convolution is taken and the result cropped to `shape`; for `"periodic"` this makes
@@ -55,11 +58,24 @@ _DEFAULT_PROLONG_1D = {
 }
 
 
-def _check_boundary(boundary: str) -> None:
-    if boundary not in _PAD_MODE:
-        raise ValueError(
-            f"`boundary` must be one of 'dirichlet', 'neumann', 'periodic'; got {boundary!r}."
-        )
+_KINDS = ("dirichlet", "neumann", "periodic", "antisymmetric")
+
+
+def _check_boundary(boundary) -> None:
+    entries = [boundary] if isinstance(boundary, str) else list(boundary)
+    for b in entries:
+        sides = (b,) if isinstance(b, str) else tuple(b)
+        if len(sides) not in (1, 2) or any(s not in _KINDS for s in sides):
+            raise ValueError(
+                "`boundary` must be one of 'dirichlet', 'neumann', 'periodic' (or "
+                f"'antisymmetric'), or one such entry / (lo, hi) pair per axis; got {boundary!r}."
+            )
+
+
+def _any_periodic(boundary) -> bool:
+    if isinstance(boundary, str):
+        return boundary == "periodic"
+    return any(b == "periodic" or (not isinstance(b, str) and "periodic" in b) for b in boundary)
 
 
 def _check_u(u, name: str = "u") -> int:
@@ -139,13 +155,45 @@ def _conv(x, kernel, groups: int, strides, lhs_dilation=None, pad: int = 0):
     return out[0]
 
 
-def _pad(u, widths: Sequence[tuple[int, int]], boundary: str, k: int = 3):
-    pads = [(0, 0)] + list(widths)
-    mode = _PAD_MODE[boundary]
-    if boundary == "neumann" and k % 2 == 1:
+def _side_mode(side: str, k: int) -> tuple[str, bool]:
+    """numpy pad mode and whether to negate the padded values."""
+    if side == "antisymmetric":
+        return ("reflect" if k % 2 == 1 else "symmetric"), True
+    mode = _PAD_MODE[side]
+    if side == "neumann" and k % 2 == 1:
         # vertex-centred kernels mirror about the boundary node: u[-1] = u[1]
         mode = "reflect"
-    return jnp.pad(u, pads, mode=mode)
+    return mode, False
+
+
+def _pad(u, widths: Sequence[tuple[int, int]], boundary, k: int = 3):
+    ndim = u.ndim - 1
+    if isinstance(boundary, str):
+        boundary = [boundary] * ndim
+    boundary = list(boundary)
+    if len(boundary) != ndim:
+        raise ValueError(f"`boundary` must have one entry per spatial axis ({ndim}).")
+    for d, (b, (wl, wr)) in enumerate(zip(boundary, widths)):
+        lo, hi = (b, b) if isinstance(b, str) else tuple(b)
+        if (lo == "periodic") != (hi == "periodic"):
+            raise ValueError("periodic must hold on both sides of an axis.")
+        if lo == "periodic":
+            pads = [(0, 0)] * u.ndim
+            pads[d + 1] = (wl, wr)
+            u = jnp.pad(u, pads, mode="wrap")
+            continue
+        for side, w in ((lo, (wl, 0)), (hi, (0, wr))):
+            if w == (0, 0):
+                continue
+            mode, negate = _side_mode(side, k)
+            pads = [(0, 0)] * u.ndim
+            pads[d + 1] = w
+            padded = jnp.pad(u, pads, mode=mode)
+            if negate:
+                sign = jnp.pad(jnp.ones_like(u), pads, constant_values=-1.0)
+                padded = padded * sign
+            u = padded
+    return u
 
 
 def _coarse_len(n: int, k: int, p: int) -> int:
@@ -174,7 +222,7 @@ def restrict(
     u: Float[Array, " c *spatial"],
     kernel: Float[Array, "c_out c_in *k"] | None = None,
     *,
-    boundary: str = "dirichlet",
+    boundary="dirichlet",
     padding: int | None = None,
 ) -> Float[Array, " c_out *coarse"]:
     """Restriction: stride-2 convolution with a `k`-point-per-axis kernel.
@@ -201,7 +249,7 @@ def restrict(
         raise ValueError(
             f"cell-centred restriction (kernel size {k}) needs even grid sizes; got {spatial}."
         )
-    if boundary == "periodic" and any(n % 2 for n in spatial):
+    if _any_periodic(boundary) and any(n % 2 for n in spatial):
         raise ValueError(f"periodic restriction needs even grid sizes; got {spatial}.")
     # out[i] = sum_j w[j] u[2i + j - p]: pad p on the left and enough on the right.
     widths = []
@@ -220,7 +268,7 @@ def prolong(
     u: Float[Array, " c *coarse"],
     kernel: Float[Array, "c_out c_in *k"] | None = None,
     *,
-    boundary: str = "dirichlet",
+    boundary="dirichlet",
     shape: Sequence[int],
     padding: int | None = None,
 ) -> Float[Array, " c_out *spatial"]:
@@ -255,7 +303,7 @@ def prolong(
             f"coarse size {u.shape[1:]} does not match fine `shape` {shape} for a "
             f"size-{k} kernel with padding {p} (expected {expect})."
         )
-    if boundary == "periodic" and any(n % 2 for n in shape):
+    if _any_periodic(boundary) and any(n % 2 for n in shape):
         raise ValueError(f"periodic prolongation needs even grid sizes; got {shape}.")
     # Pad coarse by one ghost cell each side, full transposed conv, crop.
     up = _pad(u, [(1, 1)] * ndim, boundary, k)
@@ -274,7 +322,7 @@ def conv(
     u: Float[Array, " c_in *spatial"],
     kernel: Float[Array, "c_out c_in *k"],
     *,
-    boundary: str = "dirichlet",
+    boundary="dirichlet",
 ) -> Float[Array, " c_out *spatial"]:
     """Same-size stencil convolution (cross-correlation) with boundary padding.
 
