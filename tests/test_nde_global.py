@@ -62,8 +62,15 @@ def test_error_estimate_matches_hand_loop(solver):
     assert ref["n_rej"] > 0  # the reference exercises rejected steps
     regs = (nde.GlobalErrorEstimate(), nde.GlobalStiffness())
     sol = nde.regularized_diffeqsolve(
-        dfx.ODETerm(_vf), solver, 0.0, 2.0, 0.5, y0, a,
-        regularizers=regs, stepsize_controller=ctrl,
+        dfx.ODETerm(_vf),
+        solver,
+        0.0,
+        2.0,
+        0.5,
+        y0,
+        a,
+        regularizers=regs,
+        stepsize_controller=ctrl,
     )
     assert int(sol.stats["num_accepted_steps"]) == ref["n_acc"]
     assert int(sol.stats["num_rejected_steps"]) == ref["n_rej"]
@@ -71,7 +78,13 @@ def test_error_estimate_matches_hand_loop(solver):
     if isinstance(solver, dfx.Tsit5):
         np.testing.assert_allclose(sol.components["stiffness"], ref["s_sum"], rtol=1e-6)
     mean = nde.regularized_diffeqsolve(
-        dfx.ODETerm(_vf), solver, 0.0, 2.0, 0.5, y0, a,
+        dfx.ODETerm(_vf),
+        solver,
+        0.0,
+        2.0,
+        0.5,
+        y0,
+        a,
         regularizers=(nde.GlobalErrorEstimate(weight=2.0, reduction="mean"),),
         stepsize_controller=ctrl,
     )
@@ -87,8 +100,16 @@ def test_error_estimate_gradient_vs_finite_differences():
     y0 = jnp.array([1.0, 0.5])
     # Record the accepted steps of the solve at a = 2.
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(_vf), solver, 0.0, 1.0, 0.1, y0, jnp.asarray(2.0),
-        stepsize_controller=ctrl, saveat=dfx.SaveAt(steps=True), max_steps=64,
+        dfx.ODETerm(_vf),
+        solver,
+        0.0,
+        1.0,
+        0.1,
+        y0,
+        jnp.asarray(2.0),
+        stepsize_controller=ctrl,
+        saveat=dfx.SaveAt(steps=True),
+        max_steps=64,
     )
     n = int(sol.stats["num_accepted_steps"])
     ts = np.concatenate([[0.0], np.asarray(sol.ts[:n])])
@@ -106,8 +127,15 @@ def test_error_estimate_gradient_vs_finite_differences():
 
     def reg(a):
         return nde.regularized_diffeqsolve(
-            dfx.ODETerm(_vf), solver, 0.0, 1.0, 0.1, y0, a,
-            regularizers=(nde.GlobalErrorEstimate(),), stepsize_controller=ctrl,
+            dfx.ODETerm(_vf),
+            solver,
+            0.0,
+            1.0,
+            0.1,
+            y0,
+            a,
+            regularizers=(nde.GlobalErrorEstimate(),),
+            stepsize_controller=ctrl,
             max_steps=16,
         ).penalty
 
@@ -118,11 +146,21 @@ def test_error_estimate_gradient_vs_finite_differences():
     np.testing.assert_allclose(jax.grad(reg)(a), fd, rtol=1e-5)
     np.testing.assert_allclose(
         jax.grad(
-            lambda a: nde.regularized_diffeqsolve(
-                dfx.ODETerm(_vf), solver, 0.0, 1.0, 0.1, y0, a,
-                regularizers=(nde.GlobalErrorEstimate(),), stepsize_controller=ctrl,
-                adjoint=dfx.DirectAdjoint(), max_steps=16,
-            ).penalty
+            lambda a: (
+                nde.regularized_diffeqsolve(
+                    dfx.ODETerm(_vf),
+                    solver,
+                    0.0,
+                    1.0,
+                    0.1,
+                    y0,
+                    a,
+                    regularizers=(nde.GlobalErrorEstimate(),),
+                    stepsize_controller=ctrl,
+                    adjoint=dfx.DirectAdjoint(),
+                    max_steps=16,
+                ).penalty
+            )
         )(a),
         fd,
         rtol=1e-5,
@@ -132,8 +170,13 @@ def test_error_estimate_gradient_vs_finite_differences():
 @pytest.mark.parametrize("lam", [2.0, 50.0])
 def test_stiffness_recovers_lambda(lam):
     sol = nde.regularized_diffeqsolve(
-        dfx.ODETerm(lambda t, y, args: -args * y), dfx.Tsit5(), 0.0, 1.0, 0.01,
-        jnp.array([1.0, -2.0]), jnp.asarray(lam),
+        dfx.ODETerm(lambda t, y, args: -args * y),
+        dfx.Tsit5(),
+        0.0,
+        1.0,
+        0.01,
+        jnp.array([1.0, -2.0]),
+        jnp.asarray(lam),
         regularizers=(nde.GlobalStiffness(aggregation="max"),),
         stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-9),
     )
@@ -152,7 +195,13 @@ def test_stability_sizes_match_reference_values():
 def test_backsolve_with_global_regularizer_raises():
     with pytest.raises(ValueError, match="discrete adjoint"):
         nde.regularized_diffeqsolve(
-            dfx.ODETerm(_vf), dfx.Tsit5(), 0.0, 1.0, 0.1, jnp.ones(2), jnp.asarray(1.0),
+            dfx.ODETerm(_vf),
+            dfx.Tsit5(),
+            0.0,
+            1.0,
+            0.1,
+            jnp.ones(2),
+            jnp.asarray(1.0),
             regularizers=(nde.GlobalErrorEstimate(),),
             stepsize_controller=dfx.PIDController(rtol=1e-4, atol=1e-4),
             adjoint=dfx.BacksolveAdjoint(),
@@ -184,7 +233,11 @@ def test_rejected_and_nonfinite_steps_do_not_poison_gradients():
 def test_error_estimate_sde():
     solver = dfx.SPaRK()
     bm = dfx.VirtualBrownianTree(
-        0.0, 1.0, tol=2e-2, shape=(2,), key=jax.random.key(0),
+        0.0,
+        1.0,
+        tol=2e-2,
+        shape=(2,),
+        key=jax.random.key(0),
         levy_area=dfx.SpaceTimeLevyArea,
     )
 
@@ -196,7 +249,13 @@ def test_error_estimate_sde():
             dfx.ControlTerm(lambda t, y, args: lx.DiagonalLinearOperator(0.3 * y), bm),
         )
         return nde.regularized_diffeqsolve(
-            terms, solver, 0.0, 1.0, 0.05, jnp.array([1.0, 2.0]), a,
+            terms,
+            solver,
+            0.0,
+            1.0,
+            0.05,
+            jnp.array([1.0, 2.0]),
+            a,
             regularizers=(nde.GlobalErrorEstimate(),),
             stepsize_controller=dfx.PIDController(rtol=5e-2, atol=5e-2),
             max_steps=64,

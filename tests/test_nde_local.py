@@ -8,6 +8,7 @@ import pytest
 
 import scimlx.nde as nde
 
+
 CTRL = dfx.PIDController(rtol=1e-6, atol=1e-6)
 
 
@@ -17,15 +18,22 @@ def _vf(t, y, args):
 
 def _solve(a, reg, adjoint, key):
     return nde.regularized_diffeqsolve(
-        dfx.ODETerm(_vf), dfx.Tsit5(), 0.0, 1.0, 0.05, jnp.array([1.0, -0.5]), a,
-        regularizers=(reg,), stepsize_controller=CTRL, adjoint=adjoint, key=key,
+        dfx.ODETerm(_vf),
+        dfx.Tsit5(),
+        0.0,
+        1.0,
+        0.05,
+        jnp.array([1.0, -0.5]),
+        a,
+        regularizers=(reg,),
+        stepsize_controller=CTRL,
+        adjoint=adjoint,
+        key=key,
         max_steps=64,
     )
 
 
-@pytest.mark.parametrize(
-    "sampling,step_size", [("unbiased", "solver"), ("biased", "initial")]
-)
+@pytest.mark.parametrize("sampling,step_size", [("unbiased", "solver"), ("biased", "initial")])
 def test_local_same_value_and_gradient_under_backsolve(sampling, step_size, getkey):
     reg = nde.LocalErrorEstimate(weight=1.0, sampling=sampling, step_size=step_size)
     key = getkey()
@@ -40,8 +48,9 @@ def test_local_same_value_and_gradient_under_backsolve(sampling, step_size, getk
     np.testing.assert_allclose(v1, v2, rtol=1e-5)
     np.testing.assert_allclose(g1, g2, rtol=1e-4)
     # and the penalty contributes to the gradient
-    g0 = jax.grad(lambda a: jnp.sum(_solve(a, reg, dfx.RecursiveCheckpointAdjoint(),
-                                          key).ys[-1] ** 2))(a)
+    g0 = jax.grad(
+        lambda a: jnp.sum(_solve(a, reg, dfx.RecursiveCheckpointAdjoint(), key).ys[-1] ** 2)
+    )(a)
     assert abs(float(g1 - g0)) > 1e-8
 
 
@@ -53,7 +62,13 @@ def test_local_unbiased_matches_independent_step(getkey):
     t_reg, dt = float(sol.stats["t_reg"]), float(sol.stats["dt_reg"])
     assert 0.0 <= t_reg <= 1.0 and dt > 0
     y_reg = dfx.diffeqsolve(
-        dfx.ODETerm(_vf), dfx.Tsit5(), 0.0, t_reg, 0.01, jnp.array([1.0, -0.5]), a,
+        dfx.ODETerm(_vf),
+        dfx.Tsit5(),
+        0.0,
+        t_reg,
+        0.01,
+        jnp.array([1.0, -0.5]),
+        a,
         stepsize_controller=dfx.PIDController(rtol=1e-12, atol=1e-12),
     ).ys[-1]
     terms = dfx.ODETerm(_vf)
@@ -70,8 +85,15 @@ def test_biased_reservoir_is_uniform_over_accepted_steps():
     """Sampled step start times over many keys: each accepted step is hit ~1/n."""
     terms = dfx.ODETerm(lambda t, y, args: -y)
     steps = dfx.diffeqsolve(
-        terms, dfx.Tsit5(), 0.0, 1.0, 0.05, jnp.ones(1), stepsize_controller=CTRL,
-        saveat=dfx.SaveAt(steps=True), max_steps=64,
+        terms,
+        dfx.Tsit5(),
+        0.0,
+        1.0,
+        0.05,
+        jnp.ones(1),
+        stepsize_controller=CTRL,
+        saveat=dfx.SaveAt(steps=True),
+        max_steps=64,
     )
     n = int(steps.stats["num_accepted_steps"])
     starts = np.concatenate([[0.0], np.asarray(steps.ts[: n - 1])])
@@ -81,8 +103,15 @@ def test_biased_reservoir_is_uniform_over_accepted_steps():
     def sample(key):
         solver = nde.StepSamplerSolver(dfx.Tsit5(), "biased", jnp.asarray(0.0), key)
         sol = dfx.diffeqsolve(
-            terms, solver, 0.0, 1.0, 0.05, jnp.ones(1), stepsize_controller=CTRL,
-            saveat=dfx.SaveAt(t1=True, solver_state=True), max_steps=64,
+            terms,
+            solver,
+            0.0,
+            1.0,
+            0.05,
+            jnp.ones(1),
+            stepsize_controller=CTRL,
+            saveat=dfx.SaveAt(t1=True, solver_state=True),
+            max_steps=64,
         )
         return sol.solver_state[2]
 

@@ -10,6 +10,7 @@ import pytest
 
 import scimlx.nde as nde
 
+
 CTRL = dfx.PIDController(rtol=1e-7, atol=1e-9)
 Y0 = jnp.array([1.0, -0.5])
 T1 = 1.0
@@ -17,8 +18,17 @@ T1 = 1.0
 
 def _solve(a, regs, key):
     return nde.regularized_diffeqsolve(
-        dfx.ODETerm(lambda t, y, args: -args * y), dfx.Tsit5(), 0.0, T1, 0.05, Y0, a,
-        regularizers=regs, stepsize_controller=CTRL, key=key, max_steps=256,
+        dfx.ODETerm(lambda t, y, args: -args * y),
+        dfx.Tsit5(),
+        0.0,
+        T1,
+        0.05,
+        Y0,
+        a,
+        regularizers=regs,
+        stepsize_controller=CTRL,
+        key=key,
+        max_steps=256,
     )
 
 
@@ -103,15 +113,22 @@ def test_nfe_matches_counted_calls(solver, sde):
     drift, nd = _count(lambda t, y, args: -(y**3) + jnp.sin(10.0 * t))
     diff, ng = _count(lambda t, y, args: lx.DiagonalLinearOperator(0.3 * jnp.ones_like(y)))
     if sde:
-        bm = dfx.VirtualBrownianTree(0.0, 1.0, tol=1e-2, shape=(2,), key=jax.random.key(0),
-                                     levy_area=dfx.SpaceTimeLevyArea)
+        bm = dfx.VirtualBrownianTree(
+            0.0, 1.0, tol=1e-2, shape=(2,), key=jax.random.key(0), levy_area=dfx.SpaceTimeLevyArea
+        )
         terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diff, bm))
     else:
         terms = dfx.ODETerm(drift)
     sol = nde.regularized_diffeqsolve(
-        terms, solver, 0.0, 1.0, 0.3, jnp.ones(2),
+        terms,
+        solver,
+        0.0,
+        1.0,
+        0.3,
+        jnp.ones(2),
         stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3),
-        regularizers=(nde.GlobalErrorEstimate(),), max_steps=256,
+        regularizers=(nde.GlobalErrorEstimate(),),
+        max_steps=256,
     )
     jax.effects_barrier()
     assert int(sol.stats["num_rejected_steps"]) >= 0
@@ -123,9 +140,16 @@ def test_nfe_matches_counted_calls(solver, sde):
 def test_nfe_of_local_step_counted(getkey):
     drift, nd = _count(lambda t, y, args: -(y**3))
     sol = nde.regularized_diffeqsolve(
-        dfx.ODETerm(drift), dfx.Tsit5(), 0.0, 1.0, 0.3, jnp.ones(2),
+        dfx.ODETerm(drift),
+        dfx.Tsit5(),
+        0.0,
+        1.0,
+        0.3,
+        jnp.ones(2),
         stepsize_controller=dfx.PIDController(rtol=1e-5, atol=1e-5),
-        regularizers=(nde.LocalErrorEstimate(),), key=getkey(), max_steps=256,
+        regularizers=(nde.LocalErrorEstimate(),),
+        key=getkey(),
+        max_steps=256,
     )
     jax.effects_barrier()
     assert int(sol.stats["nfe"]) + int(sol.stats["nfe_regularizer"]) == nd[0]

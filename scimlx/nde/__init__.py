@@ -5,6 +5,15 @@ from ._controller import (
     read_error_estimate as read_error_estimate,
     scaled_error_norm as scaled_error_norm,
 )
+from ._models import (
+    DiagonalLinearDiffusion as DiagonalLinearDiffusion,
+    LatentTrajectoryModel as LatentTrajectoryModel,
+    MLPVectorField as MLPVectorField,
+    NeuralODE as NeuralODE,
+    NeuralODEClassifier as NeuralODEClassifier,
+    NeuralSDE as NeuralSDE,
+    NeuralSDEClassifier as NeuralSDEClassifier,
+)
 from ._nfe import count_nfe as count_nfe, nfe_formula as nfe_formula
 from ._regularizers import (
     AbstractRegularizer as AbstractRegularizer,
@@ -17,21 +26,12 @@ from ._regularizers import (
 )
 from ._sampler import StepSamplerSolver as StepSamplerSolver
 from ._solve import (
-    RegularizedSolution as RegularizedSolution,
     regularized_diffeqsolve as regularized_diffeqsolve,
+    RegularizedSolution as RegularizedSolution,
 )
 from ._stiffness import (
     read_stiffness as read_stiffness,
     stability_region_size as stability_region_size,
-    StiffnessEstimateSolver as StiffnessEstimateSolver,
     stiffness_from_stages as stiffness_from_stages,
-)
-from ._models import (
-    DiagonalLinearDiffusion as DiagonalLinearDiffusion,
-    LatentTrajectoryModel as LatentTrajectoryModel,
-    MLPVectorField as MLPVectorField,
-    NeuralODE as NeuralODE,
-    NeuralODEClassifier as NeuralODEClassifier,
-    NeuralSDE as NeuralSDE,
-    NeuralSDEClassifier as NeuralSDEClassifier,
+    StiffnessEstimateSolver as StiffnessEstimateSolver,
 )

@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import diffrax as dfx
-import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
@@ -97,9 +96,7 @@ class ErrorEstimateController(dfx.AbstractAdaptiveStepSizeController):
         return ErrorEstimateController(self.controller.wrap(direction))
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        tnext, inner = self.controller.init(
-            terms, t0, t1, y0, dt0, args, func, error_order
-        )
+        tnext, inner = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
         dtype = jnp.result_type(*jtu.tree_leaves(y0), jnp.asarray(t0))
         zero = jnp.zeros((), dtype)
         return tnext, (inner, zero, jnp.array(0, jnp.int32), zero)
@@ -108,10 +105,8 @@ class ErrorEstimateController(dfx.AbstractAdaptiveStepSizeController):
         self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
     ):
         inner, r_sum, n_acc, eest_sum = controller_state
-        keep, next_t0, next_t1, made_jump, inner, result = (
-            self.controller.adapt_step_size(
-                t0, t1, y0, y1_candidate, args, y_error, error_order, inner
-            )
+        keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
         )
         if y_error is None:
             raise RuntimeError(

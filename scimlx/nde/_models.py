@@ -11,7 +11,7 @@ import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._regularizers import AbstractRegularizer
-from ._solve import RegularizedSolution, regularized_diffeqsolve
+from ._solve import regularized_diffeqsolve, RegularizedSolution
 
 
 def _default_controller() -> dfx.PIDController:
@@ -132,9 +132,7 @@ class NeuralODE(eqx.Module):
     def _terms(self) -> dfx.ODETerm:
         vf = self.vector_field
         dim = self.dim
-        return dfx.ODETerm(
-            lambda t, y, args: _apply_rows(lambda r: vf(t, r, args), y, dim)
-        )
+        return dfx.ODETerm(lambda t, y, args: _apply_rows(lambda r: vf(t, r, args), y, dim))
 
     def __call__(
         self,
@@ -385,8 +383,9 @@ class DiagonalLinearDiffusion(eqx.Module):
 
     def __init__(self, dim: int, *, key: PRNGKeyArray, scale: float = 0.1):
         lin = eqx.nn.Linear(dim, dim, key=key, dtype=jnp.float64)
-        self.linear = eqx.tree_at(lambda m: (m.weight, m.bias), lin,
-                                  (lin.weight * scale, lin.bias * scale))
+        self.linear = eqx.tree_at(
+            lambda m: (m.weight, m.bias), lin, (lin.weight * scale, lin.bias * scale)
+        )
 
     def __call__(self, y: Float[Array, " dim"]) -> Float[Array, " dim"]:
         return self.linear(y)

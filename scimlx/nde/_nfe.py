@@ -4,6 +4,7 @@ import diffrax as dfx
 import jax.numpy as jnp
 from jaxtyping import Array, Int
 
+
 # (per step, once per solve) evaluations of the drift and of the diffusion, measured by
 # counting vector-field calls with `jax.debug.callback` (tests/test_nde_nfe.py checks
 # every entry). Rejected steps cost the same as accepted ones.
@@ -27,9 +28,7 @@ _SDE_TABLE: dict[type, tuple[tuple[int, int], tuple[int, int]]] = {
 
 def _unwrap(solver):
     # Our own wrappers add no evaluations; HalfSolver is handled explicitly.
-    while isinstance(solver, dfx.AbstractWrappedSolver) and not isinstance(
-        solver, dfx.HalfSolver
-    ):
+    while isinstance(solver, dfx.AbstractWrappedSolver) and not isinstance(solver, dfx.HalfSolver):
         solver = solver.solver
     return solver
 

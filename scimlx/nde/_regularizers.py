@@ -41,9 +41,7 @@ class GlobalErrorEstimate(AbstractRegularizer):
 
     def __check_init__(self):
         if self.reduction not in ("sum", "mean"):
-            raise ValueError(
-                f"`reduction` must be 'sum' or 'mean', got {self.reduction!r}."
-            )
+            raise ValueError(f"`reduction` must be 'sum' or 'mean', got {self.reduction!r}.")
 
 
 class GlobalStiffness(AbstractRegularizer):
@@ -68,9 +66,7 @@ class GlobalStiffness(AbstractRegularizer):
 
     def __check_init__(self):
         if self.aggregation not in ("sum", "max"):
-            raise ValueError(
-                f"`aggregation` must be 'sum' or 'max', got {self.aggregation!r}."
-            )
+            raise ValueError(f"`aggregation` must be 'sum' or 'max', got {self.aggregation!r}.")
 
 
 class LocalErrorEstimate(AbstractRegularizer):
@@ -108,13 +104,9 @@ class LocalErrorEstimate(AbstractRegularizer):
 
     def __check_init__(self):
         if self.sampling not in ("unbiased", "biased"):
-            raise ValueError(
-                f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}."
-            )
+            raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}.")
         if self.step_size not in ("solver", "initial"):
-            raise ValueError(
-                f"`step_size` must be 'solver' or 'initial', got {self.step_size!r}."
-            )
+            raise ValueError(f"`step_size` must be 'solver' or 'initial', got {self.step_size!r}.")
 
 
 class RandomEndTime(AbstractRegularizer):

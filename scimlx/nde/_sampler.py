@@ -39,9 +39,7 @@ class StepSamplerSolver(dfx.AbstractWrappedSolver):
 
     def __check_init__(self):
         if self.sampling not in ("unbiased", "biased"):
-            raise ValueError(
-                f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}."
-            )
+            raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}.")
 
     @property
     def term_structure(self):

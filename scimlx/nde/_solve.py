@@ -23,7 +23,7 @@ from ._regularizers import (
     TaylorRegularizer,
 )
 from ._sampler import StepSamplerSolver
-from ._stiffness import StiffnessEstimateSolver, read_stiffness
+from ._stiffness import read_stiffness, StiffnessEstimateSolver
 
 
 class RegularizedSolution(eqx.Module):
@@ -132,8 +132,9 @@ def _local_penalty(
             raise ValueError(
                 "LocalErrorEstimate(step_size='initial') needs a diffrax.PIDController."
             )
-        init_ctrl = eqx.tree_at(lambda c: (c.dtmin, c.dtmax), controller, (None, None),
-                                is_leaf=lambda x: x is None)
+        init_ctrl = eqx.tree_at(
+            lambda c: (c.dtmin, c.dtmax), controller, (None, None), is_leaf=lambda x: x is None
+        )
         tnext, _ = init_ctrl.init(
             terms, t_s, t1, y_s, None, args, solver.func, solver.error_order(terms)
         )
@@ -235,12 +236,15 @@ def regularized_diffeqsolve(
             "diffrax.PIDController), whose rtol/atol/norm define EEst."
         )
     if (local is not None or steer is not None or rnode is not None) and key is None:
-        raise ValueError("`key` is required by LocalErrorEstimate, RandomEndTime and "
-                         "KineticJacobian regularizers.")
+        raise ValueError(
+            "`key` is required by LocalErrorEstimate, RandomEndTime and "
+            "KineticJacobian regularizers."
+        )
     sde = _is_sde(terms)
     if (rnode is not None or tay is not None) and not isinstance(terms, dfx.ODETerm):
-        raise ValueError("KineticJacobian and TaylorRegularizer need `terms` to be a "
-                         "single diffrax.ODETerm.")
+        raise ValueError(
+            "KineticJacobian and TaylorRegularizer need `terms` to be a single diffrax.ODETerm."
+        )
     keys = jax.random.split(key if key is not None else jax.random.key(0), 4)
 
     t0 = jnp.asarray(t0)
@@ -248,18 +252,18 @@ def regularized_diffeqsolve(
     t0 = t0.astype(dtype_t)
     t1 = jnp.asarray(t1, dtype_t)
     if steer is not None:
-        t1 = t1 + jax.random.uniform(
-            keys[0], (), dtype_t, -steer.half_width, steer.half_width
-        )
+        t1 = t1 + jax.random.uniform(keys[0], (), dtype_t, -steer.half_width, steer.half_width)
 
     # Augmented state for integral penalties.
     augmented = rnode is not None or tay is not None
     run_terms, run_y0, run_saveat = terms, y0, saveat
     if augmented:
         subs = saveat.subs
-        if not isinstance(subs, dfx.SubSaveAt) or not subs.t1:
-            raise ValueError("KineticJacobian/TaylorRegularizer need a `saveat` with "
-                             "t1=True (a single SubSaveAt).")
+        if not isinstance(subs, dfx.SubSaveAt) or not (subs.t1 or subs.ts is not None):
+            raise ValueError(
+                "KineticJacobian/TaylorRegularizer need a `saveat` with t1=True or ts "
+                "(a single SubSaveAt); the integral is read at the last saved time."
+            )
         eps = jtu.tree_map(
             lambda x: jax.random.normal(keys[1], jnp.shape(x), jnp.result_type(x)), y0
         )

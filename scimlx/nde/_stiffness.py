@@ -10,6 +10,7 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
+
 # Stability sizes quoted by the reference implementation (LocalRegNeuralDE.jl,
 # src/perform_step.jl: `alg_stability_size(Tsit5()) = 3.5068`). We compute the size from
 # the tableau instead; a test checks the two agree for Tsit5.
@@ -196,6 +197,4 @@ def read_stiffness(solver_state: PyTree, aggregation: str = "sum") -> Float[Arra
         return s_max
     if aggregation == "plain_sum":
         return s_plain
-    raise ValueError(
-        f"`aggregation` must be 'sum', 'max' or 'plain_sum', got {aggregation!r}."
-    )
+    raise ValueError(f"`aggregation` must be 'sum', 'max' or 'plain_sum', got {aggregation!r}.")

@@ -1,0 +1,591 @@
+"""Neural ODEs/SDEs that stay cheap to solve: regularizing the adaptive solver's own
+heuristics (global error / stiffness, local error) against vanilla, STEER, RNODE and
+TayNODE, all through `scimlx.nde`, in one run.
+
+Question answered: how many fewer vector-field evaluations (and how much faster
+prediction) does a model trained with a solver-heuristic regularizer need, at what
+accuracy and training cost?
+
+    python -m benchmarks.nde_regularization [--quick] [--seeds N]
+
+B1 neural-ODE classifier on scikit-learn's 8x8 digits, B2 neural-SDE classifier on the
+same split, B3 the spiral ODE y' = A y^3 (Pal et al. 2021, Fig. 2: 1083.0 +- 57.55 NFE
+unregularized vs 676.2 +- 68.20 with error+stiffness regularization).
+"""
+
+import os
+import statistics
+import time
+
+import jax
+
+
+jax.config.update("jax_enable_x64", True)
+
+import diffrax as dfx  # noqa: E402
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import jax.random as jr  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import scimlx.nde as nde  # noqa: E402
+
+from ._harness import parse_args, print_table, time_compiled, write_results  # noqa: E402
+
+
+TIGHT = 1.4e-8  # the papers' tolerance
+LOOSE = 1e-5
+
+PAPER = {
+    "b3_nfe_vanilla": "1083.0 +- 57.55 (Pal et al. 2021, Fig. 2, spiral, Tsit5)",
+    "b3_nfe_er_sr": "676.2 +- 68.20 (same, error+stiffness regularized)",
+}
+
+
+# ----------------------------------------------------------------------------- data
+def digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    return (jnp.asarray(xtr), jnp.asarray(ytr), jnp.asarray(xte), jnp.asarray(yte))
+
+
+def spiral_data(n=1000, t1=25.0):
+    a = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
+    ts = jnp.linspace(0.0, t1, n)
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(lambda t, y, args: (y**3) @ a),
+        dfx.Tsit5(),
+        0.0,
+        t1,
+        0.01,
+        jnp.array([2.0, 0.0]),
+        saveat=dfx.SaveAt(ts=ts),
+        stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10),
+        max_steps=100000,
+    )
+    return ts, sol.ys
+
+
+# ----------------------------------------------------------------------------- arms
+def arms_b1(quick):
+    arms = [
+        ("vanilla", ()),
+        ("global error", (nde.GlobalErrorEstimate(weight=0.1),)),
+        ("global error", (nde.GlobalErrorEstimate(weight=0.3),)),
+        ("global stiffness", (nde.GlobalStiffness(weight=0.03),)),
+        (
+            "error+stiffness",
+            (nde.GlobalErrorEstimate(weight=0.1), nde.GlobalStiffness(weight=0.03)),
+        ),
+        ("local unbiased", (nde.LocalErrorEstimate(weight=0.1),)),
+        ("local unbiased", (nde.LocalErrorEstimate(weight=0.3),)),
+        ("local biased", (nde.LocalErrorEstimate(weight=0.1, sampling="biased"),)),
+        ("local unbiased initial-dt", (nde.LocalErrorEstimate(weight=0.3, step_size="initial"),)),
+        ("STEER", (nde.RandomEndTime(half_width=0.5),)),
+        ("RNODE", (nde.KineticJacobian(weight_kinetic=0.01, weight_jacobian=0.01),)),
+        ("TayNODE", (nde.TaylorRegularizer(weight=1e-3, order=2),)),
+    ]
+    if not quick:
+        arms.insert(2, ("global error", (nde.GlobalErrorEstimate(weight=0.03),)))
+    return arms
+
+
+def _weight(regs):
+    if not regs:
+        return "-"
+    parts = []
+    for r in regs:
+        if isinstance(r, nde.KineticJacobian):
+            parts.append(f"{r.weight_kinetic:g}/{r.weight_jacobian:g}")
+        elif isinstance(r, nde.RandomEndTime):
+            parts.append(f"b={r.half_width:g}")
+        else:
+            parts.append(f"{r.weight:g}")
+    return "+".join(parts)
+
+
+# ----------------------------------------------------------------------------- training
+# One jitted step per (loss kind, regularizers, learning rate): filter_jit caches on the
+# static arguments, so seeds after the first reuse the compilation.
+def _loss(kind, model, xb, yb, k, regs):
+    if kind == "cls":
+        logits, sol = model(xb, regularizers=regs, key=k)
+        return _ce(logits, yb) + sol.penalty
+    if kind == "sde":
+        logits, sol = model(xb, key=k, regularizers=regs)
+        return _ce(logits, yb) + sol.penalty
+    if kind == "spiral":
+        y0, ts = xb
+        sol = model(y0, ts=ts, regularizers=regs, key=k)
+        return jnp.mean(jnp.abs(sol.ys - yb)) + sol.penalty
+    if kind == "spiral_end":  # STEER: the window is solved to its (random) end only
+        y0, _ = xb
+        sol = model(y0, regularizers=regs, key=k)
+        return jnp.mean(jnp.abs(sol.ys[-1] - yb[-1])) + sol.penalty
+    raise ValueError(kind)
+
+
+@eqx.filter_jit
+def _step(params, static, opt_state, xb, yb, k, kind, regs, lr):
+    opt = optax.adam(lr)
+    loss, grads = eqx.filter_value_and_grad(
+        lambda p: _loss(kind, eqx.combine(p, static), xb, yb, k, regs)
+    )(params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return eqx.apply_updates(params, updates), opt_state, loss
+
+
+class ArmFailed(Exception):
+    pass
+
+
+def _safe(fn, *args, **kwargs):
+    """Runs one arm's stage; a solver failure (e.g. max_steps) fails the arm, not the run."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise ArmFailed(f"{type(e).__name__}: {str(e).splitlines()[0][:150]}") from e
+
+
+def train(model, kind, regs, steps, lr, key, batch_fn):
+    """Adam loop; returns the model, the training time excluding the first (compiling)
+    step, and that first step's time."""
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    opt_state = optax.adam(lr).init(params)
+    first = total = 0.0
+    for i in range(steps):
+        xb, yb = batch_fn(i)
+        t0 = time.perf_counter()
+        params, opt_state, loss = _step(
+            params, static, opt_state, xb, yb, jr.fold_in(key, i), kind, regs, lr
+        )
+        jax.block_until_ready(loss)
+        dt = time.perf_counter() - t0
+        if i == 0:
+            first = dt
+        else:
+            total += dt
+    return eqx.combine(params, static), total, first
+
+
+@eqx.filter_jit
+def _predict_cls(model, x):
+    return model(x)
+
+
+@eqx.filter_jit
+def _predict_sde(model, x, paths):
+    keys = jr.split(jr.key(7), paths)
+    logits, sol = jax.vmap(lambda k: model(x, key=k))(keys)
+    return logits.mean(0), sol
+
+
+@eqx.filter_jit
+def _predict_node(node, y0, ts):
+    return node(y0, ts=ts)
+
+
+def _batches(x, y, batch, seed):
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+
+    def fn(i):
+        idx = rng.choice(n, size=batch, replace=False)
+        return x[idx], y[idx]
+
+    return fn
+
+
+def _ce(logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+# ----------------------------------------------------------------------------- B1
+def run_b1(seeds, quick, tol, arms, label):
+    xtr, ytr, xte, yte = digits_split()
+    steps = 30 if quick else 300
+    rows = []
+    for seed in seeds:
+        for name, regs in arms:
+            try:
+                ctrl = dfx.PIDController(rtol=tol, atol=tol)
+                model = nde.NeuralODEClassifier(
+                    64,
+                    10,
+                    dim=32,
+                    width=64,
+                    key=jr.key(seed),
+                    stepsize_controller=ctrl,
+                    t1=2.0,
+                    dt0=0.01,
+                    max_steps=1024,
+                )
+
+                model, train_s, first_s = _safe(
+                    train,
+                    model,
+                    "cls",
+                    regs,
+                    steps,
+                    3e-3,
+                    jr.key(1000 + seed),
+                    _batches(xtr, ytr, 256, seed),
+                )
+                timing = _safe(time_compiled, _predict_cls, model, xte, repeats=5 if quick else 20)
+                logits, sol = timing["output"]
+                acc = float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100
+                rows.append(
+                    dict(
+                        task=label,
+                        arm=name,
+                        weight=_weight(regs),
+                        seed=seed,
+                        test_acc=acc,
+                        test_loss=float(_ce(logits, yte)),
+                        nfe=int(sol.stats["nfe"]),
+                        rejected=int(sol.stats["num_rejected_steps"]),
+                        pred_ms=timing["median_s"] * 1e3,
+                        train_s=train_s,
+                        compile_s=first_s,
+                    )
+                )
+                print_table(rows[-1:], list(rows[-1]), None)
+            except ArmFailed as e:
+                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
+                rows.append(
+                    dict(task=label, arm=name, weight=_weight(regs), seed=seed, failed=str(e))
+                )
+    return rows
+
+
+# ----------------------------------------------------------------------------- B2
+def arms_b2(quick):
+    arms = [
+        ("vanilla", ()),
+        ("global error", (nde.GlobalErrorEstimate(weight=1.0),)),
+        ("global error", (nde.GlobalErrorEstimate(weight=10.0),)),
+        ("local unbiased", (nde.LocalErrorEstimate(weight=10.0),)),
+        ("local biased", (nde.LocalErrorEstimate(weight=10.0, sampling="biased"),)),
+        ("STEER", (nde.RandomEndTime(half_width=0.5),)),
+    ]
+    return arms
+
+
+def run_b2(seeds, quick):
+    xtr, ytr, xte, yte = digits_split()
+    steps = 15 if quick else 150
+    paths = 3 if quick else 10
+    rows = []
+    for seed in seeds:
+        for name, regs in arms_b2(quick):
+            try:
+                model = nde.NeuralSDEClassifier(
+                    64,
+                    10,
+                    dim=16,
+                    width=32,
+                    key=jr.key(seed),
+                    t1=1.0,
+                    dt0=0.05,
+                    stepsize_controller=dfx.PIDController(rtol=2e-3, atol=2e-3),
+                    max_steps=1024,
+                )
+
+                model, train_s, first_s = _safe(
+                    train,
+                    model,
+                    "sde",
+                    regs,
+                    steps,
+                    1e-2,
+                    jr.key(2000 + seed),
+                    _batches(xtr, ytr, 256, seed),
+                )
+                timing = _safe(
+                    time_compiled, _predict_sde, model, xte, paths, repeats=5 if quick else 20
+                )
+                logits, sol = timing["output"]
+                acc = float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100
+                rows.append(
+                    dict(
+                        task="B2 NSDE digits",
+                        arm=name,
+                        weight=_weight(regs),
+                        seed=seed,
+                        test_acc=acc,
+                        test_loss=float(_ce(logits, yte)),
+                        nfe=float(jnp.mean(sol.stats["nfe"])),
+                        rejected=float(jnp.mean(sol.stats["num_rejected_steps"])),
+                        pred_ms=timing["median_s"] * 1e3,
+                        train_s=train_s,
+                        compile_s=first_s,
+                    )
+                )
+                print_table(rows[-1:], list(rows[-1]), None)
+            except ArmFailed as e:
+                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
+                rows.append(
+                    dict(
+                        task="B2 NSDE digits",
+                        arm=name,
+                        weight=_weight(regs),
+                        seed=seed,
+                        failed=str(e),
+                    )
+                )
+    return rows
+
+
+# ----------------------------------------------------------------------------- B3
+class SpiralField(eqx.Module):
+    """torchdiffeq ode_demo's ODEFunc: Linear(2, 50) -> tanh -> Linear(50, 2) on y**3."""
+
+    l1: eqx.nn.Linear
+    l2: eqx.nn.Linear
+
+    def __init__(self, key):
+        k1, k2 = jr.split(key)
+        self.l1 = eqx.nn.Linear(2, 50, key=k1, dtype=jnp.float64)
+        self.l2 = eqx.nn.Linear(50, 2, key=k2, dtype=jnp.float64)
+
+    def __call__(self, t, y, args=None):
+        return self.l2(jnp.tanh(self.l1(y**3)))
+
+
+def arms_b3(quick):
+    return [
+        ("vanilla", ()),
+        ("global error", (nde.GlobalErrorEstimate(weight=1.0),)),
+        ("global error", (nde.GlobalErrorEstimate(weight=10.0),)),
+        ("global stiffness", (nde.GlobalStiffness(weight=0.1),)),
+        ("error+stiffness", (nde.GlobalErrorEstimate(weight=1.0), nde.GlobalStiffness(weight=0.1))),
+        ("local unbiased", (nde.LocalErrorEstimate(weight=10.0),)),
+        ("local biased", (nde.LocalErrorEstimate(weight=10.0, sampling="biased"),)),
+        ("STEER", (nde.RandomEndTime(half_width=0.1),)),
+        ("RNODE", (nde.KineticJacobian(weight_kinetic=1e-3, weight_jacobian=1e-3),)),
+        ("TayNODE", (nde.TaylorRegularizer(weight=1e-4, order=2),)),
+    ]
+
+
+def run_b3(seeds, quick):
+    ts, ys = spiral_data()
+    batch_time, batch_size = 10, 20
+    iters = 40 if quick else 400
+    rows = []
+    for seed in seeds:
+        for name, regs in arms_b3(quick):
+            try:
+                ctrl = dfx.PIDController(rtol=TIGHT, atol=TIGHT)
+                field = SpiralField(jr.key(seed))
+                short = nde.NeuralODE(
+                    field,
+                    2,
+                    stepsize_controller=ctrl,
+                    t1=float(ts[batch_time - 1]),
+                    dt0=0.01,
+                    max_steps=1024,
+                )
+                rng = np.random.default_rng(seed)
+
+                def batch_fn(i):
+                    s = rng.choice(len(ts) - batch_time, size=batch_size, replace=False)
+                    window = jnp.stack([ys[s + j] for j in range(batch_time)])
+                    return (ys[s], ts[:batch_time]), window
+
+                steer = any(isinstance(r, nde.RandomEndTime) for r in regs)
+                short = eqx.tree_at(lambda n: n.vector_field, short, field)
+                short, train_s, first_s = _safe(
+                    train,
+                    short,
+                    "spiral_end" if steer else "spiral",
+                    regs,
+                    iters,
+                    1e-2,
+                    jr.key(3000 + seed),
+                    batch_fn,
+                )
+                full = nde.NeuralODE(
+                    short.vector_field,
+                    2,
+                    stepsize_controller=ctrl,
+                    t1=float(ts[-1]),
+                    dt0=0.01,
+                    max_steps=16384,
+                )
+                timing = _safe(
+                    time_compiled, _predict_node, full, ys[0], ts, repeats=5 if quick else 20
+                )
+                sol = timing["output"]
+                mse = float(jnp.mean((sol.ys - ys) ** 2))
+                rows.append(
+                    dict(
+                        task="B3 spiral",
+                        arm=name,
+                        weight=_weight(regs),
+                        seed=seed,
+                        test_mse=mse,
+                        nfe=int(sol.stats["nfe"]),
+                        rejected=int(sol.stats["num_rejected_steps"]),
+                        pred_ms=timing["median_s"] * 1e3,
+                        train_s=train_s,
+                        compile_s=first_s,
+                    )
+                )
+                print_table(rows[-1:], list(rows[-1]), None)
+            except ArmFailed as e:
+                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
+                rows.append(
+                    dict(task="B3 spiral", arm=name, weight=_weight(regs), seed=seed, failed=str(e))
+                )
+    return rows
+
+
+# ----------------------------------------------------------------------------- summary
+def aggregate(rows, metric_keys):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["arm"], r["weight"]), []).append(r)
+    out = []
+    for (task, arm, weight), rs in groups.items():
+        row = dict(
+            task=task, arm=arm, weight=weight, seeds=len(rs), failed=sum("failed" in r for r in rs)
+        )
+        for k in metric_keys:
+            vals = [r[k] for r in rs if k in r]
+            if vals:
+                row[k] = statistics.mean(vals)
+                if len(vals) > 1 and k in ("test_acc", "nfe"):
+                    row[k + "_std"] = statistics.stdev(vals)
+        out.append(row)
+    return out
+
+
+def best_arm(agg, task, arm, acc_drop_max=None, mse_factor=None):
+    """Lowest-NFE row of `arm` meeting the accuracy (or fit) constraint against vanilla;
+    if none meets it, the row with the best accuracy (flagged)."""
+    van = next(r for r in agg if r["task"] == task and r["arm"] == "vanilla")
+    cands = [r for r in agg if r["task"] == task and r["arm"] == arm and "nfe" in r]
+    if not cands:
+        return van, None, False
+    if acc_drop_max is not None:
+        ok = [r for r in cands if van["test_acc"] - r["test_acc"] <= acc_drop_max]
+        fallback = max(cands, key=lambda r: r["test_acc"])
+    else:
+        ok = [r for r in cands if r["test_mse"] <= van["test_mse"] * mse_factor]
+        fallback = min(cands, key=lambda r: r["test_mse"])
+    if ok:
+        return van, min(ok, key=lambda r: r["nfe"]), True
+    return van, fallback, False
+
+
+def main(argv=None):
+    args = parse_args(__doc__.splitlines()[0], argv)
+    quick = args.quick
+    n_seeds = args.seeds or (1 if quick else 3)
+    seeds = list(range(n_seeds))
+    print(f"seeds {seeds}; float64; Tsit5 + PID rtol=atol={TIGHT} (B1 also {LOOSE})")
+    t_start = time.perf_counter()
+    # NDE_BENCH_TASKS=b2,b3 runs a subset (for debugging); the default runs all.
+    tasks = os.environ.get("NDE_BENCH_TASKS", "b1,b2,b3").split(",")
+    rows = []
+    if "b1" in tasks:
+        rows += run_b1(seeds, quick, TIGHT, arms_b1(quick), "B1 NODE digits")
+    loose_arms = list(
+        {
+            a[0]: a
+            for a in reversed(arms_b1(quick))
+            if a[0] in ("vanilla", "global error", "local unbiased")
+        }.values()
+    )
+    if "b1" in tasks:
+        rows += run_b1(seeds, quick, LOOSE, loose_arms, "B1 NODE digits loose")
+    if "b2" in tasks:
+        rows += run_b2(seeds[: max(1, min(2, len(seeds)))], quick)
+    if "b3" in tasks:
+        rows += run_b3(seeds, quick)
+    metrics = ["test_acc", "test_loss", "test_mse", "nfe", "rejected", "pred_ms", "train_s"]
+    agg = aggregate(rows, metrics)
+    for task in dict.fromkeys(r["task"] for r in agg):
+        van = next(r for r in agg if r["task"] == task and r["arm"] == "vanilla")
+        for r in agg:
+            if r["task"] == task and "nfe" in r:
+                r["nfe_ratio"] = r["nfe"] / van["nfe"]
+                r["pred_speedup"] = van["pred_ms"] / r["pred_ms"]
+                r["train_ratio"] = r["train_s"] / van["train_s"]
+    cols = [
+        "task",
+        "arm",
+        "weight",
+        "seeds",
+        "failed",
+        "test_acc",
+        "test_mse",
+        "nfe",
+        "nfe_ratio",
+        "rejected",
+        "pred_ms",
+        "pred_speedup",
+        "train_s",
+        "train_ratio",
+    ]
+    print_table(agg, cols, "nde_regularization (means over seeds; ratios vs vanilla)")
+
+    summary = {}
+    flags = {}
+    for arm, key in (("global error", "global"), ("local unbiased", "local_unbiased")):
+        if "b1" not in tasks:
+            break
+        van, best, ok = best_arm(agg, "B1 NODE digits", arm, acc_drop_max=0.5)
+        summary[f"b1_nfe_ratio_{key}"] = best["nfe_ratio"]
+        summary[f"b1_predict_speedup_{key}"] = best["pred_speedup"]
+        summary[f"b1_train_time_ratio_{key}"] = best["train_ratio"]
+        summary[f"b1_acc_drop_pp_{key}"] = van["test_acc"] - best["test_acc"]
+        flags[f"b1_{key}"] = dict(weight=best["weight"], constraint_met=ok)
+    van, best, ok = (
+        best_arm(agg, "B2 NSDE digits", "global error", acc_drop_max=1.0)
+        if "b2" in tasks
+        else (None, None, None)
+    )
+    if best is not None:
+        summary["b2_nfe_ratio_global"] = best["nfe_ratio"]
+        flags["b2_global"] = dict(
+            weight=best["weight"], constraint_met=ok, acc_drop_pp=van["test_acc"] - best["test_acc"]
+        )
+    if "b3" not in tasks:
+        best3 = []
+    else:
+        best3 = [
+            best_arm(agg, "B3 spiral", a, mse_factor=1.0)
+            for a in ("global error", "error+stiffness")
+        ]
+    met = [b for b in best3 if b[2]]
+    if best3:
+        van, best, ok = min(met or best3, key=lambda b: b[1]["nfe"])
+        summary["b3_nfe_ratio_global"] = best["nfe_ratio"]
+        flags["b3_global"] = dict(
+            arm=best["arm"],
+            weight=best["weight"],
+            constraint_met=ok,
+            mse_ratio=best["test_mse"] / van["test_mse"],
+        )
+    print("summary:", summary)
+    print("selection:", flags)
+    print("paper:", PAPER)
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    write_results(
+        "nde_regularization",
+        "quick" if quick else "full",
+        rows + agg,
+        summary,
+        out=args.out,
+        extra=dict(selection=flags, paper=PAPER, seeds=seeds),
+    )
+
+
+if __name__ == "__main__":
+    main()
