@@ -250,3 +250,9 @@ def test_lineax_linear_solve_plugin():
 
     sol = cd_solve(op, b, direction=direction, k=4, rtol=1e-8, max_steps=500)
     assert sol.result == RESULTS.successful
+    # A direction map that stalls (orthogonal to r): the fallback takes r instead.
+    stall = lambda r: jnp.zeros_like(r).at[0, 0].set(1.0)  # noqa: E731
+    b0 = b.at[0, 0].set(0.0)
+    sol = cd_solve(op, b0, direction=stall, k=2, rtol=1e-8, stall_tol=1e-8, throw=False)
+    assert sol.result == RESULTS.successful
+    assert int(sol.stats["num_fallbacks"]) >= 1

@@ -56,6 +56,7 @@ def _cd_loop(
     atol: float | Array,
     max_steps: int,
     recompute_every: int,
+    stall_tol: float = 0.0,
 ):
     """The loop itself, on plain arrays. Returns (x, code, stats) with code in
     {0: converged, 1: max steps, 2: non-positive curvature, 3: non-finite}."""
@@ -79,17 +80,25 @@ def _cd_loop(
     code = jnp.where(jnp.isfinite(rnorm), 0, 3).astype(jnp.int32)
 
     def cond_fun(carry):
-        it, _, _, rnorm, _, _, _, _, _, _, code = carry
+        it, _, _, rnorm, _, _, _, _, _, _, _, code = carry
         return (it < max_steps) & (rnorm > tol) & (code == 0)
 
     def body_fun(carry):
-        it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, code = carry
+        it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, n_fb, code = carry
         q = jnp.asarray(direction(r)).astype(dtype)
         if q.shape != b.shape:
             raise ValueError(
                 f"`direction` must map a residual of shape {b.shape} to a direction of "
                 f"the same shape, got {q.shape}."
             )
+        if stall_tol > 0:
+            # q.r is unchanged by the A-orthogonalisation (r is orthogonal to the previous
+            # directions), so a direction nearly orthogonal to r cannot make progress, and a
+            # deterministic map would return it again: take the residual instead.
+            qn = jnp.sqrt(_dot(q, q))
+            stalled = ~(jnp.abs(_dot(q, r)) > stall_tol * qn * rnorm)
+            q = jnp.where(stalled, r, q)
+            n_fb = n_fb + stalled.astype(jnp.int32)
         if k > 0:
             # Gram-Schmidt in the A inner product against the last k directions.
             coeff = jnp.tensordot(AP, q, axes=q.ndim) / pAp
@@ -114,22 +123,11 @@ def _cd_loop(
         code = jnp.where(~finite | ~jnp.isfinite(rnorm_new), 3, jnp.where(bad_curv, 2, 0))
         code = code.astype(jnp.int32)
         hist = hist.at[it + 1].set(rnorm_new)
-        return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, code)
+        return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, n_fb, code)
 
-    carry = (
-        jnp.array(0, jnp.int32),
-        x,
-        r,
-        rnorm,
-        P,
-        AP,
-        pAp,
-        hist,
-        n_mv,
-        jnp.array(0, jnp.int32),
-        code,
-    )
-    it, x, r, rnorm, _, _, _, hist, n_mv, n_dir, code = jax.lax.while_loop(
+    zero = jnp.array(0, jnp.int32)
+    carry = (zero, x, r, rnorm, P, AP, pAp, hist, n_mv, zero, zero, code)
+    it, x, r, rnorm, _, _, _, hist, n_mv, n_dir, n_fb, code = jax.lax.while_loop(
         cond_fun, body_fun, carry
     )
     code = jnp.where((code == 0) & (rnorm > tol), 1, code)
@@ -138,6 +136,7 @@ def _cd_loop(
         "num_steps": it,
         "num_mv": n_mv + 1,
         "num_direction_evals": n_dir,
+        "num_fallbacks": n_fb,
         "residual_history": hist,
         "residual_norm": rnorm,
         "true_residual_norm": jnp.sqrt(_dot(rtrue, rtrue)),
@@ -161,7 +160,9 @@ class ConjugateDirection(lx.AbstractLinearSolver):
 
     Stops when $\|r\|_2 \leq$ `atol` $+$ `rtol` $\|b\|_2$ (no element-wise test, so
     right-hand sides with exact zeros are fine). The residual is recomputed as $b - Ax$
-    every `recompute_every` steps.
+    every `recompute_every` steps. With `stall_tol > 0`, a direction with
+    $|q^\top r| \le$ `stall_tol` $\|q\|\|r\|$ (no progress possible; a deterministic
+    map would return it again at the unchanged residual) is replaced by $r$ for that step.
 
     Plugs into `lineax.linear_solve`, which supplies the implicit derivative (a transposed
     solve with this solver) with respect to the operator and the right-hand side. The
@@ -174,6 +175,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
     k: int = eqx.field(static=True, default=2)
     max_steps: int = eqx.field(static=True, default=1000)
     recompute_every: int = eqx.field(static=True, default=50)
+    stall_tol: float = eqx.field(static=True, default=0.0)
 
     def __check_init__(self):
         for name in ("rtol", "atol"):
@@ -216,6 +218,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
             atol=self.atol,
             max_steps=self.max_steps,
             recompute_every=self.recompute_every,
+            stall_tol=self.stall_tol,
         )
         result = lx.RESULTS.where(
             code == 0,
@@ -245,6 +248,7 @@ class CDSolution(eqx.Module):
     - `stats`: `num_steps`, `num_mv` (operator products, including residual
       recomputations and the final true residual), `num_direction_evals`,
       `residual_history` (length `max_steps + 1`, $\\|r_i\\|_2$, NaN after the last step),
+      `num_fallbacks` (steps that replaced a stalled direction by $r$),
       `residual_norm`, `true_residual_norm` ($\\|b - Ax\\|_2$), `b_norm`.
     """
 
@@ -281,6 +285,7 @@ def cd_solve(
     max_steps: int = 1000,
     recompute_every: int = 50,
     x0: Float[Array, "*shape"] | None = None,
+    stall_tol: float = 0.0,
     throw: bool = True,
 ) -> CDSolution:
     r"""Solve $Ax = b$ (A SPD) by truncated conjugate directions with a direction map.
@@ -297,6 +302,9 @@ def cd_solve(
     - `max_steps`: iteration cap (also the residual-history buffer length minus one).
     - `recompute_every`: recompute the true residual $b - Ax$ every this many steps.
     - `x0`: initial guess (default zero).
+    - `stall_tol`: if positive, a direction $q$ with $|q^\top r| \le$ `stall_tol`
+      $\|q\|_2 \|r\|_2$ is replaced by $r$ for that step (counted in
+      `stats["num_fallbacks"]`); this rescues nonlinear direction maps from stagnation.
     - `throw`: raise on failure; pass `False` under `vmap` and read `sol.result`.
 
     **Returns:**
@@ -322,6 +330,7 @@ def cd_solve(
         k=k,
         max_steps=max_steps,
         recompute_every=recompute_every,
+        stall_tol=stall_tol,
     )
     options = {} if x0 is None else {"y0": x0}
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)

@@ -23,10 +23,13 @@ except ImportError:  # the package root may still be initialising (or not exist 
 
 
 class DCDMDirection(eqx.Module):
-    r"""The DCDM direction map $r \mapsto m \odot f(r / \|r\|_2)$.
+    r"""The DCDM direction map $r \mapsto m \odot f(\sqrt{n}\, r / \|r\|_2)$.
 
     The network `model` (called as `model(r_hat, mask)`, in its own dtype, typically
-    float32) sees the unit-norm residual; its output is cast back to the residual's dtype
+    float32) sees the residual normalised to unit root-mean-square over the $n$ grid cells.
+    (The paper normalises to unit 2-norm; with a network that has biases, unit RMS keeps
+    the input's entries O(1) at every grid size, so a model trained at one size sees
+    inputs of the same scale at another.) its output is cast back to the residual's dtype
     (typically float64, the outer loop's) and zeroed on solid cells (`mask == 0`).
 
     **Arguments:**
@@ -41,7 +44,7 @@ class DCDMDirection(eqx.Module):
 
     def __call__(self, r: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         nr = jnp.sqrt(jnp.sum(r * r))
-        x = r / jnp.where(nr > 0, nr, 1.0)
+        x = r * (r.size**0.5 / jnp.where(nr > 0, nr, 1.0))
         m = None if self.mask is None else self.mask.astype(r.dtype)
         q = jnp.asarray(self.model(x, m)).astype(r.dtype)
         return q if m is None else q * m
@@ -53,7 +56,7 @@ def dcdm_loss(
     r: Float[Array, "*shape"],
     mask: Float[Array, "*shape"] | None = None,
 ) -> Float[Array, ""]:
-    r"""The scale-invariant DCDM loss for one residual: $\|r - \frac{q^\top r}{q^\top A q} A q\|_2^2$.
+    r"""The scale-invariant DCDM loss of one residual, $\|r - (q^\top r / q^\top A q) A q\|_2^2$.
 
     With $q = $ [`scimlx.linsolve.DCDMDirection`][]`(model, mask)(r)`. The factor is the
     $A$-norm-optimal step along $q$, so the loss does not depend on the scale of the
@@ -98,8 +101,8 @@ def _sample_batch(vectors, masks, weights, key, batch_size: int):
 def train_dcdm(
     model: Any,
     make_operator: Callable[[Array], lx.AbstractLinearOperator],
-    masks: Float[Array, "scenes *shape"],
-    vectors: Float[Array, "scenes m *shape"],
+    masks: Float[Array, " scenes *shape"],
+    vectors: Float[Array, " scenes m *shape"],
     *,
     steps: int,
     key: PRNGKeyArray,
@@ -200,6 +203,7 @@ def dcdm_solve(
     max_steps: int = 200,
     recompute_every: int = 50,
     x0: Float[Array, "*shape"] | None = None,
+    stall_tol: float = 1e-6,
     throw: bool = True,
 ) -> CDSolution:
     r"""Solve $Ax = b$ with DCDM: [`scimlx.linsolve.cd_solve`][] with a network direction.
@@ -215,6 +219,8 @@ def dcdm_solve(
     - `mask`: fluid mask (1 fluid, 0 solid), or `None`.
     - `k`, `rtol`, `atol`, `max_steps`, `recompute_every`, `x0`, `throw`: as for
       [`scimlx.linsolve.cd_solve`][] (stop at $\|r\|_2 \le$ `atol` + `rtol` $\|b\|_2$).
+    - `stall_tol`: residual fallback for stalled network directions (default `1e-6`;
+      `0` is the paper's loop exactly), see [`scimlx.linsolve.cd_solve`][].
 
     **Returns:**
 
@@ -243,6 +249,7 @@ def dcdm_solve(
         max_steps=max_steps,
         recompute_every=recompute_every,
         x0=x0,
+        stall_tol=stall_tol,
         throw=throw,
     )
 

@@ -74,7 +74,7 @@ def ritz_pairs(
     steps: int,
     key: PRNGKeyArray,
     mask: Float[Array, "*shape"] | None = None,
-) -> tuple[Float[Array, " m"], Float[Array, "m *shape"]]:
+) -> tuple[Float[Array, " m"], Float[Array, " m *shape"]]:
     """Ritz values and vectors of an SPD operator from `steps` Lanczos steps.
 
     As in the DCDM code, Lanczos starts from `A @ g` with `g` Gaussian (restricted to the
@@ -119,7 +119,7 @@ def ritz_pairs(
 
 
 def ritz_rhs(
-    vectors: Float[Array, "m *shape"],
+    vectors: Float[Array, " m *shape"],
     key: PRNGKeyArray,
     *,
     low: int | None = None,
