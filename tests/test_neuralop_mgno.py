@@ -207,3 +207,16 @@ def test_transforms_and_gradient_matches_finite_differences():
     # vmap of grad (per-example gradients)
     per = jax.vmap(lambda x: jax.grad(lambda p: jnp.sum(eqx.combine(p, static)(x)))(params))(xs)
     assert jax.tree_util.tree_leaves(per)[0].shape[0] == 3
+
+
+def test_fast_dirichlet_conv_equals_linsolve_conv():
+    from scimlx.linsolve import conv as linsolve_conv
+    from scimlx.neuralop._mgno import conv
+
+    for shape in [(3, 10), (3, 9, 8), (3, 5, 6, 4)]:
+        u = jax.random.normal(jax.random.key(11), shape)
+        k = jax.random.normal(jax.random.key(12), (2, 3) + (3,) * (len(shape) - 1))
+        np.testing.assert_allclose(
+            conv(u, k, boundary="dirichlet"), linsolve_conv(u, k, boundary="dirichlet"),
+            rtol=1e-12, atol=1e-12,
+        )

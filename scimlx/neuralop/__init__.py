@@ -19,3 +19,10 @@ from ._data import (
     DarcySolution as DarcySolution,
     grf as grf,
 )
+from ._train import (
+    evaluate as evaluate,
+    Normalised as Normalised,
+    normalised as normalised,
+    operator_loss as operator_loss,
+    train_operator as train_operator,
+)

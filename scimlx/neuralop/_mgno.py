@@ -9,9 +9,23 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._fno import _default_dtype, Pointwise
-from ..linsolve._transfer import coarse_shape, conv, prolong, restrict
+from ..linsolve._transfer import coarse_shape, conv as _linsolve_conv, prolong, restrict
 
 _BOUNDARIES = ("dirichlet", "neumann", "periodic")
+
+
+def conv(u, kernel, *, boundary):
+    """`scimlx.linsolve.conv`, with XLA's own zero padding on the Dirichlet path.
+
+    Same result as `linsolve.conv` (tested); the zero-padded case is the hot loop of MgNO
+    training, where padding inside the convolution is about 2x faster on CPU than an explicit
+    `jnp.pad` followed by a VALID convolution.
+    """
+    if boundary != "dirichlet":
+        return _linsolve_conv(u, kernel, boundary=boundary)
+    d = u.ndim - 1
+    h = kernel.shape[-1] // 2
+    return jax.lax.conv_general_dilated(u[None], kernel, (1,) * d, [(h, h)] * d)[0]
 
 
 def _uniform(key, shape, fan_in, dtype):
