@@ -85,13 +85,16 @@ def arms_b1(quick):
         ("local unbiased", (nde.LocalErrorEstimate(weight=0.1),)),
         ("local unbiased", (nde.LocalErrorEstimate(weight=0.3),)),
         ("local biased", (nde.LocalErrorEstimate(weight=0.1, sampling="biased"),)),
-        ("local unbiased initial-dt", (nde.LocalErrorEstimate(weight=0.3, step_size="initial"),)),
+        (
+            "local unbiased initial-dt",
+            (nde.LocalErrorEstimate(weight=0.3, step_size="initial"),),
+        ),
         ("STEER", (nde.RandomEndTime(half_width=0.5),)),
         ("RNODE", (nde.KineticJacobian(weight_kinetic=0.01, weight_jacobian=0.01),)),
         ("TayNODE", (nde.TaylorRegularizer(weight=1e-3, order=2),)),
     ]
     if not quick:
-        arms.insert(2, ("global error", (nde.GlobalErrorEstimate(weight=0.03),)))
+        arms[2] = ("global error", (nde.GlobalErrorEstimate(weight=0.03),))
     return arms
 
 
@@ -278,7 +281,7 @@ def arms_b2(quick):
 
 def run_b2(seeds, quick):
     xtr, ytr, xte, yte = digits_split()
-    steps = 15 if quick else 150
+    steps = 15 if quick else 100
     paths = 3 if quick else 10
     rows = []
     for seed in seeds:
@@ -375,7 +378,7 @@ def arms_b3(quick):
 def run_b3(seeds, quick):
     ts, ys = spiral_data()
     batch_time, batch_size = 10, 20
-    iters = 40 if quick else 400
+    iters = 40 if quick else 300
     rows = []
     for seed in seeds:
         for name, regs in arms_b3(quick):
@@ -483,31 +486,7 @@ def best_arm(agg, task, arm, acc_drop_max=None, mse_factor=None):
     return van, fallback, False
 
 
-def main(argv=None):
-    args = parse_args(__doc__.splitlines()[0], argv)
-    quick = args.quick
-    n_seeds = args.seeds or (1 if quick else 3)
-    seeds = list(range(n_seeds))
-    print(f"seeds {seeds}; float64; Tsit5 + PID rtol=atol={TIGHT} (B1 also {LOOSE})")
-    t_start = time.perf_counter()
-    # NDE_BENCH_TASKS=b2,b3 runs a subset (for debugging); the default runs all.
-    tasks = os.environ.get("NDE_BENCH_TASKS", "b1,b2,b3").split(",")
-    rows = []
-    if "b1" in tasks:
-        rows += run_b1(seeds, quick, TIGHT, arms_b1(quick), "B1 NODE digits")
-    loose_arms = list(
-        {
-            a[0]: a
-            for a in reversed(arms_b1(quick))
-            if a[0] in ("vanilla", "global error", "local unbiased")
-        }.values()
-    )
-    if "b1" in tasks:
-        rows += run_b1(seeds, quick, LOOSE, loose_arms, "B1 NODE digits loose")
-    if "b2" in tasks:
-        rows += run_b2(seeds[: max(1, min(2, len(seeds)))], quick)
-    if "b3" in tasks:
-        rows += run_b3(seeds, quick)
+def summarize(rows, tasks, final=True):
     metrics = ["test_acc", "test_loss", "test_mse", "nfe", "rejected", "pred_ms", "train_s"]
     agg = aggregate(rows, metrics)
     for task in dict.fromkeys(r["task"] for r in agg):
@@ -533,7 +512,8 @@ def main(argv=None):
         "train_s",
         "train_ratio",
     ]
-    print_table(agg, cols, "nde_regularization (means over seeds; ratios vs vanilla)")
+    if final:
+        print_table(agg, cols, "nde_regularization (means over seeds; ratios vs vanilla)")
 
     summary = {}
     flags = {}
@@ -573,6 +553,51 @@ def main(argv=None):
             constraint_met=ok,
             mse_ratio=best["test_mse"] / van["test_mse"],
         )
+    return agg, summary, flags
+
+
+def main(argv=None):
+    args = parse_args(__doc__.splitlines()[0], argv)
+    quick = args.quick
+    n_seeds = args.seeds or (1 if quick else 3)
+    seeds = list(range(n_seeds))
+    print(f"seeds {seeds}; float64; Tsit5 + PID rtol=atol={TIGHT} (B1 also {LOOSE})")
+    t_start = time.perf_counter()
+    # NDE_BENCH_TASKS=b2,b3 runs a subset (for debugging); the default runs all.
+    tasks = os.environ.get("NDE_BENCH_TASKS", "b1,b2,b3").split(",")
+    rows = []
+    if "b1" in tasks:
+        rows += run_b1(seeds, quick, TIGHT, arms_b1(quick), "B1 NODE digits")
+    loose_arms = list(
+        {
+            a[0]: a
+            for a in reversed(arms_b1(quick))
+            if a[0] in ("vanilla", "global error", "local unbiased")
+        }.values()
+    )
+
+    def checkpoint(done):
+        # Partial results after each task, so a stopped run still leaves its figures.
+        agg, summary, flags = summarize(rows, done, final=False)
+        write_results(
+            "nde_regularization",
+            "quick" if quick else "full",
+            rows + agg,
+            summary,
+            out=args.out,
+            extra=dict(selection=flags, paper=PAPER, seeds=seeds, partial=True),
+        )
+
+    if "b1" in tasks:
+        rows += run_b1(seeds, quick, LOOSE, loose_arms, "B1 NODE digits loose")
+    if "b1" in tasks:
+        checkpoint(["b1"])
+    if "b2" in tasks:
+        rows += run_b2(seeds, quick)
+        checkpoint([t for t in ("b1", "b2") if t in tasks])
+    if "b3" in tasks:
+        rows += run_b3(seeds, quick)
+    agg, summary, flags = summarize(rows, tasks)
     print("summary:", summary)
     print("selection:", flags)
     print("paper:", PAPER)
