@@ -62,7 +62,7 @@ def modes_for(fam):
 
 def cost_section(quick: bool, repeats: int):
     Ls_fwd = [64, 256, 1024, 4096] if quick else [64, 256, 1024, 4096, 16384]
-    Ls_bwd = [64, 256, 1024] if quick else [64, 256, 1024, 4096]
+    Ls_bwd = [256, 1024] if quick else [64, 256, 1024, 4096]
     rows = []
     key = jr.key(0)
     for fam in ("scalar", "per_state", "softmax"):
@@ -87,6 +87,12 @@ def cost_section(quick: bool, repeats: int):
                         continue
                     if fam == "softmax" and method == "recurrence" and L > 4096:
                         row.update(median_ms=None, note="skipped: O(L^2) sequential")
+                        rows.append(row)
+                        continue
+                    prev = [r for r in rows if (r["family"], r["task"], r["method"]) == (fam, task, method)
+                            and r.get("median_ms") is not None]
+                    if quick and training and prev and prev[-1]["median_ms"] * L / prev[-1]["L"] > 1500:
+                        row.update(median_ms=None, note="quick: skipped, extrapolated > 1.5 s/call")
                         rows.append(row)
                         continue
                     if not training:

@@ -21,12 +21,13 @@ from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, SoftmaxDSF
 
 # (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
 AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
-    ("cpu", "scalar", False): ((math.inf, "recurrence"),),
+    # measured 2026-11-27, `python -m benchmarks.dsf --quick` (cpu, 2 shared cores, float32)
+    ("cpu", "scalar", False): ((1024, "recurrence"), (math.inf, "chunked")),
     ("cpu", "scalar", True): ((math.inf, "chunked"),),
     ("cpu", "per_state", False): ((math.inf, "recurrence"),),
-    ("cpu", "per_state", True): ((math.inf, "chunked"),),
-    ("cpu", "softmax", False): ((math.inf, "matrix"),),
-    ("cpu", "softmax", True): ((math.inf, "matrix"),),
+    ("cpu", "per_state", True): ((math.inf, "recurrence"),),
+    ("cpu", "softmax", False): ((64, "chunked"), (1024, "matrix"), (math.inf, "chunked")),
+    ("cpu", "softmax", True): ((64, "matrix"), (math.inf, "chunked")),
 }
 
 # Chunk lengths per family (measured with the same benchmark).

@@ -230,26 +230,21 @@ def _channel_phi(dsf: ChannelDSF, L, dtype=None):
 
 
 def _channel_matrix(dsf, x, h0):
-    d, n = dsf.in_dim, dsf.n
-    cd = _compute_dtype(x)
-    x = x.astype(cd)
+    """y = Phi x with the (L, L) kernel of Phi applied as a matmul (Phi itself is not stored)."""
+    ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
     L = x.shape[0]
-    P, M, ll, beta, key = _channel_phi(dsf, L, cd)
-    y = jnp.einsum("ijd,jd->id", P, x)
+    M = _decay_matrix(ll)  # (L, L, dl, nl)
     bx = beta * x
+    y, _ = _intra(M, query, key, bx)
     wb, lw = _labels(M[-1], "j")
     kb, lk = _labels(key, "j", squeeze_axes=(-2,), n_label="")
     H = jnp.einsum(f"{lw},{lk}n,jd->dn", wb, kb, bx)
     if h0 is not None:
-        cum = jnp.cumsum(ll, axis=0)
-        E = jnp.exp(cum)  # (L, dl, nl)
-        q = jnp.broadcast_to(dsf.query.astype(cd), (L,) + dsf.query.shape[1:])
-        contrib = jnp.sum(E * h0.astype(cd)[None] * q, axis=-1)  # (L, d)
-        if dsf.gamma is not None:
-            contrib = jnp.broadcast_to(dsf.gamma.astype(cd), (L, d)) * contrib
-        y = y + contrib
-        H = H + E[-1] * h0.astype(cd)
-    return y, H
+        E = jnp.exp(jnp.cumsum(ll, axis=0))  # (L, dl, nl)
+        h0 = h0.astype(x.dtype)
+        y = y + jnp.sum(E * h0[None] * query, axis=-1)
+        H = H + E[-1] * h0
+    return _channel_out(y, gamma, D, x), H
 
 
 # ----------------------------------------------------------------------------- DiagonalDSF
