@@ -1,6 +1,7 @@
 """Neural ODE/SDE models: shapes, batch-as-one-state solves, persistence."""
 
 import diffrax as dfx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -20,7 +21,7 @@ def test_node_classifier_matches_plain_diffrax(getkey, tmp_path):
     vf = model.node.vector_field
     z0 = jnp.stack([model.encoder(r) for r in x])
     ref = dfx.diffeqsolve(
-        dfx.ODETerm(lambda t, z, args: jnp.stack([vf(t, r) for r in z])),
+        dfx.ODETerm(lambda t, z, args: jax.vmap(lambda r: vf(t, r))(z)),
         dfx.Tsit5(),
         0.0,
         1.0,
