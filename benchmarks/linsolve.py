@@ -241,6 +241,13 @@ def mg_pcg_rows(p, A, smoother="chebyshev"):
 
 
 def dcdm_rows(problems, quick):
+    """Rows of the DCDM helper's module `benchmarks/_linsolve_dcdm.py`, if present.
+
+    Interface: `_linsolve_dcdm.dcdm_rows(problems, *, quick) -> list[dict]`, where each problem
+    is a dict with keys `shape`, `grid` (e.g. "256^2"), `seed`, `rhs`, `solid` (numpy bool mask),
+    `operator` (a `DiffusionOperator`), `b`, `fluid` (unknowns), `solid_fraction`; the rows use
+    the columns of `COLUMNS` (`method` starting with "DCDM" or "learned MG", `grid`, `its`, ...).
+    """
     try:
         from benchmarks import _linsolve_dcdm
     except ImportError:

@@ -147,8 +147,10 @@ class VCycle(AbstractGridOperator):
         return self.operators[0].in_structure()
 
     def diagonal_values(self):
-        # diagonal of the preconditioner is not cheaply available; Jacobi estimate
-        return 1.0 / self.diagonals[0]
+        raise NotImplementedError(
+            "the diagonal of a V-cycle is not available matrix-free; use `vc.as_matrix()` on "
+            "small grids."
+        )
 
     def _smooth(self, level, f, u, fluid, post):
         op = self.operators[level]

@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,6 +141,7 @@ def random_rhs(
     return jnp.where(solid, jnp.zeros_like(b), b)
 
 
+@eqx.filter_jit
 def divergence_rhs(
     solid: Bool[Array, "*grid"],
     *,
