@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jax.experimental.jet import jet
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Real
 
 from ._controller import ErrorEstimateController, read_error_estimate, scaled_error_norm
 from ._nfe import count_nfe, nfe_formula
@@ -159,9 +159,9 @@ def _local_penalty(
 def regularized_diffeqsolve(
     terms: PyTree[dfx.AbstractTerm],
     solver: dfx.AbstractSolver,
-    t0: float | Float[Array, ""],
-    t1: float | Float[Array, ""],
-    dt0: float | Float[Array, ""] | None,
+    t0: int | float | Real[Array, ""],
+    t1: int | float | Real[Array, ""],
+    dt0: int | float | Real[Array, ""] | None,
     y0: PyTree[Array],
     args: Any = None,
     *,
@@ -248,7 +248,7 @@ def regularized_diffeqsolve(
     keys = jax.random.split(key if key is not None else jax.random.key(0), 4)
 
     t0 = jnp.asarray(t0)
-    dtype_t = jnp.result_type(t0, jnp.asarray(t1))
+    dtype_t = jnp.result_type(t0, jnp.asarray(t1), float)
     t0 = t0.astype(dtype_t)
     t1 = jnp.asarray(t1, dtype_t)
     if steer is not None:
