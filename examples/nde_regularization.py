@@ -5,6 +5,8 @@ NFE (the number of vector-field evaluations the adaptive solver needs).
     python examples/nde_regularization.py   # writes nde_regularization.png
 """
 
+import os
+
 import jax
 
 
@@ -26,7 +28,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 import scimlx.nde as nde  # noqa: E402
 
 
-STEPS = 200
+STEPS = int(os.environ.get("NDE_EXAMPLE_STEPS", 200))  # training steps per model
 
 
 def main():
