@@ -370,3 +370,11 @@ def test_bad_arguments():
         ensemble.Quantiles([1.5])
     with pytest.raises(ValueError, match="store"):
         ensemble.run_ensemble(lambda v: v, x, reducers={}, save=True)
+
+
+def test_progress_bar_reports_members(capsys, monkeypatch):
+    monkeypatch.setenv("SCIMLX_PROGRESS", "1")
+    x = np.arange(12.0)
+    ensemble.run_ensemble(lambda v: v * 2.0, x, reducers={"m": ensemble.Mean()}, chunk_size=5)
+    err = capsys.readouterr().err
+    assert "12/12" in err and "members/s" in err
