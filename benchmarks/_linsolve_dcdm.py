@@ -1,0 +1,362 @@
+"""DCDM rows of the linsolve benchmark (called by `benchmarks/linsolve.py`; also runnable alone).
+
+Question: how many iterations (and network evaluations) does the deep conjugate-direction
+method need on obstacle Poisson problems it never saw, at its training size and at twice it,
+next to CG and IC(0)-PCG, and does a direction network built from multigrid parts (a learned
+BPX preconditioner) keep the count flat as the grid grows?
+
+Training (time reported as `train_seconds`): scenes `obstacle_scene(shape, seed=s,
+split="train")`, s = 0..S-1; Ritz vectors from `ritz_pairs` (Lanczos, full
+reorthogonalisation, m steps, start A g with g Gaussian on fluid); right-hand sides sampled
+as in the paper (x9 on the lowest m/2 + m/20); Adam; the loss of the paper. Test problems are
+the caller's (`split="test"` layouts). Rows: DCDM k = 0, 1, 2, 4 (paper CNN, float32 network,
+float64 outer loop), the learned-BPX direction (k = 2), and the CNN wrongly used as a
+preconditioner inside `lineax.CG`.
+
+Run alone: `python -m benchmarks._linsolve_dcdm [--quick]` (prints the rows with scipy CG
+for reference and the DCDM summary keys; writes `benchmarks/results/linsolve_dcdm.json`).
+"""
+
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+import numpy as np
+
+import scimlx.linsolve as ls
+
+
+def time_compiled(fn, *args, repeats=1):
+    """Compile `fn` (an `eqx.filter_jit` function) apart, then time `repeats` runs.
+
+    Unlike the harness's version this does not run the (long) solve once to compile it.
+    """
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    times, out = [], None
+    for _ in range(repeats):
+        t1 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t1)
+    return {"compile_s": compile_s, "median_s": float(np.median(times)), "output": out}
+
+
+TOL = 1e-6
+TOL_R0 = 1e-4
+
+
+def _config(quick: bool) -> dict:
+    if quick:
+        return {
+            2: {
+                "train_n": 64,
+                "scenes": 4,
+                "ritz": 200,
+                "steps": 300,
+                "mg_steps": 150,
+                "max_steps": 300,
+            },
+            3: {
+                "train_n": 16,
+                "scenes": 2,
+                "ritz": 120,
+                "steps": 40,
+                "mg_steps": 40,
+                "max_steps": 150,
+            },
+        }
+    return {
+        2: {
+            "train_n": 128,
+            "scenes": 4,
+            "ritz": 400,
+            "steps": 1500,
+            "mg_steps": 400,
+            "max_steps": 400,
+        },
+        3: {
+            "train_n": 32,
+            "scenes": 3,
+            "ritz": 300,
+            "steps": 200,
+            "mg_steps": 100,
+            "max_steps": 200,
+        },
+    }
+
+
+def _make_operator(shape):
+    def make(mask):
+        return ls.poisson(shape, solid=mask < 0.5)
+
+    return make
+
+
+def train_models(dim: int, cfg: dict, *, seed: int = 0, progress: bool = False) -> dict:
+    """Train the paper CNN and the learned-BPX network on `dim`-D training scenes."""
+    shape = (cfg["train_n"],) * dim
+    t0 = time.perf_counter()
+    masks, vecs = [], []
+    for s in range(cfg["scenes"]):
+        solid = ls.obstacle_scene(shape, seed=s, split="train")
+        m = jnp.asarray(~solid).astype(jnp.float64)
+        _, V = ls.ritz_pairs(
+            ls.poisson(shape, solid=jnp.asarray(solid)),
+            steps=cfg["ritz"],
+            key=jax.random.key(seed + s),
+            mask=m,
+        )
+        masks.append(m)
+        vecs.append(V.astype(jnp.float32))
+    masks, vecs = jnp.stack(masks), jnp.stack(vecs)
+    ritz_s = time.perf_counter() - t0
+    make = _make_operator(shape)
+    t1 = time.perf_counter()
+    cnn = ls.DCDMNet(dim, key=jax.random.key(seed))
+    fit_cnn = ls.train_dcdm(
+        cnn,
+        make,
+        masks,
+        vecs,
+        steps=cfg["steps"],
+        key=jax.random.key(seed + 1),
+        learning_rate=1e-3,
+        progress=progress,
+    )
+    cnn_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    mg = ls.LearnedMGNet(dim, key=jax.random.key(seed + 2))
+    fit_mg = ls.train_dcdm(
+        mg,
+        make,
+        masks,
+        vecs,
+        steps=cfg["mg_steps"],
+        key=jax.random.key(seed + 3),
+        learning_rate=1e-3,
+        progress=progress,
+    )
+    mg_s = time.perf_counter() - t2
+    return {
+        "cnn": fit_cnn.model,
+        "mg": fit_mg.model,
+        "ritz_s": ritz_s,
+        "cnn_train_s": cnn_s,
+        "mg_train_s": mg_s,
+        "cnn_loss": float(np.mean(fit_cnn.losses[-20:])),
+        "mg_loss": float(np.mean(fit_mg.losses[-20:])),
+        "train_grid": "x".join(map(str, shape)),
+    }
+
+
+def _its_to(history, target):
+    h = np.asarray(history)
+    h = h[np.isfinite(h)]
+    hits = np.nonzero(h <= target * h[0])[0]
+    return int(hits[0]) if len(hits) else None
+
+
+def _cd_row(method, p, model, *, k, max_steps, note):
+    op, b = p["operator"], p["b"]
+    mask = jnp.asarray(~np.asarray(p["solid"])).astype(b.dtype)
+
+    @eqx.filter_jit
+    def solve(op, b, model, mask):
+        return ls.dcdm_solve(
+            op, b, model, mask=mask, k=k, rtol=TOL, max_steps=max_steps, throw=False
+        )
+
+    t = time_compiled(solve, op, b, model, mask, repeats=1)
+    sol = t["output"]
+    ok = bool(sol.result == ls_results().successful)
+    fb = int(sol.stats["num_fallbacks"])
+    return {
+        "method": method,
+        "its": int(sol.stats["num_steps"]) if ok else None,
+        "its_1e-4_r0": _its_to(sol.stats["residual_history"], TOL_R0),
+        "A_products": int(sol.stats["num_mv"]),
+        "net_evals": int(sol.stats["num_direction_evals"]),
+        "setup_s": 0.0,
+        "solve_s": t["median_s"],
+        "total_s": t["median_s"],
+        "compile_s": t["compile_s"],
+        "true_rel_res": float(sol.stats["true_residual_norm"] / sol.stats["b_norm"]),
+        "note": (
+            note
+            + ("" if ok else f"; not converged in {max_steps}")
+            + (f"; {fb} residual fallbacks" if fb else "")
+        ).strip("; "),
+    }
+
+
+def ls_results():
+    from scimlx._core._results import RESULTS
+
+    return RESULTS
+
+
+def _cg_with_net_row(p, model, *, max_steps):
+    """The network used (wrongly) as a fixed preconditioner inside lineax CG."""
+    op, b = p["operator"], p["b"]
+    mask = jnp.asarray(~np.asarray(p["solid"])).astype(b.dtype)
+    bn = float(jnp.linalg.norm(b))
+    solver = lx.CG(rtol=0.0, atol=TOL * bn, norm=lx.internal.two_norm, max_steps=max_steps)
+
+    @eqx.filter_jit
+    def solve(op, b, model, mask):
+        direction = ls.DCDMDirection(model, mask)
+        pre = lx.FunctionLinearOperator(
+            direction, op.in_structure(), tags=(lx.symmetric_tag, lx.positive_semidefinite_tag)
+        )
+        sol = lx.linear_solve(op, b, solver, options={"preconditioner": pre}, throw=False)
+        r = b - op.mv(sol.value)
+        return sol, jnp.linalg.norm(r) / jnp.linalg.norm(b)
+
+    t = time_compiled(solve, op, b, model, mask, repeats=1)
+    sol, rel = t["output"]
+    ok = bool(sol.result == lx.RESULTS.successful) and float(rel) <= TOL * 1.01
+    its = int(sol.stats["num_steps"])
+    return {
+        "method": "CNN as lx.CG preconditioner",
+        "its": its if ok else None,
+        "A_products": its + 1,
+        "net_evals": its + 1,
+        "setup_s": 0.0,
+        "solve_s": t["median_s"],
+        "total_s": t["median_s"],
+        "compile_s": t["compile_s"],
+        "true_rel_res": float(rel),
+        "note": "" if ok else f"failed after {its} its ({lx.RESULTS[sol.result]!s:.40})",
+    }
+
+
+def dcdm_rows(problems, quick: bool = False, progress: bool = False):
+    """Rows for every problem in `problems` (dicts from `benchmarks.linsolve.make_problem`).
+
+    Trains one CNN and one learned-BPX network per dimension present (2-D at 64^2 quick /
+    128^2 full, 3-D at 16^3 / 32^3), then solves each problem. The first row carries the
+    training record (`train_seconds` etc.).
+    """
+    cfgs = _config(quick)
+    rows = []
+    dims = sorted({len(p["shape"]) for p in problems})
+    total_train = 0.0
+    models = {}
+    for dim in dims:
+        cfg = cfgs[dim]
+        info = train_models(dim, cfg, progress=progress)
+        models[dim] = info
+        total_train += info["ritz_s"] + info["cnn_train_s"] + info["mg_train_s"]
+        rows.append(
+            {
+                "method": f"DCDM training {dim}-D",
+                "grid": info["train_grid"],
+                "setup_s": round(info["ritz_s"] + info["cnn_train_s"] + info["mg_train_s"], 1),
+                "note": (
+                    f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes {info['ritz_s']:.0f} s; "
+                    f"CNN {cfg['steps']} steps {info['cnn_train_s']:.0f} s loss "
+                    f"{info['cnn_loss']:.3f}; BPX {cfg['mg_steps']} steps "
+                    f"{info['mg_train_s']:.0f} s loss {info['mg_loss']:.3f}"
+                ),
+            }
+        )
+    for p in problems:
+        dim = len(p["shape"])
+        info, cfg = models[dim], cfgs[dim]
+        base = {
+            "grid": p["grid"],
+            "rhs": p.get("rhs", "random"),
+            "unknowns": p["fluid"],
+            "seed": p["seed"],
+        }
+        trained_at = f"trained {info['train_grid']}"
+        for k in (0, 1, 2, 4):
+            r = _cd_row(
+                f"DCDM k={k}", p, info["cnn"], k=k, max_steps=cfg["max_steps"], note=trained_at
+            )
+            rows.append({**base, **r})
+        r = _cd_row(
+            "learned-BPX k=2", p, info["mg"], k=2, max_steps=cfg["max_steps"], note=trained_at
+        )
+        rows.append({**base, **r})
+        rows.append({**base, **_cg_with_net_row(p, info["cnn"], max_steps=cfg["max_steps"])})
+    rows[0]["train_seconds"] = round(total_train, 1)
+    return rows
+
+
+def dcdm_summary(rows) -> dict:
+    """The DCDM summary keys from all rows (DCDM rows plus the caller's CG rows)."""
+
+    def get(method, grid, key="its"):
+        for r in rows:
+            if (
+                r.get("method") == method
+                and r.get("grid") == grid
+                and r.get("rhs", "random") == "random"
+            ):
+                return r.get(key)
+        return None
+
+    d256, d128 = get("DCDM k=2", "256^2"), get("DCDM k=2", "128^2")
+    cg256 = get("scipy CG", "256^2")
+    train = next((r["train_seconds"] for r in rows if "train_seconds" in r), None)
+    return {
+        "dcdm_its_256": d256,
+        "dcdm_its_64cube": get("DCDM k=2", "64^3"),
+        "dcdm_vs_cg_its_ratio_256": None if (d256 is None or not cg256) else d256 / cg256,
+        "dcdm_growth_128_to_256": None if (d256 is None or not d128) else d256 / d128,
+        "learned_mg_its_256": get("learned-BPX k=2", "256^2"),
+        "train_seconds": train,
+    }
+
+
+def main():
+    from benchmarks import linsolve as bl
+    from benchmarks._harness import machine, parse_args, print_table, write_results
+
+    jax.config.update("jax_enable_x64", True)
+    args = parse_args(__doc__.splitlines()[0])
+    quick = bool(args.quick)
+    shapes = [(64, 64), (128, 128), (256, 256), (16, 16, 16), (32, 32, 32)]
+    if not quick:
+        shapes = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64)]
+    seed = 1000
+    print(f"machine: {machine()}")
+    problems = [bl.make_problem(s, seed) for s in shapes]
+    rows = []
+    for p in problems:
+        A = ls.to_scipy_sparse(p["operator"]).tocsr()
+        base = {"grid": p["grid"], "rhs": "random", "unknowns": p["fluid"], "seed": seed}
+        rows.append({**base, **bl.scipy_cg_row(p, A)})
+        rows.append({**base, **bl.ic0_row(p, A)})
+        for r in bl.pyamg_rows(p, A):
+            rows.append({**base, **r})
+    rows += dcdm_rows(problems, quick=quick, progress=True)
+    pairs = {"256^2": "128^2", "128^2": "64^2", "512^2": "256^2", "32^3": "16^3", "64^3": "32^3"}
+    for r in rows:
+        lo = pairs.get(r.get("grid"))
+        if lo and r.get("its"):
+            prev = next(
+                (
+                    q.get("its")
+                    for q in rows
+                    if q.get("method") == r["method"] and q.get("grid") == lo
+                ),
+                None,
+            )
+            if prev:
+                r["growth"] = round(r["its"] / prev, 3)
+    summary = dcdm_summary(rows)
+    print_table(rows, bl.COLUMNS + ["growth"], title=f"DCDM ({'quick' if quick else 'full'})")
+    print("summary:", summary)
+    print(
+        "wrote",
+        write_results("linsolve_dcdm", "quick" if quick else "full", rows, summary, out=args.out),
+    )
+
+
+if __name__ == "__main__":
+    main()
