@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import matplotlib
 
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -18,7 +19,9 @@ def main(L: int = 48, d: int = 16, n: int = 8, out: str = "dsf_phi.png"):
     key = jr.key(0)
     u = jr.normal(jr.fold_in(key, 0), (L, d), jnp.float32)
     layers = {
-        "softmax attention": dsf.SoftmaxAttention(d, 1, n, dtype=jnp.float32, key=jr.fold_in(key, 1)),
+        "softmax attention": dsf.SoftmaxAttention(
+            d, 1, n, dtype=jnp.float32, key=jr.fold_in(key, 1)
+        ),
         "linear attention": dsf.LinearAttention(d, 1, n, dtype=jnp.float32, key=jr.fold_in(key, 2)),
         "S6": dsf.S6(d, n, dtype=jnp.float32, key=jr.fold_in(key, 3)),
     }
@@ -26,8 +29,14 @@ def main(L: int = 48, d: int = 16, n: int = 8, out: str = "dsf_phi.png"):
     for ax, (name, layer) in zip(axes, layers.items()):
         system, _ = dsf.to_dsf(layer, u)
         if name != "S6":  # attention layers return one system per head: take head 0
-            system = type(system)(**{f: getattr(system, f)[0] if hasattr(getattr(system, f), "ndim")
-                                     else getattr(system, f) for f in system.__dataclass_fields__})
+            system = type(system)(
+                **{
+                    f: getattr(system, f)[0]
+                    if hasattr(getattr(system, f), "ndim")
+                    else getattr(system, f)
+                    for f in system.__dataclass_fields__
+                }
+            )
         P = dsf.phi(system, length=L)  # (L, L, d): Phi_ij is diagonal over channels
         img = jnp.abs(P[:, :, 0])
         im = ax.imshow(img, cmap="magma")

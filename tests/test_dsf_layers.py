@@ -10,6 +10,7 @@ import pytest
 
 import scimlx.dsf as dsf
 
+
 L, D_MODEL, N = 21, 4, 3  # L not a multiple of the chunk size: exercises padding
 CHUNK = 8
 
@@ -113,14 +114,18 @@ def ref_s5(layer, u):
 
 def ref_lru(layer, u):
     lam = np.exp(-np.exp(np.asarray(layer.nu_log)) + 1j * np.exp(np.asarray(layer.theta_log)))
-    B = (np.asarray(layer.B_re) + 1j * np.asarray(layer.B_im)) * np.exp(np.asarray(layer.gamma_log))[:, None]
+    B = (np.asarray(layer.B_re) + 1j * np.asarray(layer.B_im)) * np.exp(
+        np.asarray(layer.gamma_log)
+    )[:, None]
     C = np.asarray(layer.C_re) + 1j * np.asarray(layer.C_im)
     return _complex_diag_loop(lam, B, C, np.asarray(layer.D), u)
 
 
 def ref_s6(layer, u):
     """mamba's selective_scan_ref semantics: deltaA = exp(delta A), deltaB_u = delta B u."""
-    delta = softplus(u @ np.asarray(layer.W_dt1).T @ np.asarray(layer.W_dt2).T + np.asarray(layer.b_dt))
+    delta = softplus(
+        u @ np.asarray(layer.W_dt1).T @ np.asarray(layer.W_dt2).T + np.asarray(layer.b_dt)
+    )
     Bm, Cm = u @ np.asarray(layer.W_B).T, u @ np.asarray(layer.W_C).T
     A = -np.exp(np.asarray(layer.A_log))
     h = np.zeros(A.shape)
@@ -162,7 +167,9 @@ def ref_rglru(layer, u):
     H = layer.W_a.shape[0]
 
     def block(W, b):
-        return np.concatenate([x @ np.asarray(W[h]).T for h, x in enumerate(heads(u, H))], 1) + np.asarray(b)
+        return np.concatenate(
+            [x @ np.asarray(W[h]).T for h, x in enumerate(heads(u, H))], 1
+        ) + np.asarray(b)
 
     r = sigmoid(block(layer.W_a, layer.b_a))
     gi = sigmoid(block(layer.W_x, layer.b_x))
@@ -196,13 +203,19 @@ def _make(name, key):
     return {
         "softmax": lambda: (dsf.SoftmaxAttention(d, 2, n, key=key), ref_softmax),
         "linear": lambda: (dsf.LinearAttention(d, 2, n, key=key), ref_linear),
-        "linear_output_norm": lambda: (dsf.LinearAttention(d, 1, n, where="output", key=key), ref_linear),
+        "linear_output_norm": lambda: (
+            dsf.LinearAttention(d, 1, n, where="output", key=key),
+            ref_linear,
+        ),
         "linear_unnormalised": lambda: (
             dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=key),
             ref_linear,
         ),
         "normalized_exp": lambda: (dsf.NormalizedAttention(d, 2, n, key=key), ref_normalized),
-        "normalized_sigmoid": lambda: (dsf.NormalizedAttention(d, 1, n, norm="sigmoid", key=key), ref_normalized),
+        "normalized_sigmoid": lambda: (
+            dsf.NormalizedAttention(d, 1, n, norm="sigmoid", key=key),
+            ref_normalized,
+        ),
         "s4d": lambda: (dsf.S4D(d, n, key=key), ref_s4d),
         "s5": lambda: (dsf.S5(d, n, key=key), ref_s5),
         "lru": lambda: (dsf.LRU(d, n, key=key), ref_lru),
@@ -217,9 +230,22 @@ def _make(name, key):
 
 
 LAYERS = [
-    "softmax", "linear", "linear_output_norm", "linear_unnormalised", "normalized_exp",
-    "normalized_sigmoid", "s4d", "s5", "lru", "s6", "s6_zoh", "ssd", "ssd_paper", "rglru",
-    "qlstm", "qlstm_reversed",
+    "softmax",
+    "linear",
+    "linear_output_norm",
+    "linear_unnormalised",
+    "normalized_exp",
+    "normalized_sigmoid",
+    "s4d",
+    "s5",
+    "lru",
+    "s6",
+    "s6_zoh",
+    "ssd",
+    "ssd_paper",
+    "rglru",
+    "qlstm",
+    "qlstm_reversed",
 ]
 
 

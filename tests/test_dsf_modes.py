@@ -14,6 +14,7 @@ import scipy.signal
 
 import scimlx.dsf as dsf
 
+
 METHODS = ("recurrence", "scan", "chunked", "matrix")
 
 
@@ -70,9 +71,12 @@ def test_diagonal_and_dense_modes(getkey):
     L, d, N = 17, 2, 3
     k = jr.split(getkey(), 5)
     system = dsf.DiagonalDSF(
-        log_lam=jax.lax.complex(-jnp.exp(jr.normal(k[0], (L, N), jnp.float64)),
-                                jr.normal(k[1], (L, N), jnp.float64)),
-        B=jax.lax.complex(jr.normal(k[2], (L, N, d), jnp.float64), jr.normal(k[3], (L, N, d), jnp.float64)),
+        log_lam=jax.lax.complex(
+            -jnp.exp(jr.normal(k[0], (L, N), jnp.float64)), jr.normal(k[1], (L, N), jnp.float64)
+        ),
+        B=jax.lax.complex(
+            jr.normal(k[2], (L, N, d), jnp.float64), jr.normal(k[3], (L, N, d), jnp.float64)
+        ),
         C=jr.normal(k[4], (1, d, N), jnp.float64).astype(jnp.complex128),
         D=jnp.ones((d,), jnp.float64),
     )
@@ -86,13 +90,17 @@ def test_diagonal_and_dense_modes(getkey):
 
     ref, *others = dense_modes(dense, x)
     for m, (y, _) in zip(METHODS, _all_modes(system, x, h0)):
-        np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=m)
+        np.testing.assert_allclose(
+            np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=m
+        )
     for y in others:
         np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="chunked"):
         dsf.evaluate(dense, x, method="chunked")
     P = eqx.filter_jit(dsf.phi)(system)
-    np.testing.assert_allclose(np.einsum("ijde,je->id", P, x), np.asarray(ref), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.einsum("ijde,je->id", P, x), np.asarray(ref), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_normalisation_in_lambda_equals_in_output(getkey):
@@ -123,9 +131,13 @@ def test_softmax_modes_and_taylor_truncation():
     for i in range(L):
         p = np.exp(S[i, : i + 1])
         ref[i] = p @ np.asarray(x[: i + 1]) / p.sum()
+
     @eqx.filter_jit
     def modes(s, x):
-        return [dsf.evaluate(s, x, method=m, chunk_size=6)[0] for m in ("recurrence", "chunked", "matrix")]
+        return [
+            dsf.evaluate(s, x, method=m, chunk_size=6)[0]
+            for m in ("recurrence", "chunked", "matrix")
+        ]
 
     for y in modes(s, x):
         np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12)
@@ -153,22 +165,33 @@ def test_linear_attention_equals_s6_under_conditions(getkey):
     s6 = dsf.S6(d, n, key=getkey())
     u = jr.normal(getkey(), (L, d), jnp.float64)
     lin = dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=getkey())
-    lin = eqx.tree_at(lambda m: (m.Wq, m.Wk, m.Wv, m.Wo), lin,
-                      (s6.W_C, s6.W_B, jnp.eye(d, dtype=u.dtype), jnp.eye(d, dtype=u.dtype)))
+    lin = eqx.tree_at(
+        lambda m: (m.Wq, m.Wk, m.Wv, m.Wo),
+        lin,
+        (s6.W_C, s6.W_B, jnp.eye(d, dtype=u.dtype), jnp.eye(d, dtype=u.dtype)),
+    )
     cond = eqx.tree_at(
         lambda m: (m.W_dt1, m.W_dt2, m.b_dt, m.A_log, m.D),
         s6,
-        (jnp.zeros_like(s6.W_dt1), jnp.zeros_like(s6.W_dt2),
-         jnp.full_like(s6.b_dt, math.log(math.e - 1.0)), jnp.full_like(s6.A_log, -1e3),
-         jnp.zeros_like(s6.D)),
+        (
+            jnp.zeros_like(s6.W_dt1),
+            jnp.zeros_like(s6.W_dt2),
+            jnp.full_like(s6.b_dt, math.log(math.e - 1.0)),
+            jnp.full_like(s6.A_log, -1e3),
+            jnp.zeros_like(s6.D),
+        ),
     )
     s6_noD = eqx.tree_at(lambda m: m.D, s6, jnp.zeros_like(s6.D))
     only_delta = eqx.tree_at(lambda m: m.A_log, s6_noD, cond.A_log)
 
     @eqx.filter_jit
     def run(lin, cond, s6_noD, only_delta, u):
-        return (lin(u, method="recurrence"), [cond(u, method=m, chunk_size=8) for m in METHODS],
-                s6_noD(u, method="recurrence"), only_delta(u, method="recurrence"))
+        return (
+            lin(u, method="recurrence"),
+            [cond(u, method=m, chunk_size=8) for m in METHODS],
+            s6_noD(u, method="recurrence"),
+            only_delta(u, method="recurrence"),
+        )
 
     y_lin, ys, y_s6, y_delta = run(lin, cond, s6_noD, only_delta, u)
     for y in ys:
@@ -184,8 +207,11 @@ def test_ssd_is_normalised_attention_with_exp_cumsum_normaliser(getkey):
     Lambda_i = eta_{i-1}/eta_i of the paper's normalised attention."""
     d, n, L = 4, 3, 15
     ssd = dsf.SSD(d, 1, n, key=getkey())
-    ssd = eqx.tree_at(lambda m: (m.A_log, m.W_dt), ssd,
-                      (jnp.zeros_like(ssd.A_log), 0.5 * jr.normal(getkey(), ssd.W_dt.shape, jnp.float64)))
+    ssd = eqx.tree_at(
+        lambda m: (m.A_log, m.W_dt),
+        ssd,
+        (jnp.zeros_like(ssd.A_log), 0.5 * jr.normal(getkey(), ssd.W_dt.shape, jnp.float64)),
+    )
     u = jr.normal(getkey(), (L, d), jnp.float64)
     delta = np.asarray(eqx.filter_jit(ssd.delta)(u))[0]
     eta = np.exp(np.cumsum(delta))
@@ -208,7 +234,9 @@ def test_lti_phi_is_toeplitz_convolution(getkey):
     P = np.asarray(eqx.filter_jit(lambda s: dsf.phi(s, length=L))(system))
     np.testing.assert_allclose(P[5:, 2], P[3:-2, 0], rtol=1e-12, atol=1e-15)  # Toeplitz
     kernel = P[:, 0]  # K_k = C Lambda^k B (+ D at k = 0)
-    y_fft = np.stack([scipy.signal.fftconvolve(np.asarray(u[:, c]), kernel[:, c])[:L] for c in range(d)], 1)
+    y_fft = np.stack(
+        [scipy.signal.fftconvolve(np.asarray(u[:, c]), kernel[:, c])[:L] for c in range(d)], 1
+    )
     y = eqx.filter_jit(lambda m, u: m(u, method="chunked", chunk_size=8))(layer, u)
     np.testing.assert_allclose(np.asarray(y), y_fft, rtol=1e-9, atol=1e-12)
     assert system.state_dim == d * n
@@ -255,14 +283,18 @@ def test_jit_vmap_and_vmap_of_grad(getkey):
     def run(layer, u):
         ys = {m: jax.vmap(lambda v: layer(v, method=m, chunk_size=4))(u) for m in METHODS}
         ys["single"] = layer(u[0], method="recurrence")
-        gs = {m: jax.vmap(jax.grad(lambda v: jnp.sum(layer(v, method=m, chunk_size=4) ** 2)))(u)
-              for m in ("recurrence", "chunked")}
+        gs = {
+            m: jax.vmap(jax.grad(lambda v: jnp.sum(layer(v, method=m, chunk_size=4) ** 2)))(u)
+            for m in ("recurrence", "chunked")
+        }
         return ys, gs
 
     ys, gs = run(layer, u)
     np.testing.assert_allclose(np.asarray(ys["scan"][0]), np.asarray(ys["single"]), rtol=1e-10)
     for m in METHODS:
-        np.testing.assert_allclose(np.asarray(ys[m]), np.asarray(ys["recurrence"]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(ys[m]), np.asarray(ys["recurrence"]), rtol=1e-10, atol=1e-12
+        )
     np.testing.assert_allclose(np.asarray(gs["chunked"]), np.asarray(gs["recurrence"]), rtol=1e-9)
 
 
@@ -293,7 +325,9 @@ def test_errors_name_the_argument(getkey):
     with pytest.raises(ValueError, match="MiB"):
         dsf.phi(system, max_bytes=100)
     with pytest.raises(ValueError, match="`key`"):
-        dsf.ChannelDSF(jnp.zeros((10, 1, 1)), jnp.zeros((10, 3)), jnp.zeros((10, 2, 2)), jnp.zeros((10, 1, 2)))
+        dsf.ChannelDSF(
+            jnp.zeros((10, 1, 1)), jnp.zeros((10, 3)), jnp.zeros((10, 2, 2)), jnp.zeros((10, 1, 2))
+        )
     with pytest.raises(ValueError, match="`mixer`"):
         dsf.make_mixer("gru", 4, key=getkey())
     assert dsf.choose_method(system, 10, training=True) in METHODS
@@ -301,11 +335,21 @@ def test_errors_name_the_argument(getkey):
 
 @pytest.mark.parametrize("mixer", ["softmax", "ssd"])
 def test_sequence_model(mixer, getkey):
-    model = dsf.SequenceModel(11, 8, 2, mixer, d_state=4, max_len=16 if mixer == "softmax" else 0,
-                              mlp=mixer == "softmax", key=getkey())
+    model = dsf.SequenceModel(
+        11,
+        8,
+        2,
+        mixer,
+        d_state=4,
+        max_len=16 if mixer == "softmax" else 0,
+        mlp=mixer == "softmax",
+        key=getkey(),
+    )
     tokens = jr.randint(getkey(), (2, 9), 0, 11)
     t2 = tokens.at[:, 6].set((tokens[:, 6] + 1) % 11)
-    logits, logits2 = eqx.filter_jit(lambda m, a, b: (jax.vmap(m)(a), jax.vmap(m)(b)))(model, tokens, t2)
+    logits, logits2 = eqx.filter_jit(lambda m, a, b: (jax.vmap(m)(a), jax.vmap(m)(b)))(
+        model, tokens, t2
+    )
     assert logits.shape == (2, 9, 11)
     assert bool(jnp.all(jnp.isfinite(logits)))
     # causal: changing a later token does not change earlier outputs

@@ -6,24 +6,24 @@ from ._dsf import (
     ChannelDSF as ChannelDSF,
     DenseDSF as DenseDSF,
     DiagonalDSF as DiagonalDSF,
-    SoftmaxDSF as SoftmaxDSF,
     eigenvalues as eigenvalues,
     materialise as materialise,
     normalised_linear_attention_dsf as normalised_linear_attention_dsf,
+    SoftmaxDSF as SoftmaxDSF,
 )
 from ._evaluate import evaluate as evaluate, matrix_bytes as matrix_bytes, phi as phi
 from ._layers import (
+    AbstractDSFLayer as AbstractDSFLayer,
+    LinearAttention as LinearAttention,
     LRU as LRU,
+    NormalizedAttention as NormalizedAttention,
     QLSTM as QLSTM,
     RGLRU as RGLRU,
     S4D as S4D,
     S5 as S5,
     S6 as S6,
-    SSD as SSD,
-    AbstractDSFLayer as AbstractDSFLayer,
-    LinearAttention as LinearAttention,
-    NormalizedAttention as NormalizedAttention,
     SoftmaxAttention as SoftmaxAttention,
+    SSD as SSD,
     to_dsf as to_dsf,
 )
-from ._model import MIXERS as MIXERS, SequenceModel as SequenceModel, make_mixer as make_mixer
+from ._model import make_mixer as make_mixer, MIXERS as MIXERS, SequenceModel as SequenceModel

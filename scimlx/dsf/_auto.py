@@ -19,6 +19,7 @@ import jax
 
 from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, SoftmaxDSF
 
+
 # (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
 AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
     # measured 2026-11-27, `python -m benchmarks.dsf --quick` (cpu, 2 shared cores, float32)
@@ -51,7 +52,9 @@ def family(dsf: AbstractDSF) -> str:
     return "per_state"
 
 
-def choose_method(dsf: AbstractDSF, length: int, *, training: bool, backend: str | None = None) -> str:
+def choose_method(
+    dsf: AbstractDSF, length: int, *, training: bool, backend: str | None = None
+) -> str:
     """The evaluation mode that `method="auto"` uses for this system.
 
     **Arguments:** `dsf`: the system; `length`: sequence length; `training`: whether gradients are

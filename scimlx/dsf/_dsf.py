@@ -109,7 +109,9 @@ class ChannelDSF(AbstractDSF):
         long = {s for s in lengths if s != 1}
         if len(long) > 1:
             raise ValueError(f"The leading (time) axes disagree: sizes {sorted(long)}.")
-        _check_dim("log_lam", self.log_lam.shape[1], (1, d), "axis 1 (channels)", self.log_lam.shape)
+        _check_dim(
+            "log_lam", self.log_lam.shape[1], (1, d), "axis 1 (channels)", self.log_lam.shape
+        )
         _check_dim("log_lam", self.log_lam.shape[2], (1, n), "axis 2 (states)", self.log_lam.shape)
         _check_dim("key", self.key.shape[1], (1, d), "axis 1 (channels)", self.key.shape)
         _check_dim("query", self.query.shape[1], (1, d), "axis 1 (channels)", self.query.shape)
@@ -354,7 +356,11 @@ def materialise(dsf: AbstractDSF, length: int | None = None) -> DenseDSF:
         g = gamma if gamma is not None else jnp.ones((L, d), beta.dtype)
         C = eye[None, :, :, None] * (g[:, :, None] * qb)[:, :, None, :]
         C = C.reshape(L, d, d * n)
-        Dm = jnp.zeros((L, d, d), beta.dtype) if D is None else jnp.broadcast_to(jnp.diag(D), (L, d, d))
+        Dm = (
+            jnp.zeros((L, d, d), beta.dtype)
+            if D is None
+            else jnp.broadcast_to(jnp.diag(D), (L, d, d))
+        )
         return DenseDSF(lam=jnp.vectorize(jnp.diag, signature="(k)->(k,k)")(lam), B=B, C=C, D=Dm)
     if isinstance(dsf, DiagonalDSF):
         L = length or dsf.length

@@ -1,7 +1,5 @@
 """Four evaluations of one DSF: recurrence (`lax.scan`), associative scan, chunked, matrix."""
 
-import functools
-import math
 from typing import Any
 
 import jax
@@ -10,6 +8,7 @@ from jaxtyping import Array, Float, Inexact
 
 from ._auto import choose_chunk_size, choose_method
 from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, DiagonalDSF, SoftmaxDSF
+
 
 METHODS = ("recurrence", "scan", "chunked", "matrix")
 DEFAULT_MAX_BYTES = 2**30  # 1 GiB for the materialised input-output matrix
@@ -36,7 +35,9 @@ def _decay_matrix(a):
     idx = jnp.arange(T)
     extra = (1,) * (a.ndim - 1)
     strict = (idx[:, None] > idx[None, :]).reshape((T, T) + extra)  # [k, j]: k > j
-    X = jnp.where(strict, jnp.broadcast_to(a[:, None], (T, T) + a.shape[1:]), jnp.zeros((), a.dtype))
+    X = jnp.where(
+        strict, jnp.broadcast_to(a[:, None], (T, T) + a.shape[1:]), jnp.zeros((), a.dtype)
+    )
     S = jnp.cumsum(X, axis=0)  # S[i, j] = sum_{j < k <= i} a[k]
     causal = (idx[:, None] >= idx[None, :]).reshape((T, T) + extra)
     return jnp.where(causal, jnp.exp(S), jnp.zeros((), S.dtype))
@@ -232,7 +233,6 @@ def _channel_phi(dsf: ChannelDSF, L, dtype=None):
 def _channel_matrix(dsf, x, h0):
     """y = Phi x with the (L, L) kernel of Phi applied as a matmul (Phi itself is not stored)."""
     ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
-    L = x.shape[0]
     M = _decay_matrix(ll)  # (L, L, dl, nl)
     bx = beta * x
     y, _ = _intra(M, query, key, bx)
@@ -335,7 +335,10 @@ def _diag_phi(dsf: DiagonalDSF, L):
         P = jnp.real(P)
     if dsf.D is not None:
         d = dsf.in_dim
-        P = P + (jnp.eye(L, dtype=P.dtype)[:, :, None, None] * jnp.diag(dsf.D).astype(P.dtype)[None, None])
+        P = P + (
+            jnp.eye(L, dtype=P.dtype)[:, :, None, None]
+            * jnp.diag(dsf.D).astype(P.dtype)[None, None]
+        )
         del d
     return P, M, ll, B
 
@@ -476,18 +479,18 @@ def _softmax_chunked(dsf, x, chunk_size):
 
     def one_query_chunk(qi, pi):
         def step(carry, inp):
-            mx, l, acc = carry
+            mx, denom, acc = carry
             kj, vj, pj = inp
             s = (qi @ kj.T) * dsf.scale
             s = jnp.where(pi[:, None] >= pj[None, :], s, neg)
             mnew = jnp.maximum(mx, jnp.max(s, axis=1))
             corr = jnp.exp(mx - mnew)
             p = jnp.exp(s - mnew[:, None])
-            return (mnew, corr * l + jnp.sum(p, axis=1), corr[:, None] * acc + p @ vj), None
+            return (mnew, corr * denom + jnp.sum(p, axis=1), corr[:, None] * acc + p @ vj), None
 
         init = (jnp.full((Q,), neg, cd), jnp.zeros((Q,), cd), jnp.zeros((Q, d), cd))
-        (mx, l, acc), _ = jax.lax.scan(step, init, (kc, vc, pos))
-        return acc / l[:, None]
+        (_, denom, acc), _ = jax.lax.scan(step, init, (kc, vc, pos))
+        return acc / denom[:, None]
 
     y = jax.vmap(one_query_chunk)(qc, pos).reshape(C * Q, d)[:L]
     return y, (dsf.k.astype(cd), x.astype(cd))
@@ -556,7 +559,9 @@ def evaluate(
         )
     if isinstance(dsf, ChannelDSF):
         if h0 is not None and h0.shape != (dsf.in_dim, dsf.n):
-            raise ValueError(f"`h0` must have shape (d, n) = {(dsf.in_dim, dsf.n)}, got {h0.shape}.")
+            raise ValueError(
+                f"`h0` must have shape (d, n) = {(dsf.in_dim, dsf.n)}, got {h0.shape}."
+            )
         fn = {
             "recurrence": lambda: _channel_recurrence(dsf, x, h0, unroll),
             "scan": lambda: _channel_scan(dsf, x, h0),
@@ -566,7 +571,9 @@ def evaluate(
         return fn()
     if isinstance(dsf, DiagonalDSF):
         if h0 is not None and h0.shape != (dsf.log_lam.shape[1],):
-            raise ValueError(f"`h0` must have shape (N,) = ({dsf.log_lam.shape[1]},), got {h0.shape}.")
+            raise ValueError(
+                f"`h0` must have shape (N,) = ({dsf.log_lam.shape[1]},), got {h0.shape}."
+            )
         fn = {
             "recurrence": lambda: _diag_recurrence(dsf, x, h0, unroll),
             "scan": lambda: _diag_scan(dsf, x, h0),
@@ -618,6 +625,3 @@ def phi(
         P = jax.nn.softmax(_softmax_scores(dsf, dsf.q.dtype), axis=-1)
         return jnp.broadcast_to(P[:, :, None], P.shape + (dsf.value_dim,))
     raise TypeError(f"Unknown DSF type {type(dsf).__name__}.")
-
-
-del functools, math

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._dsf import AbstractDSF, ChannelDSF, DiagonalDSF, SoftmaxDSF, normalised_linear_attention_dsf
+from ._dsf import AbstractDSF, ChannelDSF, DiagonalDSF, normalised_linear_attention_dsf, SoftmaxDSF
 from ._evaluate import evaluate
 
 
@@ -219,7 +219,9 @@ class LinearAttention(AbstractDSFLayer):
             one = jnp.ones((1, 1, 1), u.dtype)
 
             def mk(a, b):
-                return ChannelDSF(one * 0.0, jnp.ones((1, p), u.dtype), b[:, None, :], a[:, None, :])
+                return ChannelDSF(
+                    one * 0.0, jnp.ones((1, p), u.dtype), b[:, None, :], a[:, None, :]
+                )
 
             dsf = jax.vmap(mk)(fq, fk)
         return dsf, v
@@ -327,7 +329,9 @@ class S4D(AbstractDSFLayer):
     ):
         dt = _dtype(dtype)
         k = jr.split(key, 3)
-        self.A_log = jnp.log(jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=dt), (d_model, d_state)))
+        self.A_log = jnp.log(
+            jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=dt), (d_model, d_state))
+        )
         self.B = jnp.ones((d_model, d_state), dt)
         self.C = jr.normal(k[0], (d_model, d_state), dt) / math.sqrt(d_state)
         self.D = jnp.ones((d_model,), dt)
@@ -338,8 +342,9 @@ class S4D(AbstractDSFLayer):
         A = -jnp.exp(self.A_log)
         dtA = jnp.exp(self.log_dt)[:, None] * A
         Bbar = jnp.expm1(dtA) / A * self.B
-        return ChannelDSF(dtA[None], jnp.ones((1, u.shape[1]), u.dtype), Bbar[None], self.C[None],
-                          D=self.D), u
+        return ChannelDSF(
+            dtA[None], jnp.ones((1, u.shape[1]), u.dtype), Bbar[None], self.C[None], D=self.D
+        ), u
 
     def output(self, y, u):
         return y
@@ -494,7 +499,9 @@ class S6(AbstractDSFLayer):
         self.b_dt = _softplus_inverse(dts)
         self.W_B = _linear(k[3], d_state, d_model, dt)
         self.W_C = _linear(k[4], d_state, d_model, dt)
-        self.A_log = jnp.log(jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=dt), (d_model, d_state)))
+        self.A_log = jnp.log(
+            jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=dt), (d_model, d_state))
+        )
         self.D = jnp.ones((d_model,), dt)
         self.discretization, self.method = discretization, method
 
@@ -587,8 +594,11 @@ class SSD(AbstractDSFLayer):
 
         def mk(delta, A, D):
             return ChannelDSF(
-                (delta * A)[:, None, None], jnp.broadcast_to(delta[:, None], (delta.shape[0], p)),
-                b, c, D=D
+                (delta * A)[:, None, None],
+                jnp.broadcast_to(delta[:, None], (delta.shape[0], p)),
+                b,
+                c,
+                D=D,
             )
 
         return jax.vmap(mk)(self.delta(u), A, Dh), x

@@ -9,18 +9,19 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._layers import (
+    AbstractDSFLayer,
+    LinearAttention,
     LRU,
+    NormalizedAttention,
     QLSTM,
     RGLRU,
     S4D,
     S5,
     S6,
-    SSD,
-    AbstractDSFLayer,
-    LinearAttention,
-    NormalizedAttention,
     SoftmaxAttention,
+    SSD,
 )
+
 
 MIXERS = (
     "softmax",
@@ -120,15 +121,29 @@ class SequenceModel(eqx.Module):
         self.embedding = jr.normal(k[0], (vocab_size, d_model), dt) / math.sqrt(d_model)
         self.positions = jr.normal(k[1], (max_len, d_model), dt) * 0.02 if max_len > 0 else None
         self.layers = tuple(
-            make_mixer(mixer, d_model, d_state=d_state, n_heads=n_heads, method=method, dtype=dt,
-                       key=k[3 + i])
+            make_mixer(
+                mixer,
+                d_model,
+                d_state=d_state,
+                n_heads=n_heads,
+                method=method,
+                dtype=dt,
+                key=k[3 + i],
+            )
             for i in range(n_layers)
         )
         self.norms = tuple(eqx.nn.LayerNorm(d_model, dtype=dt) for _ in range(n_layers))
         if mlp:
             self.mlps = tuple(
-                eqx.nn.MLP(d_model, d_model, 4 * d_model, 1, activation=jax.nn.gelu, dtype=dt,
-                           key=k[3 + n_layers + i])
+                eqx.nn.MLP(
+                    d_model,
+                    d_model,
+                    4 * d_model,
+                    1,
+                    activation=jax.nn.gelu,
+                    dtype=dt,
+                    key=k[3 + n_layers + i],
+                )
                 for i in range(n_layers)
             )
             self.mlp_norms = tuple(eqx.nn.LayerNorm(d_model, dtype=dt) for _ in range(n_layers))
@@ -145,7 +160,9 @@ class SequenceModel(eqx.Module):
         u = self.embedding[tokens]
         if self.positions is not None:
             if L > self.positions.shape[0]:
-                raise ValueError(f"Sequence length {L} exceeds `max_len`={self.positions.shape[0]}.")
+                raise ValueError(
+                    f"Sequence length {L} exceeds `max_len`={self.positions.shape[0]}."
+                )
             u = u + self.positions[:L]
         m = self.method if method is None else method
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):

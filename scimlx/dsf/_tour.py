@@ -9,7 +9,7 @@ import jax.random as jr
 
 from ._auto import choose_method
 from ._evaluate import METHODS
-from ._layers import S6, LinearAttention
+from ._layers import LinearAttention, S6
 
 
 def tour_stage() -> dict:
