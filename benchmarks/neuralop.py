@@ -221,7 +221,13 @@ def main():
                        "train_s", "note"],
                 title=f"Darcy smooth {res}x{res}: {cfg['n_train']} train / {cfg['n_test']} test, "
                       f"{steps} steps (batch {cfg['batch']}), {len(seeds)} seeds")
-    dg = datagen(cfg)
+    if os.environ.get("NEURALOP_DATAGEN_CPU") and jax.default_backend() != "cpu":
+        with jax.default_device(jax.devices("cpu")[0]):
+            dg = datagen(cfg)
+        dg["device"] = "cpu"
+    else:
+        dg = datagen(cfg)
+        dg["device"] = jax.default_backend()
     dg_row = {"model": f"data generation {dg['resolution']}^2", **dg,
               "speedup": dg["scipy_s_per_sample"] / dg["ours_s_per_sample"]}
     print_table([dg_row], ["model", "ours_s_per_sample", "scipy_s_per_sample", "speedup",
