@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from equinox._enum import EnumerationItem
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import Array, ArrayLike, Key, PyTree, Real, Shaped
 
 from .._core._progress import ProgressBar
 from .._core._results import RESULTS
@@ -325,7 +326,7 @@ def chunk_size_for_budget(
 
 def run_ensemble(
     fn: Callable[[Any], Any],
-    inputs: Any,
+    inputs: PyTree[Shaped[ArrayLike, "members ..."] | Key[Array, "members ..."]] | Iterator[Any],
     *,
     reducers: dict[str, AbstractReducer],
     result: Callable[[Any], Any] | None = None,
@@ -338,7 +339,7 @@ def run_ensemble(
     store: Any = None,
     resume: bool = True,
     progress: bool = True,
-    order_by: Any = None,
+    order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,
     total: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> EnsembleResult:
