@@ -8,11 +8,11 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core import atomic_write_bytes, RESULTS
+from ..linsolve._cg import pcg_solve
 from ..linsolve._multigrid import multigrid
 from ..linsolve._operators import DiffusionOperator
 
@@ -129,7 +129,8 @@ def darcy_solve(
     """Solve `-div(a grad u) = f` (`f = 1` by default) with multigrid-preconditioned CG.
 
     The operator is [`scimlx.neuralop.darcy_operator`][]; the preconditioner is one
-    symmetric V-cycle of [`scimlx.linsolve.multigrid`][]; CG is `lineax.CG`.
+    symmetric V-cycle of [`scimlx.linsolve.multigrid`][]; CG is
+    [`scimlx.linsolve.pcg_solve`][].
 
     **Arguments:**
 
@@ -147,14 +148,8 @@ def darcy_solve(
     if f is None:
         f = jnp.ones_like(a)
     vc = multigrid(op, smoother="chebyshev", pre=1, post=1, max_coarse=16)
-    sol = lx.linear_solve(
-        op,
-        f,
-        lx.CG(rtol=rtol, atol=0.0, max_steps=max_steps),
-        options={"preconditioner": vc},
-        throw=False,
-    )
-    result = RESULTS.promote(sol.result)
+    sol = pcg_solve(op, f, preconditioner=vc, rtol=rtol, max_steps=max_steps, throw=False)
+    result = sol.result
     value = sol.value
     if throw:
         value = result.error_if(value, result != RESULTS.successful)
