@@ -5,6 +5,7 @@ Run: `python -m benchmarks.dsf [--quick] [--seeds N]` from the repository root.
 """
 
 import math
+import os
 import time
 
 import jax
@@ -306,11 +307,47 @@ def mqar_section(quick: bool, seeds: int):
     return rows
 
 
+def mqar_only(quick, seeds, args):
+    steps = int(os.environ.get("DSF_MQAR_STEPS", "6000"))
+    budget = float(os.environ.get("DSF_MQAR_BUDGET_S", "180"))
+    mq = []
+    for mixer in MQAR_MIXERS:
+        for seed in range(seeds):
+            r = train_mqar(mixer, 64, 4, 512, steps, seed, 3e-3, n_state=32, time_budget_s=budget)
+            mq.append(dict(task="L64_kv4", mixer=mixer, seed=seed, lr=3e-3, d_state=32, **r))
+            print(
+                f"  MQAR {mixer:10s} seed={seed} acc={r['acc']:.3f} steps={r['steps_used']} "
+                f"({r['train_s']:.0f} s)",
+                flush=True,
+            )
+    print_table(
+        mq,
+        ["task", "mixer", "seed", "lr", "d_state", "steps_used", "acc", "final_loss", "train_s"],
+        title=f"MQAR (vocab 512, d=64, 2 layers, budget {budget:.0f} s/run)",
+    )
+    print(PAPER_ORDER)
+    summary = {
+        f"mqar_acc_{m}": float(np.mean([r["acc"] for r in mq if r["mixer"] == m]))
+        for m in MQAR_MIXERS
+    }
+    summary["mqar_steps_used"] = {
+        m: [r["steps_used"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS
+    }
+    print_table([summary], list(summary), title="summary (MQAR only)")
+    write_results(
+        "dsf", "quick" if quick else "full", mq, summary, out=args.out or "/tmp/dsf_mqar.json"
+    )
+
+
 def main():
     args = parse_args(__doc__)
     quick = args.quick
     seeds = args.seeds or (1 if quick else 2)
     t_start = time.perf_counter()
+    # DSF_BENCH_PARTS=mqar runs only the MQAR part (e.g. a longer MQAR run); default: both.
+    parts = os.environ.get("DSF_BENCH_PARTS", "cost,mqar").split(",")
+    if "cost" not in parts:
+        return mqar_only(quick, seeds, args)
     print("== 1. cost vs L (float32, d=64, n=16; softmax m=16) ==", flush=True)
     cost = cost_section(quick, repeats=3 if quick else 5)
     print_table(

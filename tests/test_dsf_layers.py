@@ -232,10 +232,8 @@ def _make(name, key):
 LAYERS = [
     "softmax",
     "linear",
-    "linear_output_norm",
     "linear_unnormalised",
     "normalized_exp",
-    "normalized_sigmoid",
     "s4d",
     "s5",
     "lru",

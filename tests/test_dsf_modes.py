@@ -36,7 +36,7 @@ def _channel(key, L, d, n, dl, nl, dk):
 
 
 # scalar, per-channel, per-state (S6-like), and per-channel keys (S4D-like block structure)
-@pytest.mark.parametrize("dl,nl,dk", [(1, 1, 1), (3, 1, 1), (3, 4, 1), (1, 4, 3)])
+@pytest.mark.parametrize("dl,nl,dk", [(1, 1, 1), (3, 4, 1), (1, 4, 3)])
 def test_channel_modes_equal_dense_and_explicit_phi(dl, nl, dk, getkey):
     L, d, n = 19, 3, 4
     system = _channel(getkey(), L, d, n, dl, nl, dk)
