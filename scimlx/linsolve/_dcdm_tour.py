@@ -1,4 +1,4 @@
-"""Tour stage: train a tiny DCDM network for a few seconds, solve a held-out 64^2 scene."""
+"""Tour stage: train a small DCDM direction network in seconds, solve a held-out 64^2 scene."""
 
 import time
 
@@ -9,16 +9,18 @@ import numpy as np
 from ._cd import cd_solve
 from ._dcdm import dcdm_solve, train_dcdm
 from ._lanczos import ritz_pairs
-from ._networks import DCDMNet
+from ._networks import LearnedMGNet
 from ._operators import poisson
 from ._scenes import obstacle_scene, random_rhs
 
 
-def tour_stage(steps: int = 150, train_n: int = 32, test_n: int = 64) -> dict:
-    """Train a small DCDM CNN on 32^2 obstacle scenes, solve an unseen 64^2 scene.
+def tour_stage(steps: int = 60, train_n: int = 32, test_n: int = 64) -> dict:
+    """Train a learned-BPX DCDM direction network on 32^2 scenes, solve an unseen 64^2 scene.
 
     Two training layouts, 100 Lanczos Ritz vectors each, `steps` Adam steps on the paper's
-    loss; then DCDM (k = 2) and plain CG solve a held-out 64^2 problem to `|r|/|b| <= 1e-6`.
+    loss; then the DCDM loop (k = 2) with this network and plain CG solve a held-out 64^2
+    problem to `|r|/|b| <= 1e-6`. (The learned-BPX network is used because a paper CNN
+    trained for a few seconds on a CPU is too weak to show anything; see the benchmark.)
 
     **Arguments:**
 
@@ -27,8 +29,8 @@ def tour_stage(steps: int = 150, train_n: int = 32, test_n: int = 64) -> dict:
 
     **Returns:**
 
-    `{"what", "figure", "ok"}`: `ok` when DCDM reaches the tolerance in fewer iterations
-    than CG.
+    `{"what", "figure", "ok"}`: `ok` when DCDM reaches the tolerance in at most a third of
+    CG's iterations.
     """
     t0 = time.perf_counter()
     shape = (train_n, train_n)
@@ -41,7 +43,7 @@ def tour_stage(steps: int = 150, train_n: int = 32, test_n: int = 64) -> dict:
         )
         masks.append(m)
         vecs.append(V.astype(jnp.float32))
-    model = DCDMNet(2, channels=16, pre_pairs=1, mid_pairs=2, post_pairs=1, key=jax.random.key(0))
+    model = LearnedMGNet(2, key=jax.random.key(0))
     fit = train_dcdm(
         model,
         lambda mask: poisson(shape, solid=mask < 0.5),
@@ -62,10 +64,10 @@ def tour_stage(steps: int = 150, train_n: int = 32, test_n: int = 64) -> dict:
     cg = cd_solve(op, b, k=1, rtol=1e-6, max_steps=5000, throw=False)
     res = float(sol.stats["true_residual_norm"] / sol.stats["b_norm"])
     its, its_cg = int(sol.stats["num_steps"]), int(cg.stats["num_steps"])
-    ok = res <= 1.01e-6 and its < its_cg
+    ok = res <= 1.01e-6 and 3 * its <= its_cg
     return {
         "what": (
-            f"DCDM CNN trained {steps} steps on {train_n}^2 obstacle scenes "
+            f"DCDM with a learned-BPX network trained {steps} steps on {train_n}^2 obstacle scenes "
             f"({t_train:.0f} s, loss {float(np.mean(fit.losses[-10:])):.2f}), solving an "
             f"unseen {test_n}^2 scene, {time.perf_counter() - t0:.0f} s total"
         ),
