@@ -29,7 +29,11 @@ class AbstractReducer(eqx.Module):
     of: eqx.AbstractVar[Callable[[Any], Any] | None]
 
     @abc.abstractmethod
-    def chunk(self, values: Shaped[Array, "members ..."], mask: Bool[Array, " members"]) -> dict:
+    def chunk(
+        self,
+        values: Shaped[Array, "members ..."],  # pyright: ignore
+        mask: Bool[Array, " members"],  # pyright: ignore
+    ) -> dict:
         """The state of one chunk. `mask[i]` says whether member `i` counts."""
 
     @abc.abstractmethod
@@ -247,6 +251,7 @@ class Quantiles(AbstractReducer):
     def chunk(self, values, mask):
         if self.exact:
             return {"values": values, "mask": mask}
+        assert self.range is not None
         lo, hi = self.range
         flat = jnp.reshape(values, (values.shape[0], -1))
         pos = (flat - jnp.asarray(lo, flat.dtype)) * jnp.asarray(self.bins / (hi - lo), flat.dtype)
@@ -286,6 +291,7 @@ class Quantiles(AbstractReducer):
         counts = counts.reshape(-1, self.bins + 2)
         vmin = np.asarray(state["min"], np.float64).reshape(-1)
         vmax = np.asarray(state["max"], np.float64).reshape(-1)
+        assert self.range is not None
         lo, hi = self.range
         inner = lo + (hi - lo) * np.arange(self.bins + 1) / self.bins
         out = np.full((qs.size, counts.shape[0]), np.nan)

@@ -1,5 +1,6 @@
 """The ensemble runner: chunked, vmapped, sharded, resumable evaluation of many members."""
 
+import functools
 import json
 import math
 import time
@@ -177,6 +178,12 @@ def _take(x, idx):
     return jnp.asarray(x)[jnp.asarray(idx)]
 
 
+def _slice_chunk(inputs, contiguous: bool, start: int, stop: int, idx) -> tuple[Any, int]:
+    if contiguous:
+        return jax.tree.map(lambda x: x[start:stop], inputs), stop - start
+    return jax.tree.map(lambda x: _take(x, idx), inputs), stop - start
+
+
 def _pad_chunk(xs, n_valid: int, size: int):
     """Pad a chunk to `size` members by repeating its last member (masked out later)."""
     if n_valid == size:
@@ -326,7 +333,8 @@ def chunk_size_for_budget(
 
 def run_ensemble(
     fn: Callable[[Any], Any],
-    inputs: PyTree[Shaped[ArrayLike, "members ..."] | Key[Array, "members ..."]] | Iterator[Any],
+    inputs: PyTree[Shaped[ArrayLike, "members ..."] | Key[Array, "members ..."]]  # pyright: ignore
+    | Iterator[Any],
     *,
     reducers: dict[str, AbstractReducer],
     result: Callable[[Any], Any] | None = None,
@@ -339,7 +347,7 @@ def run_ensemble(
     store: Any = None,
     resume: bool = True,
     progress: bool = True,
-    order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,
+    order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,  # pyright: ignore
     total: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> EnsembleResult:
@@ -502,6 +510,7 @@ def run_ensemble(
         if st is not None and resume and st.order_path.exists():
             perm = np.load(st.order_path)
         else:
+            assert n_members is not None
             if callable(order_by):
                 costs = []
                 for start in range(0, n_members, chunk_size):
@@ -523,6 +532,7 @@ def run_ensemble(
     # --- the chunk stream ---------------------------------------------------------------
     def chunks():
         if streaming:
+            assert source is not None
             start = 0
             for i, xs in enumerate(source):
                 n = _leading(xs)
@@ -533,18 +543,16 @@ def run_ensemble(
                 yield i, (lambda xs=xs, n=n: (xs, n)), np.arange(start, start + n)
                 start += n
         else:
+            assert n_chunks is not None and n_members is not None
             for i in range(n_chunks):
                 start, stop = i * chunk_size, min((i + 1) * chunk_size, n_members)
                 idx = np.arange(start, stop) if perm is None else perm[start:stop]
 
-                def get(start=start, stop=stop, idx=idx):
-                    if perm is None:
-                        xs = jax.tree.map(lambda x: x[start:stop], inputs)
-                    else:
-                        xs = jax.tree.map(lambda x: _take(x, idx), inputs)
-                    return xs, stop - start
-
-                yield i, get, idx
+                yield (
+                    i,
+                    functools.partial(_slice_chunk, inputs, perm is None, start, stop, idx),
+                    idx,
+                )
 
     done = (
         set()
@@ -581,6 +589,7 @@ def run_ensemble(
             save_arrays(st.stats_path(i), {f"s{j:05d}": x for j, x in enumerate(leaves)})
 
     def load_state(i, like):
+        assert st is not None
         arrays = load_arrays(st.stats_path(i))
         leaves = [arrays[f"s{j:05d}"] for j in range(len(arrays))]
         return jax.tree.unflatten(jax.tree.structure(like), leaves)
@@ -647,6 +656,8 @@ def run_ensemble(
     n_chunks = counted["chunks"]
     if n_proc > 1:
         acc = _gather_and_merge(spec, mine, n_chunks, n_proc)
+    if acc is None:
+        raise ValueError("`inputs` yielded no chunks.")
     stats = {
         name: jax.tree.unflatten(
             q_structs[k],

@@ -32,7 +32,7 @@ def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
 def save_arrays(path: pathlib.Path, arrays: dict) -> None:
     """Write a dict of NumPy arrays as `.npz`, atomically."""
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # pyright: ignore
     _atomic_write_bytes(path, buf.getvalue())
 
 
