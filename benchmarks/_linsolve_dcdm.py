@@ -55,17 +55,17 @@ def _config(quick: bool) -> dict:
                 "train_n": 64,
                 "scenes": 4,
                 "ritz": 200,
-                "steps": 300,
-                "mg_steps": 150,
+                "steps": 200,
+                "mg_steps": 100,
                 "max_steps": 300,
             },
             3: {
                 "train_n": 16,
                 "scenes": 2,
-                "ritz": 120,
-                "steps": 40,
-                "mg_steps": 40,
-                "max_steps": 150,
+                "ritz": 100,
+                "steps": 20,
+                "mg_steps": 20,
+                "max_steps": 60,
             },
         }
     return {
@@ -283,6 +283,23 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False):
         )
         rows.append({**base, **r})
         rows.append({**base, **_cg_with_net_row(p, info["cnn"], max_steps=cfg["max_steps"])})
+        if progress:
+            for r in rows[-6:]:
+                print(
+                    {
+                        k: r.get(k)
+                        for k in (
+                            "method",
+                            "grid",
+                            "its",
+                            "net_evals",
+                            "solve_s",
+                            "true_rel_res",
+                            "note",
+                        )
+                    },
+                    flush=True,
+                )
     rows[0]["train_seconds"] = round(total_train, 1)
     return rows
 
@@ -320,9 +337,13 @@ def main():
     jax.config.update("jax_enable_x64", True)
     args = parse_args(__doc__.splitlines()[0])
     quick = bool(args.quick)
+    import os
+
     shapes = [(64, 64), (128, 128), (256, 256), (16, 16, 16), (32, 32, 32)]
     if not quick:
         shapes = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64)]
+    dims = {int(d) for d in os.environ.get("DCDM_DIMS", "2,3").split(",")}
+    shapes = [s for s in shapes if len(s) in dims]
     seed = 1000
     print(f"machine: {machine()}")
     problems = [bl.make_problem(s, seed) for s in shapes]
