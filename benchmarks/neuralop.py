@@ -27,11 +27,9 @@ import optax  # noqa: E402
 from scimlx.neuralop import (  # noqa: E402
     count_params,
     darcy_cached,
-    darcy_coefficient,
     darcy_operator,
     evaluate,
     FNO,
-    grf,
     MgNO,
     normalised,
     operator_loss,
@@ -48,22 +46,35 @@ from ._harness import (  # noqa: E402
     write_results,
 )
 
+
 F32 = jnp.float32
 
 
 def _configs(quick):
     if quick:
         return dict(
-            res=32, n_train=200, n_test=50, batch=16, epochs=6, lr=1e-3,
+            res=32,
+            n_train=200,
+            n_test=50,
+            batch=16,
+            epochs=6,
+            lr=1e-3,
             mgno=dict(channels=16, n_layers=4, iterations=[(1, 0), (1, 0), (2, 0)]),
             fno_matched=dict(modes=6, width=16),
-            datagen_res=64, datagen_n=8,
+            datagen_res=128,
+            datagen_n=8,
         )
     return dict(
-        res=64, n_train=1000, n_test=200, batch=8, epochs=30, lr=1e-3,
+        res=64,
+        n_train=1000,
+        n_test=200,
+        batch=8,
+        epochs=30,
+        lr=1e-3,
         mgno=dict(channels=16, n_layers=4, iterations=[(1, 0)] * 3 + [(2, 0)]),
         fno_matched=dict(modes=6, width=16),
-        datagen_res=128, datagen_n=32,
+        datagen_res=128,
+        datagen_n=32,
     )
 
 
@@ -154,12 +165,15 @@ def main():
     print(f"mode {mode}; resolution {res} (2x: {2 * res}); seeds {seeds}; cache {cache}")
     t0 = time.perf_counter()
     kw = dict(variant="smooth", n_modes=res, batch_size=50, progress=True)
-    train = darcy_cached(f"{cache}/train_{res}_{cfg['n_train']}.npz", cfg["n_train"], res,
-                         seed=1000, **kw)
-    test = darcy_cached(f"{cache}/test_{res}_{cfg['n_test']}.npz", cfg["n_test"], res,
-                        seed=2000, **kw)
-    test2 = darcy_cached(f"{cache}/test_{2 * res}_{cfg['n_test']}.npz", cfg["n_test"], 2 * res,
-                         seed=2000, **kw)
+    train = darcy_cached(
+        f"{cache}/train_{res}_{cfg['n_train']}.npz", cfg["n_train"], res, seed=1000, **kw
+    )
+    test = darcy_cached(
+        f"{cache}/test_{res}_{cfg['n_test']}.npz", cfg["n_test"], res, seed=2000, **kw
+    )
+    test2 = darcy_cached(
+        f"{cache}/test_{2 * res}_{cfg['n_test']}.npz", cfg["n_test"], 2 * res, seed=2000, **kw
+    )
     print(f"data ready in {time.perf_counter() - t0:.1f} s")
     a_tr, u_tr = train.a.astype(F32), train.u.astype(F32)
     a_te, u_te = test.a.astype(F32), test.u.astype(F32)
@@ -172,23 +186,39 @@ def main():
             model = normalised(model, a_tr, u_tr)
             t = time.perf_counter()
             out = train_operator(
-                model, a_tr, u_tr, steps=steps, key=jax.random.key(100 + seed),
-                batch_size=cfg["batch"], learning_rate=cfg["lr"], loss="h1",
-                schedule="onecycle", progress=True,
+                model,
+                a_tr,
+                u_tr,
+                steps=steps,
+                key=jax.random.key(100 + seed),
+                batch_size=cfg["batch"],
+                learning_rate=cfg["lr"],
+                loss="h1",
+                schedule="onecycle",
+                progress=True,
             )
             wall = time.perf_counter() - t
             e1 = evaluate(out.model, a_te, u_te)
             e2 = evaluate(out.model, a_te2, u_te2, batch_size=25)
             r = per.setdefault(name, {"params": count_params(model), "runs": []})
-            r["runs"].append({"seed": seed, "train_s": wall, **e1,
-                              "rel_l2_2x": e2["rel_l2"], "rel_h1_2x": e2["rel_h1"]})
+            r["runs"].append(
+                {
+                    "seed": seed,
+                    "train_s": wall,
+                    **e1,
+                    "rel_l2_2x": e2["rel_l2"],
+                    "rel_h1_2x": e2["rel_h1"],
+                }
+            )
             if seed == seeds[0]:
                 st = _step_time(model, a_tr, u_tr, cfg["batch"])
                 r["step_s"] = st["median_s"]
                 r["step_compile_s"] = st["compile_s"]
                 r["infer_s_per_sample"] = _infer_time(out.model, a_te[:50])
-            print(f"  {name} seed {seed}: rel L2 {e1['rel_l2']:.4f} (2x {e2['rel_l2']:.4f}) "
-                  f"in {wall:.0f} s")
+            print(
+                f"  {name} seed {seed}: rel L2 {e1['rel_l2']:.4f} (2x {e2['rel_l2']:.4f}) "
+                f"in {wall:.0f} s"
+            )
 
     rows = []
     for name, r in per.items():
@@ -202,25 +232,56 @@ def main():
         h1, _ = stat("rel_h1")
         l22, _ = stat("rel_l2_2x")
         h12, _ = stat("rel_h1_2x")
-        rows.append({
-            "model": name, "params": r["params"], "rel_l2": l2, "rel_l2_std": l2s, "rel_h1": h1,
-            "rel_l2_2x": l22, "rel_h1_2x": h12, "superres_ratio": l22 / l2,
-            "step_ms": 1e3 * r["step_s"], "infer_ms_per_sample": 1e3 * r["infer_s_per_sample"],
-            "train_s": statistics.mean(x["train_s"] for x in runs), "runs": runs,
-        })
+        rows.append(
+            {
+                "model": name,
+                "params": r["params"],
+                "rel_l2": l2,
+                "rel_l2_std": l2s,
+                "rel_h1": h1,
+                "rel_l2_2x": l22,
+                "rel_h1_2x": h12,
+                "superres_ratio": l22 / l2,
+                "step_ms": 1e3 * r["step_s"],
+                "infer_ms_per_sample": 1e3 * r["infer_s_per_sample"],
+                "train_s": statistics.mean(x["train_s"] for x in runs),
+                "runs": runs,
+            }
+        )
     torch = optional_import("neuralop")
-    rows.append({"model": "neuraloperator FNO (PyTorch)",
-                 "note": "not installed" if torch is None else "installed but not run here"})
-    rows.append({
-        "model": "paper MgNO (Darcy smooth 211^2, 500 GPU epochs)", "params": 678_093,
-        "note": "paper's table not read directly (secondary transcriptions only): errors not "
-                "quoted; params = reference code config, reproduced by our count",
-    })
-    print_table(rows, ["model", "params", "rel_l2", "rel_l2_std", "rel_h1", "rel_l2_2x",
-                       "rel_h1_2x", "superres_ratio", "step_ms", "infer_ms_per_sample",
-                       "train_s", "note"],
-                title=f"Darcy smooth {res}x{res}: {cfg['n_train']} train / {cfg['n_test']} test, "
-                      f"{steps} steps (batch {cfg['batch']}), {len(seeds)} seeds")
+    rows.append(
+        {
+            "model": "neuraloperator FNO (PyTorch)",
+            "note": "not installed" if torch is None else "installed but not run here",
+        }
+    )
+    rows.append(
+        {
+            "model": "paper MgNO (Darcy smooth 211^2, 500 GPU epochs)",
+            "params": 678_093,
+            "note": "paper's table not read directly (secondary transcriptions only): errors not "
+            "quoted; params = reference code config, reproduced by our count",
+        }
+    )
+    print_table(
+        rows,
+        [
+            "model",
+            "params",
+            "rel_l2",
+            "rel_l2_std",
+            "rel_h1",
+            "rel_l2_2x",
+            "rel_h1_2x",
+            "superres_ratio",
+            "step_ms",
+            "infer_ms_per_sample",
+            "train_s",
+            "note",
+        ],
+        title=f"Darcy smooth {res}x{res}: {cfg['n_train']} train / {cfg['n_test']} test, "
+        f"{steps} steps (batch {cfg['batch']}), {len(seeds)} seeds",
+    )
     if os.environ.get("NEURALOP_DATAGEN_CPU") and jax.default_backend() != "cpu":
         with jax.default_device(jax.devices("cpu")[0]):
             dg = datagen(cfg)
@@ -228,10 +289,23 @@ def main():
     else:
         dg = datagen(cfg)
         dg["device"] = jax.default_backend()
-    dg_row = {"model": f"data generation {dg['resolution']}^2", **dg,
-              "speedup": dg["scipy_s_per_sample"] / dg["ours_s_per_sample"]}
-    print_table([dg_row], ["model", "ours_s_per_sample", "scipy_s_per_sample", "speedup",
-                           "max_rel_diff", "ours_compile_s"], title="Darcy data generation")
+    dg_row = {
+        "model": f"data generation {dg['resolution']}^2",
+        **dg,
+        "speedup": dg["scipy_s_per_sample"] / dg["ours_s_per_sample"],
+    }
+    print_table(
+        [dg_row],
+        [
+            "model",
+            "ours_s_per_sample",
+            "scipy_s_per_sample",
+            "speedup",
+            "max_rel_diff",
+            "ours_compile_s",
+        ],
+        title="Darcy data generation",
+    )
     by = {r["model"]: r for r in rows}
     mg, fm, fb = by["MgNO"], by["FNO matched"], by["FNO 12 modes, width 32"]
     summary = {
@@ -250,9 +324,14 @@ def main():
     }
     for k, v in summary.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
-    write_results("neuralop", mode, rows + [dg_row], summary, out=args.out,
-                  extra={"config": {k: v for k, v in cfg.items()}, "steps": steps,
-                         "seeds": seeds})
+    write_results(
+        "neuralop",
+        mode,
+        rows + [dg_row],
+        summary,
+        out=args.out,
+        extra={"config": {k: v for k, v in cfg.items()}, "steps": steps, "seeds": seeds},
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,16 @@ def main():
     preds, errs = {}, {}
     for name, m in models.items():
         model = normalised(m, a, u)
-        out = train_operator(model, a, u, steps=args.steps, key=jax.random.key(1),
-                             batch_size=16, learning_rate=1e-3, loss="h1")
+        out = train_operator(
+            model,
+            a,
+            u,
+            steps=args.steps,
+            key=jax.random.key(1),
+            batch_size=16,
+            learning_rate=1e-3,
+            loss="h1",
+        )
         errs[name] = evaluate(out.model, at, ut)
         preds[name] = jax.vmap(out.model)(at[:3])
         print(f"{name} ({count_params(m)} params): test {errs[name]}")

@@ -1,14 +1,5 @@
 """Neural operators: MgNO (multigrid-parameterized layers), the FNO baseline, losses, data."""
 
-from ._fno import FNO as FNO, Pointwise as Pointwise, SpectralConv2d as SpectralConv2d
-from ._losses import rel_h1 as rel_h1, rel_l2 as rel_l2
-from ._mgno import (
-    MgNO as MgNO,
-    Smoother as Smoother,
-    VCycle as VCycle,
-    count_params as count_params,
-    level_shapes as level_shapes,
-)
 from ._data import (
     darcy_cached as darcy_cached,
     darcy_coefficient as darcy_coefficient,
@@ -18,6 +9,15 @@ from ._data import (
     DarcyData as DarcyData,
     DarcySolution as DarcySolution,
     grf as grf,
+)
+from ._fno import FNO as FNO, Pointwise as Pointwise, SpectralConv2d as SpectralConv2d
+from ._losses import rel_h1 as rel_h1, rel_l2 as rel_l2
+from ._mgno import (
+    count_params as count_params,
+    level_shapes as level_shapes,
+    MgNO as MgNO,
+    Smoother as Smoother,
+    VCycle as VCycle,
 )
 from ._train import (
     evaluate as evaluate,

@@ -16,6 +16,7 @@ from ..linsolve._cg import pcg_solve
 from ..linsolve._multigrid import multigrid
 from ..linsolve._operators import DiffusionOperator
 
+
 # variant -> (alpha, tau). "smooth" is the FNO paper's data (`piececonst_r421_N1024_smooth`),
 # covariance proportional to (-Laplacian + 9 I)^-2. "rough" follows the name of the rougher data
 # set of the MgNO/HANO papers (`darcy_alpha2_tau5`): an inference, not a verified recipe.

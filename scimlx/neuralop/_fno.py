@@ -51,7 +51,7 @@ class Pointwise(eqx.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
 
-    def __call__(self, x: Float[Array, "in *spatial"]) -> Float[Array, "out *spatial"]:
+    def __call__(self, x: Float[Array, " in *spatial"]) -> Float[Array, " out *spatial"]:
         if x.shape[0] != self.in_channels:
             raise ValueError(
                 f"`x` must have {self.in_channels} channels on axis 0, got shape {x.shape}."
@@ -189,9 +189,7 @@ class FNO(eqx.Module):
 
     def __call__(self, a: Float[Array, "in x y"]) -> Float[Array, "out x y"]:
         if a.ndim != 3 or a.shape[0] != self.in_channels:
-            raise ValueError(
-                f"`a` must have shape ({self.in_channels}, x, y), got {a.shape}."
-            )
+            raise ValueError(f"`a` must have shape ({self.in_channels}, x, y), got {a.shape}.")
         dtype = self.lift.weight.dtype
         a = a.astype(dtype)
         nx, ny = a.shape[1:]

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._fno import _default_dtype, Pointwise
 from ..linsolve._transfer import coarse_shape, conv as _linsolve_conv, prolong, restrict
+from ._fno import _default_dtype, Pointwise
+
 
 _BOUNDARIES = ("dirichlet", "neumann", "periodic")
 
@@ -175,9 +176,7 @@ class VCycle(eqx.Module):
             _uniform(next(keys), (cf, cf) + k3, cf * n3, dtype) for _ in range(levels - 1)
         )
         self.A_res = (
-            tuple(
-                _uniform(next(keys), (cf, cu) + k3, cu * n3, dtype) for _ in range(levels - 1)
-            )
+            tuple(_uniform(next(keys), (cf, cu) + k3, cu * n3, dtype) for _ in range(levels - 1))
             if residual_restriction
             else None
         )
@@ -196,9 +195,7 @@ class VCycle(eqx.Module):
                         f"level {lvl} ({shapes[lvl]}); use sizes of equal parity."
                     )
                 pk.append((ks.pop(),) * ndim)
-        self.P = tuple(
-            _uniform(next(keys), (cu, cu) + k, cu * math.prod(k), dtype) for k in pk
-        )
+        self.P = tuple(_uniform(next(keys), (cu, cu) + k, cu * math.prod(k), dtype) for k in pk)
         self.iterations = its
         self.boundary = boundary
         self.ndim = ndim
@@ -237,7 +234,7 @@ class VCycle(eqx.Module):
         b = self.boundary
         return u + conv(f - conv(u, s.A, boundary=b), s.S, boundary=b)
 
-    def __call__(self, f: Float[Array, "cf *spatial"]) -> Float[Array, "cu *spatial"]:
+    def __call__(self, f: Float[Array, " cf *spatial"]) -> Float[Array, " cu *spatial"]:
         b = self.boundary
         if f.ndim != self.ndim + 1 or f.shape[0] != self.init.shape[1]:
             raise ValueError(
@@ -358,7 +355,7 @@ class MgNO(eqx.Module):
         self.head = Pointwise(channels, out_channels, False, dtype, key=keys[-1])
         self.in_channels = in_channels
 
-    def __call__(self, a: Float[Array, "cin *spatial"]) -> Float[Array, "cout *spatial"]:
+    def __call__(self, a: Float[Array, " cin *spatial"]) -> Float[Array, " cout *spatial"]:
         nd = self.vcycles[0].ndim
         if a.ndim != nd + 1 or a.shape[0] != self.in_channels:
             raise ValueError(

@@ -26,13 +26,23 @@ def tour_stage() -> dict:
     model = MgNO(1, 1, 12, 3, [(1, 0), (1, 0), (2, 0)], dtype=jnp.float32, key=jax.random.key(0))
     model = normalised(model, a, u)
     out = train_operator(
-        model, a, u, steps=200, key=jax.random.key(1), batch_size=16, learning_rate=2e-3,
-        loss="h1", schedule="onecycle", progress=False,
+        model,
+        a,
+        u,
+        steps=200,
+        key=jax.random.key(1),
+        batch_size=16,
+        learning_rate=2e-3,
+        loss="h1",
+        schedule="onecycle",
+        progress=False,
     )
     err = evaluate(out.model, test.a.astype(jnp.float32), test.u.astype(jnp.float32))
     base = float(
-        jnp.mean(jnp.linalg.norm((test.u - jnp.mean(u)).reshape(64, -1), axis=1)
-                 / jnp.linalg.norm(test.u.reshape(64, -1), axis=1))
+        jnp.mean(
+            jnp.linalg.norm((test.u - jnp.mean(u)).reshape(64, -1), axis=1)
+            / jnp.linalg.norm(test.u.reshape(64, -1), axis=1)
+        )
     )
     secs = time.perf_counter() - t0
     return {

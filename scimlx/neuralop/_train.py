@@ -30,7 +30,7 @@ class Normalised(eqx.Module):
     u_mean: float = eqx.field(static=True)
     u_std: float = eqx.field(static=True)
 
-    def __call__(self, a: Float[Array, "cin *spatial"]) -> Float[Array, "cout *spatial"]:
+    def __call__(self, a: Float[Array, " cin *spatial"]) -> Float[Array, " cout *spatial"]:
         y = self.model((a - self.a_mean) / self.a_std)
         return y * self.u_std + self.u_mean
 
@@ -60,7 +60,10 @@ def operator_loss(kind: str = "h1") -> Callable:
 
 
 def evaluate(
-    model: Any, a: Float[Array, "N cin *spatial"], u: Float[Array, "N cout *spatial"], *,
+    model: Any,
+    a: Float[Array, "N cin *spatial"],
+    u: Float[Array, "N cout *spatial"],
+    *,
     batch_size: int = 50,
 ) -> dict[str, float]:
     """Mean relative L2 and H1 errors of `model` on `(a, u)`, evaluated in chunks.
@@ -89,7 +92,10 @@ def evaluate(
         l2, h1 = errs(model, a[s : s + batch_size], u[s : s + batch_size])
         l2s.append(np.asarray(l2))
         h1s.append(np.asarray(h1))
-    return {"rel_l2": float(np.concatenate(l2s).mean()), "rel_h1": float(np.concatenate(h1s).mean())}
+    return {
+        "rel_l2": float(np.concatenate(l2s).mean()),
+        "rel_h1": float(np.concatenate(h1s).mean()),
+    }
 
 
 def train_operator(
