@@ -284,6 +284,15 @@ def run_b1(seeds, quick, tol, arms, label):
 
 
 # ----------------------------------------------------------------------------- B2
+def _only(arms):
+    # NDE_BENCH_ARMS=STEER,... keeps only the named arms (for re-running one arm).
+    names = os.environ.get("NDE_BENCH_ARMS")
+    if not names:
+        return arms
+    keep = names.split(",")
+    return [a for a in arms if a[0] in keep or a[0] == "vanilla"]
+
+
 def arms_b2(quick):
     arms = [
         ("vanilla", ()),
@@ -293,7 +302,7 @@ def arms_b2(quick):
         ("local biased", (nde.LocalErrorEstimate(weight=10.0, sampling="biased"),)),
         ("STEER", (nde.RandomEndTime(half_width=0.5),)),
     ]
-    return arms
+    return _only(arms)
 
 
 def run_b2(seeds, quick):

@@ -10,7 +10,7 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._regularizers import AbstractRegularizer
+from ._regularizers import AbstractRegularizer, RandomEndTime
 from ._solve import regularized_diffeqsolve, RegularizedSolution
 
 
@@ -271,9 +271,11 @@ class NeuralSDE(eqx.Module):
         bm_key, rk = jr.split(key)
         if reg_key is None:
             reg_key = rk
+        # STEER integrates past t1: the Brownian path must cover the random end time.
+        extra = max([r.half_width for r in regularizers if isinstance(r, RandomEndTime)] + [0.0])
         bm = dfx.VirtualBrownianTree(
             self.t0,
-            self.t1,
+            self.t1 + extra,
             tol=self.brownian_tol,
             shape=jax.ShapeDtypeStruct((n,), y0.dtype),
             key=bm_key,
