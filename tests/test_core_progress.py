@@ -7,7 +7,8 @@ import pytest
 import scimlx
 
 
-def test_python_loop_progress_reaches_total():
+def test_python_loop_progress_reaches_total(monkeypatch):
+    monkeypatch.delenv("SCIMLX_PROGRESS", raising=False)
     out = io.StringIO()
     with scimlx.ProgressBar(50, "work", file=out, lines=5) as bar:
         for i in range(50):
@@ -18,7 +19,8 @@ def test_python_loop_progress_reaches_total():
     assert "50/50" in lines[-1] and "work" in lines[-1] and "loss=0.02" in lines[-1]
 
 
-def test_progress_inside_jit_and_scan():
+def test_progress_inside_jit_and_scan(monkeypatch):
+    monkeypatch.delenv("SCIMLX_PROGRESS", raising=False)
     out = io.StringIO()
     bar = scimlx.ProgressBar(20, "scan", file=out, lines=20)
 
