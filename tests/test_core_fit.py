@@ -151,3 +151,23 @@ def test_fit_argument_errors(getkey):
         scimlx.default_batch((jnp.zeros((3, 2)), jnp.zeros((4,))), 2)
     with pytest.raises(ValueError, match="`batch_size`"):
         scimlx.default_batch(jnp.zeros((3, 2)), 5)
+
+
+def test_second_fit_call_reuses_the_compiled_step(getkey):
+    model, data, loss, _ = _problem(getkey())
+    traces = []
+
+    def counting_loss(m, batch, key):
+        traces.append(1)  # runs only when the step is traced
+        return loss(m, batch, key)
+
+    opt = optax.sgd(1e-2)
+    batch = scimlx.default_batch(data, 8)
+    first = scimlx.fit(counting_loss, model, opt, steps=3, key=getkey(), batch=batch, progress=False)
+    n_first = len(traces)
+    assert n_first >= 1
+    second = scimlx.fit(
+        counting_loss, first.model, opt, steps=3, key=getkey(), batch=batch, progress=False
+    )
+    assert len(traces) == n_first
+    assert second.step == 3 and np.all(np.isfinite(second.losses))

@@ -32,7 +32,8 @@ class FitResult:
     - `best_validation`: the best validation value, or `None`.
     - `stopped_early`: whether early stopping ended the run.
     - `first_step_seconds`: wall time of this call's first step, which includes compiling
-      the step (every call of `fit` compiles its step anew).
+      the step unless an earlier call with the same `loss`, `optimiser` and model
+      structure compiled it already.
     - `seconds`: wall time of all steps taken by this call.
     """
 
@@ -46,6 +47,24 @@ class FitResult:
     stopped_early: bool
     first_step_seconds: float
     seconds: float
+
+
+@eqx.filter_jit
+def _train_step(loss, optimiser, static, has_aux, p, o, b, k):
+    # Module level, so that its compilation is cached across calls of `fit` with the
+    # same `loss`, `optimiser` and model structure (e.g. a resumed run, or a sweep).
+    def _loss(p, b, k):
+        out = loss(eqx.combine(p, static), b, k)
+        return out if has_aux else (out, {})
+
+    (value, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(p, b, k)
+    # optax mixes Python floats with its int32 step count, which JAX's strict dtype
+    # promotion (used in our tests, and by careful users) rejects: run the update
+    # itself under standard promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
+    p = eqx.apply_updates(p, updates)
+    return p, o, value, aux
 
 
 def _step_keys(key, step: int):
@@ -133,20 +152,8 @@ def fit(
     if checkpoint is not None and os.path.exists(checkpoint):
         state = load(checkpoint, like=state)
 
-    def _loss(p, b, k):
-        out = loss(eqx.combine(p, static), b, k)
-        return out if has_aux else (out, {})
-
-    @eqx.filter_jit
     def train_step(p, o, b, k):
-        (value, aux), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(p, b, k)
-        # optax mixes Python floats with its int32 step count, which JAX's strict dtype
-        # promotion (used in our tests, and by careful users) rejects: run the update
-        # itself under standard promotion.
-        with jax.numpy_dtype_promotion("standard"):
-            updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
-        p = eqx.apply_updates(p, updates)
-        return p, o, value, aux
+        return _train_step(loss, optimiser, static, has_aux, p, o, b, k)
 
     def _save(st):
         if checkpoint is not None:
