@@ -163,7 +163,9 @@ def test_second_fit_call_reuses_the_compiled_step(getkey):
 
     opt = optax.sgd(1e-2)
     batch = scimlx.default_batch(data, 8)
-    first = scimlx.fit(counting_loss, model, opt, steps=3, key=getkey(), batch=batch, progress=False)
+    first = scimlx.fit(
+        counting_loss, model, opt, steps=3, key=getkey(), batch=batch, progress=False
+    )
     n_first = len(traces)
     assert n_first >= 1
     second = scimlx.fit(
