@@ -141,6 +141,61 @@ def test_nonfinite_loss_is_reported(getkey):
         scimlx.fit(loss, model, optax.sgd(0.1), steps=3, key=getkey(), progress=False)
 
 
+def test_nonfinite_loss_names_its_step_and_is_not_checkpointed(tmp_path, getkey):
+    model = eqx.nn.Linear(2, 1, key=getkey())
+
+    def loss(m, batch, key):
+        return jnp.sum(m.weight**2) * batch
+
+    def batch(step, key):
+        return jnp.asarray(jnp.nan if step == 20 else 1.0)
+
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(FloatingPointError, match="at step 20"):
+        scimlx.fit(
+            loss,
+            model,
+            optax.sgd(0.01),
+            steps=40,
+            key=getkey(),
+            batch=batch,
+            progress=False,
+            checkpoint=ckpt,
+            checkpoint_every=10,
+        )
+    # The last checkpoint is the one before the failure: resuming it is clean.
+    resumed = scimlx.fit(
+        loss,
+        model,
+        optax.sgd(0.01),
+        steps=20,
+        key=getkey(),
+        batch=batch,
+        progress=False,
+        checkpoint=ckpt,
+    )
+    assert resumed.step == 20
+    assert np.all(np.isfinite(np.asarray(resumed.model.weight)))
+    assert np.all(np.isfinite(resumed.losses))
+
+
+def test_resume_with_more_steps_continues_training(tmp_path, getkey):
+    model, data, loss, _ = _problem(getkey())
+    key = getkey()
+    batch = scimlx.default_batch(data, 8)
+    opt = optax.adam(1e-2)
+    full = scimlx.fit(loss, model, opt, steps=30, key=key, batch=batch, progress=False)
+    ckpt = tmp_path / "train.ckpt"
+    kwargs = dict(key=key, batch=batch, progress=False, checkpoint=ckpt)
+    scimlx.fit(loss, model, opt, steps=12, validate=lambda m: 0.0, validate_every=5, **kwargs)
+    more = scimlx.fit(loss, model, opt, steps=30, **kwargs)
+    assert more.step == 30
+    np.testing.assert_array_equal(more.losses, full.losses)
+    assert tree_allclose(more.last_model, full.last_model, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="already taken 30 steps"):
+        scimlx.fit(loss, model, opt, steps=10, **kwargs)
+
+
 def test_fit_argument_errors(getkey):
     model = eqx.nn.Linear(2, 1, key=getkey())
     with pytest.raises(ValueError, match="`steps`"):

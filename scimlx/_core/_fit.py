@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from ._persistence import load, save
+from ._persistence import load, read_header, save
 from ._progress import ProgressBar
 
 
@@ -65,6 +65,40 @@ def _train_step(loss, optimiser, static, has_aux, p, o, b, k):
         updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
     p = eqx.apply_updates(p, updates)
     return p, o, value, aux
+
+
+_SYNC_EVERY = 16
+
+
+def _resume(checkpoint, state: dict, steps: int, validate_every: int) -> dict:
+    """Loads a checkpoint written by `fit`, possibly by a run asked for another `steps`
+    (to train on from where it stopped)."""
+    meta = read_header(checkpoint).get("metadata", {})
+    saved_steps = int(meta.get("steps", steps))
+    saved_n_val = int(meta.get("n_validations", saved_steps // validate_every + 2))
+    like = dict(state)
+    like["losses"] = np.full((saved_steps,), np.nan)
+    like["val_steps"] = np.full((saved_n_val,), -1, dtype=np.int64)
+    like["val_values"] = np.full((saved_n_val,), np.nan)
+    loaded = load(checkpoint, like=like)
+    taken = int(loaded["step"])
+    if taken > steps:
+        raise ValueError(
+            f"`checkpoint` {os.fspath(checkpoint)!r} has already taken {taken} steps, more than "
+            f"`steps`={steps}. Ask for at least {taken} steps, or use another checkpoint path."
+        )
+    losses = np.full((steps,), np.nan)
+    losses[:taken] = np.asarray(loaded["losses"])[:taken]
+    val_steps = np.asarray(loaded["val_steps"])
+    val_values = np.asarray(loaded["val_values"])
+    kept = val_steps >= 0
+    new_val_steps = np.full((int(kept.sum()) + steps // validate_every + 2,), -1, np.int64)
+    new_val_values = np.full(new_val_steps.shape, np.nan)
+    new_val_steps[: int(kept.sum())] = val_steps[kept]
+    new_val_values[: int(kept.sum())] = val_values[kept]
+    loaded = dict(loaded)
+    loaded.update(losses=losses, val_steps=new_val_steps, val_values=new_val_values)
+    return loaded
 
 
 def _step_keys(key, step: int):
@@ -150,14 +184,15 @@ def fit(
         "stopped": np.array(False),
     }
     if checkpoint is not None and os.path.exists(checkpoint):
-        state = load(checkpoint, like=state)
+        state = _resume(checkpoint, state, steps, validate_every)
 
     def train_step(p, o, b, k):
         return _train_step(loss, optimiser, static, has_aux, p, o, b, k)
 
     def _save(st):
         if checkpoint is not None:
-            save(checkpoint, st, metadata={"step": int(st["step"]), "steps": steps})
+            meta = {"step": int(st["step"]), "steps": steps, "n_validations": len(st["val_steps"])}
+            save(checkpoint, st, metadata=meta)
 
     def _validate(st, step):
         value = float(validate(eqx.combine(st["params"], static)))
@@ -182,29 +217,48 @@ def fit(
     bar.update(start)
     first_step_s = 0.0
     t_start = time.perf_counter()
+    # Losses stay on the device until a sync point (every `_SYNC_EVERY` steps, and before
+    # validating, checkpointing or returning): converting each one to a Python float at
+    # once would block JAX's asynchronous dispatch on every step.
+    pending: list = []
+
+    def _sync():
+        last = None
+        for s, (v, a) in pending:
+            last = (float(v), a)
+            if not math.isfinite(last[0]):
+                raise FloatingPointError(
+                    f"The loss became non-finite ({last[0]}) at step {s}. Lower the "
+                    "learning rate, check the data for NaNs, or clip gradients."
+                )
+            state["losses"][s] = last[0]
+        pending.clear()
+        if last is not None:
+            bar.set_postfix(loss=last[0], **{k: float(v) for k, v in last[1].items()})
+
     try:
         step = start
         while step < steps and not bool(state["stopped"]):
             batch_key, loss_key = _step_keys(key, step)
             b = None if batch is None else batch(step, batch_key)
             p, o, value, aux = train_step(p, o, b, loss_key)
-            value = float(value)
+            pending.append((step, (value, aux)))
             if step == start:
+                _sync()
                 first_step_s = time.perf_counter() - t_start
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"The loss became non-finite ({value}) at step {step}. Lower the "
-                    "learning rate, check the data for NaNs, or clip gradients."
-                )
-            state["losses"][step] = value
             step += 1
             state["params"], state["opt_state"] = p, o
             state["step"] = np.array(step, dtype=np.int64)
-            if validate is not None and (step % validate_every == 0 or step == steps):
+            validating = validate is not None and (step % validate_every == 0 or step == steps)
+            saving = step % checkpoint_every == 0 and step < steps
+            if validating or saving or step == steps or len(pending) >= _SYNC_EVERY:
+                _sync()
+            if validating:
                 _validate(state, step)
-            bar.update(1, loss=value, **{k: float(v) for k, v in aux.items()})
-            if step % checkpoint_every == 0 and step < steps:
+            bar.update(1)
+            if saving:
                 _save(state)
+        _sync()
         if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
             _validate(state, step)
         seconds = time.perf_counter() - t_start
