@@ -136,8 +136,8 @@ def fit(
     - `model`: the initial model (any pytree). Leaves selected by `filter_spec`
       (default: floating-point arrays) are trained; the rest is held fixed.
     - `optimiser`: an `optax.GradientTransformation`.
-    - `steps`: the total number of optimiser steps (including those already taken by a
-      resumed checkpoint).
+    - `steps`: the total number of optimiser steps, including those already taken by a
+      resumed checkpoint (so a checkpoint of a shorter run resumes and trains on).
     - `key`: a PRNG key.
     - `batch`: `batch(step, key) -> batch`, called outside `jit` (it may use NumPy);
       it must be a pure function of its arguments for resumes to be exact. `None` passes
