@@ -225,9 +225,40 @@ def test_transforms_and_gradient_matches_finite_differences():
     np.testing.assert_allclose(float(an), float(fd), rtol=1e-6)
 
 
-def test_fast_dirichlet_conv_equals_linsolve_conv():
-    from scimlx.linsolve import conv as linsolve_conv
-    from scimlx.neuralop._mgno import conv
+def test_fast_transfers_equal_linsolve():
+    # MgNO's fast paths (XLA zero padding; prolongation by phase decomposition, no dilated
+    # convolution) against `scimlx.linsolve`'s restrict / prolong / conv
+    from scimlx.linsolve import (
+        conv as linsolve_conv,
+        prolong as lin_prolong,
+        restrict as lin_restrict,
+    )
+    from scimlx.neuralop._mgno import conv, prolong, restrict
+
+    key = jax.random.key(13)
+    cases = [(1, 4, 1, 8), (2, 4, 1, 8), (2, 3, 1, 7), (2, 3, 0, 7), (3, 4, 1, 6), (3, 3, 1, 5)]
+    for d, k, p, n in cases:
+        shape = (n,) * d
+        coarse = tuple((m + 2 * p - k) // 2 + 1 for m in shape)
+        u = jax.random.normal(key, (3,) + coarse)
+        w = jax.random.normal(key, (2, 3) + (k,) * d)
+        x = jax.random.normal(key, (3,) + shape)
+        w3 = jax.random.normal(key, (2, 3) + (3,) * d)
+        for b in ("dirichlet", "neumann", "periodic"):
+            if b == "periodic" and n % 2:
+                continue
+            np.testing.assert_allclose(
+                prolong(u, w, boundary=b, shape=shape, padding=p),
+                lin_prolong(u, w, boundary=b, shape=shape, padding=p),
+                rtol=1e-12,
+                atol=1e-12,
+            )
+            np.testing.assert_allclose(
+                restrict(x, w3, boundary=b, padding=p),
+                lin_restrict(x, w3, boundary=b, padding=p),
+                rtol=1e-12,
+                atol=1e-12,
+            )
 
     for shape in [(3, 10), (3, 5, 6, 4)]:
         u = jax.random.normal(jax.random.key(11), shape)
