@@ -42,6 +42,7 @@ from scimlx.data import (  # noqa: E402
     standardise,
 )
 from scimlx.sde import (  # noqa: E402
+    calibrate_readout,
     classification_loss,
     default_batch_size,
     GSDE,
@@ -134,10 +135,16 @@ def train_jax(name, cls, in_ch, n_cls, P, idx, cfg, seed, optimisers):
             step += 1
             if not np.isfinite(value):
                 return {"diverged": True, "acc": np.nan, "step_s": np.nan, "compile_s": compile_s}
-        vloss, _ = _eval_loss_acc(params, static, val, jr.key(10**6 + seed))
+        # batch-norm readout: inference statistics from the training set (torch keeps a
+        # running average of the training batches' statistics instead)
+        params_c = eqx.partition(
+            calibrate_readout(eqx.combine(params, static), train, key=jr.key(3 * 10**6 + seed)),
+            eqx.is_inexact_array,
+        )[0]
+        vloss, _ = _eval_loss_acc(params_c, static, val, jr.key(10**6 + seed))
         vloss = float(vloss)
         if vloss < best[0]:
-            best, bad = (vloss, params, epoch), 0
+            best, bad = (vloss, params_c, epoch), 0
         else:
             bad += 1
             if epoch >= cfg["min_epochs"] and bad >= cfg["patience"]:

@@ -24,9 +24,11 @@ from ._path import (
     observation_mask as observation_mask,
 )
 from ._train import (
+    calibrate_readout as calibrate_readout,
     classification_loss as classification_loss,
     default_batch_size as default_batch_size,
     evaluate as evaluate,
+    evaluation_loss as evaluation_loss,
     PathBatch as PathBatch,
     paths_from_data as paths_from_data,
     predict_proba as predict_proba,

@@ -21,7 +21,7 @@ from ._path import ControlPath
 
 
 Stepping = Literal["scan", "grid", "adaptive"]
-Readout = Literal["mlp", "linear"]
+Readout = Literal["batchnorm", "mlp", "linear"]
 
 
 def _time_features(t, dtype):
@@ -30,14 +30,41 @@ def _time_features(t, dtype):
 
 
 class _Head(eqx.Module):
-    """Readout: Linear -> LayerNorm -> ReLU -> Linear ("mlp"), or one Linear ("linear")."""
+    """Readout of the final latent state.
+
+    - `"batchnorm"` (default; the reference code's classification head):
+      `Linear -> BatchNorm -> ReLU -> Dropout(0.1) -> Linear`. A module acts on one example,
+      so batch statistics are used only by `batch_call` (training); `__call__` (inference)
+      normalises with the stored `running_mean` / `running_var`, which
+      [`scimlx.sde.calibrate_readout`][] sets from a data set (population statistics of the
+      current weights, "precise BN") -- training with [`scimlx.sde.train_classifier`][] does
+      this before every validation and at the end.
+    - `"mlp"`: `Linear -> LayerNorm -> ReLU -> Linear` (per example, no statistics).
+    - `"linear"`: one `Linear`.
+    """
 
     layers: tuple
+    bn_scale: Float[Array, " hidden"] | None
+    bn_shift: Float[Array, " hidden"] | None
+    running_mean: Float[Array, " hidden"] | None
+    running_var: Float[Array, " hidden"] | None
     kind: str = eqx.field(static=True)
+    dropout: float = eqx.field(static=True)
 
-    def __init__(self, hidden: int, out: int, kind: str, *, key):
+    def __init__(self, hidden: int, out: int, kind: str, *, key, dropout: float = 0.1):
         k1, k2 = jr.split(key)
-        if kind == "mlp":
+        self.bn_scale = self.bn_shift = self.running_mean = self.running_var = None
+        if kind == "batchnorm":
+            self.layers = (
+                eqx.nn.Linear(hidden, hidden, key=k1),
+                eqx.nn.Linear(hidden, out, key=k2),
+            )
+            dtype = self.layers[0].weight.dtype
+            self.bn_scale = jnp.ones((hidden,), dtype)
+            self.bn_shift = jnp.zeros((hidden,), dtype)
+            self.running_mean = jnp.zeros((hidden,), dtype)
+            self.running_var = jnp.ones((hidden,), dtype)
+        elif kind == "mlp":
             self.layers = (
                 eqx.nn.Linear(hidden, hidden, key=k1),
                 eqx.nn.LayerNorm(hidden),
@@ -46,14 +73,49 @@ class _Head(eqx.Module):
         elif kind == "linear":
             self.layers = (eqx.nn.Linear(hidden, out, key=k1),)
         else:
-            raise ValueError(f"`readout` must be 'mlp' or 'linear', got {kind!r}.")
+            raise ValueError(f"`readout` must be 'batchnorm', 'mlp' or 'linear', got {kind!r}.")
         self.kind = kind
+        self.dropout = dropout
+
+    def _bn(self, h, mean, var):
+        assert self.bn_scale is not None and self.bn_shift is not None
+        return (h - mean) * jax.lax.rsqrt(var + 1e-5) * self.bn_scale + self.bn_shift
 
     def __call__(self, z):
+        """Inference on one example (stored statistics, no dropout)."""
+        if self.kind == "batchnorm":
+            lin1, lin2 = self.layers
+            mean = jax.lax.stop_gradient(self.running_mean)
+            var = jax.lax.stop_gradient(self.running_var)
+            return lin2(jax.nn.relu(self._bn(lin1(z), mean, var)))
         if self.kind == "mlp":
             lin1, norm, lin2 = self.layers
             return lin2(jax.nn.relu(norm(lin1(z))))
         return self.layers[0](z)
+
+    def batch_call(self, zs, *, key=None):
+        """Training-mode readout of a batch `(B, hidden)`: batch statistics and dropout (when
+        `key` is given) for `"batchnorm"`; the per-example readout otherwise."""
+        if self.kind != "batchnorm":
+            return jax.vmap(self)(zs)
+        lin1, lin2 = self.layers
+        h = jax.vmap(lin1)(zs)
+        mean, var = jnp.mean(h, 0), jnp.var(h, 0)
+        h = jax.nn.relu(jax.vmap(lambda x: self._bn(x, mean, var))(h))
+        if key is not None and self.dropout > 0:
+            keep = jr.bernoulli(key, 1.0 - self.dropout, h.shape)
+            h = jnp.where(keep, h / (1.0 - self.dropout), jnp.zeros_like(h))
+        return jax.vmap(lin2)(h)
+
+    def with_statistics(self, zs):
+        """The head with `running_mean` / `running_var` set from final states `(N, hidden)`
+        (unbiased variance, as torch's running estimate); unchanged for other kinds."""
+        if self.kind != "batchnorm":
+            return self
+        h = jax.vmap(self.layers[0])(zs)
+        ddof = 1 if h.shape[0] > 1 else 0
+        mean, var = jnp.mean(h, 0), jnp.var(h, 0, ddof=ddof)
+        return eqx.tree_at(lambda m: (m.running_mean, m.running_var), self, (mean, var))
 
 
 class _MLP(eqx.Module):
@@ -239,10 +301,23 @@ class AbstractLatentModel(eqx.Module):
         key: PRNGKeyArray | None = None,
         **solve_options,
     ) -> Float[Array, " out"]:
-        """Class logits from the latent state at the series' last valid time `ts[length-1]`."""
+        """Class logits from the latent state at the series' last valid time `ts[length-1]`
+        (inference-mode readout)."""
+        return self.readout(self.final_state(path, ts, length, key=key, **solve_options))
+
+    def final_state(
+        self,
+        path: ControlPath,
+        ts: Real[ArrayLike, " n"],
+        length: Int[ArrayLike, ""] | int | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+        **solve_options,
+    ) -> Float[Array, " hidden"]:
+        """The latent state at the series' last valid time `ts[length-1]` (before the readout)."""
         zs = self.solve(path, ts, key=key, **solve_options)
         n = zs.shape[0] if length is None else length
-        return self.readout(zs[jnp.asarray(n) - 1])
+        return zs[jnp.asarray(n) - 1]
 
     def interpolate(
         self,
@@ -334,7 +409,9 @@ class LSDE(AbstractLatentModel):
     - `hidden`: latent size (also the width of every layer).
     - `out_size`: readout size (classes, or output channels).
     - `num_layers`: layers of the drift MLP (>= 1).
-    - `readout`: `"mlp"` (Linear-LayerNorm-ReLU-Linear, for classification) or `"linear"`.
+    - `readout`: `"batchnorm"` (default; the reference code's classification head
+      Linear-BatchNorm-ReLU-Dropout(0.1)-Linear, see [`scimlx.sde.calibrate_readout`][]),
+      `"mlp"` (Linear-LayerNorm-ReLU-Linear) or `"linear"`.
     - `theta`: initial value of the learnable diffusion scale `theta`.
     - `key`: PRNG key for the initialisation.
     """
@@ -353,7 +430,7 @@ class LSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         theta: float = 1.0,
         *,
         key: PRNGKeyArray,
@@ -411,7 +488,7 @@ class LNSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         theta: float = 1.0,
         bounded: bool = True,
         *,
@@ -474,7 +551,7 @@ class GSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         theta: float = 1.0,
         bounded: bool = True,
         drift_factor: str = "logistic",
@@ -549,7 +626,7 @@ class NaiveSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         theta: float = 1.0,
         control: bool = False,
         *,
@@ -606,7 +683,7 @@ class NeuralCDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         *,
         key: PRNGKeyArray,
     ):
@@ -655,7 +732,7 @@ class NeuralODE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "mlp",
+        readout: str = "batchnorm",
         *,
         key: PRNGKeyArray,
     ):

@@ -1,5 +1,6 @@
 """Training and evaluation of latent models on irregular time-series classification."""
 
+import dataclasses
 import os
 
 import equinox as eqx
@@ -95,11 +96,16 @@ def paths_from_data(
     )
 
 
-def _logits(model, batch: PathBatch, key, solve_options):
+def _final_states(model, batch: PathBatch, key, solve_options):
     keys = jr.split(key, len(batch))
-    return jax.vmap(lambda p, t, n, k: model.classify(p, t, n, key=k, **solve_options))(
+    return jax.vmap(lambda p, t, n, k: model.final_state(p, t, n, key=k, **solve_options))(
         batch.paths, batch.times, batch.lengths, keys
     )
+
+
+def _logits(model, batch: PathBatch, key, solve_options):
+    """Inference-mode logits (stored readout statistics, no dropout)."""
+    return jax.vmap(model.readout)(_final_states(model, batch, key, solve_options))
 
 
 def classification_loss(
@@ -108,9 +114,64 @@ def classification_loss(
     key: PRNGKeyArray,
     **solve_options,
 ) -> Float[Array, ""]:
-    """Mean cross-entropy of the class logits over a batch (one SDE sample per series)."""
+    """Training loss: mean cross-entropy of the class logits over a batch (one SDE sample per
+    series; a `"batchnorm"` readout uses the batch's statistics and dropout, as in training)."""
+    zs = _final_states(model, batch, key, solve_options)
+    logits = model.readout.batch_call(zs, key=jr.fold_in(key, 7919))
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels))
+
+
+def evaluation_loss(
+    model: AbstractLatentModel,
+    batch: PathBatch,
+    key: PRNGKeyArray,
+    **solve_options,
+) -> Float[Array, ""]:
+    """Inference-mode mean cross-entropy over a batch (stored readout statistics, no dropout)."""
     logits = _logits(model, batch, key, solve_options)
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels))
+
+
+@eqx.filter_jit
+def _final_states_jit(model, batch, key, solve_options):
+    return _final_states(model, batch, key, solve_options)
+
+
+def calibrate_readout(
+    model: AbstractLatentModel,
+    batch: PathBatch,
+    *,
+    key: PRNGKeyArray,
+    chunk: int = 256,
+    **solve_options,
+) -> AbstractLatentModel:
+    """Set a `"batchnorm"` readout's statistics from a data set (usually the training set).
+
+    The readout's `Linear -> BatchNorm` normalises with batch statistics in training; for
+    inference on one example it needs fixed statistics. Instead of torch's running average
+    over training batches, this computes them from the final latent states of `batch` under
+    the current weights (one SDE sample per series). Other readouts are returned unchanged.
+
+    **Arguments:**
+
+    - `model`: the model.
+    - `batch`: a [`scimlx.sde.PathBatch`][] (labels unused).
+    - `key`: PRNG key for the Brownian motions.
+    - `chunk`: series per compiled call.
+    - `solve_options`: passed to the model's `solve`.
+
+    **Returns:**
+
+    The model with `readout.running_mean` / `readout.running_var` set.
+    """
+    if model.readout.kind != "batchnorm":
+        return model
+    zs = []
+    for start in range(0, len(batch), chunk):
+        sub = batch[np.arange(start, min(start + chunk, len(batch)))]
+        zs.append(_final_states_jit(model, sub, jr.fold_in(key, start), solve_options))
+    head = model.readout.with_statistics(jnp.concatenate(zs))
+    return eqx.tree_at(lambda m: m.readout, model, head)
 
 
 @eqx.filter_jit
@@ -199,7 +260,8 @@ def train_classifier(
     [`scimlx.sde.default_batch_size`][] (of train + 2 x validation, i.e. the whole set for a
     70/15/15 split), `lr = 1e-3 * batch / 16`, L2 weight decay `lr / 100`
     (added to the gradient, as `torch.optim.Adam(weight_decay=...)`), learning rate halved
-    every 10 epochs, validation loss every epoch, early stopping after `patience` epochs
+    every 10 epochs, validation loss every epoch (inference mode, after
+    [`scimlx.sde.calibrate_readout`][] on `train`), early stopping after `patience` epochs
     without improvement, best-validation weights returned.
 
     **Arguments:**
@@ -215,7 +277,9 @@ def train_classifier(
 
     **Returns:**
 
-    The [`scimlx.FitResult`][] of `scimlx.fit`.
+    The [`scimlx.FitResult`][] of `scimlx.fit` (with a `"batchnorm"` readout, `model` and
+    `last_model` have their readout statistics set from `train` by
+    [`scimlx.sde.calibrate_readout`][]).
     """
     import scimlx
 
@@ -246,15 +310,20 @@ def train_classifier(
     def loss(m, b, k):
         return classification_loss(m, b, k, **solve_options)
 
+    ckey = jr.fold_in(key, 778)
+
+    def calibrate(m):
+        return calibrate_readout(m, train, key=ckey, **solve_options)
+
     validate = None
     if val is not None:
         vkey = jr.fold_in(key, 777)
-        vloss = eqx.filter_jit(lambda m, b: classification_loss(m, b, vkey, **solve_options))
+        vloss = eqx.filter_jit(lambda m, b: evaluation_loss(m, b, vkey, **solve_options))
 
         def validate(m):
-            return float(vloss(m, val))
+            return float(vloss(calibrate(m), val))
 
-    return scimlx.fit(
+    result = scimlx.fit(
         loss,
         model,
         optimiser,
@@ -269,3 +338,8 @@ def train_classifier(
         validate_every=spe,
         patience=patience if val is not None else None,
     )
+    if model.readout.kind == "batchnorm":  # inference statistics for the returned models
+        result = dataclasses.replace(
+            result, model=calibrate(result.model), last_model=calibrate(result.last_model)
+        )
+    return result
