@@ -358,7 +358,13 @@ def main(argv=None):
     parser.add_argument(
         "--combine", nargs="+", default=None, help="merge per-data-set JSON results and exit"
     )
+    parser.add_argument(
+        "--markdown", default=None, help="print a results JSON as the docs' markdown table"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.combine:
         return combine(args.combine, "quick" if args.quick else "full", args.out)
     quick = args.quick
@@ -593,6 +599,74 @@ def combine(paths: list[str], mode: str, out: str | None) -> int:
     summary.update(extra)
     report(rows, summary, mode, out)
     return 0
+
+
+def markdown(path: str) -> str:
+    """The docs table (accuracy per data set, model and rate; summary) from a results JSON."""
+    import json
+
+    with open(path) as f:
+        payload = json.load(f)
+    rows, summ, mach = payload["rows"], payload["summary"], payload["machine"]
+    lines = [
+        f"Measured {payload['date']} ({payload['mode']} mode), {mach.get('cores')}-core "
+        f"{mach.get('cpu')} CPU, jax {mach.get('jax')}, float32, one thread per side, machine "
+        f"shared with other jobs; seeds {summ.get('seeds')}, at most {summ.get('epochs_max')} "
+        f"epochs; wall {summ.get('wall_s', 0) / 60:.0f} min.",
+        "",
+        "Test accuracy % (mean ± std over seeds) at 0 / 30 / 50 / 70 % missing:",
+        "",
+        "| data set | model | 0 % | 30 % | 50 % | 70 % | drop 0→70 (pp) | mean rank "
+        "| step (ms, in-run median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        step = r["step_ms"]
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | "
+            + " | ".join(r[f"acc@{int(q * 100)}%"] for q in RATES)
+            + f" | {r['drop_0_70_pp']:.1f} | {r['mean_rank']:.2f} | {step:.0f} |"
+        )
+
+    def pp(k):
+        v = summ.get(k)
+        return "n/a" if v is None else f"{v:+.1f} pp"
+
+    ok = {True: "met", False: "missed", None: "n/a"}
+    lines += [
+        "",
+        "| summary | value | target |",
+        "|---|---|---|",
+        f"| data sets | {', '.join(summ['datasets'])} | |",
+        f"| best stable class (mean accuracy) | {summ['best_stable_class']} "
+        f"({100 * summ['mean_acc_best_stable']:.1f} %) | |",
+        f"| LNSDE mean accuracy / PyTorch reference | {100 * summ['mean_acc_lnsde']:.1f} % / "
+        + (
+            f"{100 * summ['mean_acc_torch_reference']:.1f} %"
+            if summ.get("mean_acc_torch_reference") is not None
+            else "n/a"
+        )
+        + " | |",
+        f"| mean gap to the reference (reference − LNSDE) | "
+        f"{pp('mean_gap_to_torch_reference_pp')} (one seed std: "
+        f"{summ.get('torch_reference_seed_std_pp', float('nan')):.1f} pp) | ≤ one seed std: "
+        f"{ok[summ.get('target_lnsde_within_one_std')]} |",
+        f"| worst data-set gap | {pp('worst_gap_to_torch_reference_pp')} "
+        f"({', '.join(f'{k} {v:+.1f}' for k, v in summ.get('gap_per_dataset_pp', {}).items())})"
+        f" | ≤ 5 pp: {ok[summ.get('target_no_dataset_5pp_worse')]} |",
+        f"| best stable − naive SDE at 50 % | {pp('stable_vs_naive_pp_at_50')} | > 0: "
+        f"{ok[summ.get('target_stable_beats_naive_at_50')]} |",
+        f"| best stable − neural CDE at 70 % | {pp('stable_vs_ncde_pp_at_70')} | > 0: "
+        f"{ok[summ.get('target_stable_beats_ncde_at_70')]} |",
+        "| train step, PyTorch / scimlx (geometric mean) | "
+        + (
+            f"{summ['step_time_ratio_vs_torch']:.1f}x"
+            if summ.get("step_time_ratio_vs_torch") is not None
+            else "n/a"
+        )
+        + f" | ≥ 3x: {ok[summ.get('target_3x_faster')]} |",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
