@@ -9,6 +9,11 @@ from ._reducers import (
     Std as Std,
     Variance as Variance,
 )
+from ._refill import (
+    DiffEqMember as DiffEqMember,
+    DiffEqProblem as DiffEqProblem,
+    refill_solve as refill_solve,
+)
 from ._runner import (
     chunk_size_for_budget as chunk_size_for_budget,
     EnsembleResult as EnsembleResult,

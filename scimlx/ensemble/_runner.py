@@ -18,6 +18,7 @@ from jaxtyping import Array, ArrayLike, Key, PyTree, Real, Shaped
 from .._core._progress import ProgressBar
 from .._core._results import RESULTS
 from ._reducers import AbstractReducer, Quantiles
+from ._refill import DiffEqMember, refill_batch
 from ._store import load_arrays, save_arrays, save_json, Store
 
 
@@ -40,6 +41,9 @@ class _Spec(eqx.Module):
     strategy: str = eqx.field(static=True)
     n_codes: int = eqx.field(static=True)
     nonfinite_code: int = eqx.field(static=True)
+    schedule: str = eqx.field(static=True, default="vmap")
+    lanes: int = eqx.field(static=True, default=0)
+    refill_fraction: float = eqx.field(static=True, default=1 / 16)
 
 
 def _code_of(res) -> jax.Array:
@@ -63,7 +67,11 @@ def _quantity(reducer: AbstractReducer, out):
 
 
 def _member(spec: _Spec, x):
-    out = spec.fn(x)
+    return _post(spec, spec.fn(x))
+
+
+def _post(spec: _Spec, out):
+    """One member's output -> (reduced quantities, result code, what to save)."""
     code = _code_of(_result_of(spec, out))
     qs = tuple(_quantity(r, out) for r in spec.reducers)
     finite = jnp.array(True)
@@ -75,22 +83,35 @@ def _member(spec: _Spec, x):
     return qs, code, saved
 
 
+def _evaluate(spec: _Spec, xs, valid):
+    """The members of (one device's part of) a chunk -> per-member (qs, code, saved)."""
+    if spec.schedule == "refill":
+        # Lane refill: `lanes` members in flight, a finished lane loads the next member.
+        # Padding members (valid is a prefix) are never solved.
+        n_valid = jnp.sum(valid.astype(jnp.int32))
+        outs, _ = refill_batch(
+            spec.fn, xs, n_valid, lanes=spec.lanes, refill_fraction=spec.refill_fraction
+        )
+        return eqx.filter_vmap(lambda out: _post(spec, out), in_axes=eqx.if_array(0))(outs)
+    return jax.vmap(lambda x: _member(spec, x))(xs)
+
+
 def _chunk(spec: _Spec, xs, valid):
-    f = jax.vmap(lambda x: _member(spec, x))
+    f = functools.partial(_evaluate, spec)
     if spec.mesh is not None:
         if spec.strategy == "shard_map":
-            # Each device runs its own vmapped loops: no cross-device stop condition.
+            # Each device runs its own loops: no cross-device stop condition.
             f = jax.shard_map(
                 f,
                 mesh=spec.mesh,
-                in_specs=PartitionSpec(_AXIS),
+                in_specs=(PartitionSpec(_AXIS), PartitionSpec(_AXIS)),
                 out_specs=PartitionSpec(_AXIS),
                 check_vma=False,
             )
         else:  # "auto": let XLA's SPMD partitioner split the vmapped computation.
             sharding = NamedSharding(spec.mesh, PartitionSpec(_AXIS))
             xs = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), xs)
-    qs, codes, saved = f(xs)
+    qs, codes, saved = f(xs, valid)
     counts = jnp.zeros((spec.n_codes,), jnp.int32).at[codes].add(valid.astype(jnp.int32))
     w = valid & (codes == 0)
     states = tuple(
@@ -200,6 +221,18 @@ def _default_chunk_per_device(mesh) -> int:
     # for large members.
     dev = jax.local_devices()[0] if mesh is None else mesh.devices.reshape(-1)[0]
     return 2048 if dev.platform == "cpu" else 2**20
+
+
+def _platform(mesh) -> str:
+    dev = jax.local_devices()[0] if mesh is None else mesh.devices.reshape(-1)[0]
+    return dev.platform
+
+
+def _default_lanes(mesh) -> int:
+    # Measured (benchmarks/ensemble.py, `--lanes-sweep`): on a 2-core CPU the refill loop
+    # of a small adaptive ODE ran fastest with 512-1024 lanes. On accelerators the cost
+    # of a step hardly depends on the lane count, so many lanes.
+    return 512 if _platform(mesh) == "cpu" else 2**16
 
 
 def _default_devices():
@@ -348,6 +381,8 @@ def run_ensemble(
     resume: bool = True,
     progress: bool = True,
     order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,  # pyright: ignore
+    schedule: str = "auto",
+    lanes: int | None = None,
     total: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> EnsembleResult:
@@ -384,9 +419,13 @@ def run_ensemble(
       Read back with `load_outputs`.
     - `chunk_size`: members per compiled call. Default: chosen from `memory_budget` if
       given, else `min(n_members, 2048)` members per device on CPU (2^20 on
-      accelerators). Rounded up to a multiple of the devices.
+      accelerators); with `schedule="refill"`, 64 x `lanes` per device on CPU (so
+      the lanes' drain at the end of a chunk is short against the chunk). Rounded up
+      to a multiple of the devices.
     - `memory_budget`: bytes per device for one chunk; the chunk size is measured
-      from the compiled memory analysis (see `chunk_size_for_budget`).
+      from the compiled memory analysis (see `chunk_size_for_budget`) of the vmapped
+      evaluation (for `schedule="refill"`, whose working set is `lanes` members plus
+      one output per member, that is an overestimate: the chunk is conservative).
     - `devices`, `mesh`: the local devices to shard over (default: all local devices).
     - `strategy`: `"shard_map"` (default; each device stops on its own) or `"auto"`
       (jit-sharded `vmap`; XLA synchronises the loop condition across devices).
@@ -396,6 +435,16 @@ def run_ensemble(
     - `resume`: if `True` and `store` holds this study, only missing chunks are
       computed; if `False` the store is cleared first.
     - `progress`: show a progress bar (members done, rate, ETA) across chunks.
+    - `schedule`: how the members of a chunk are evaluated. `"vmap"`: `jax.vmap(fn)`
+      (any `fn`; an adaptive solve then runs every member until the chunk's slowest
+      is done). `"refill"`: the lane-refill loop (needs `fn` to be a `DiffEqMember`):
+      `lanes` members step together in one `while_loop` and a lane whose member is
+      done writes its result and loads the next member, so a chunk costs about its
+      *mean* step count per member rather than its maximum; results equal `fn`'s
+      (`diffeqsolve`) member by member. `"auto"` (default): `"refill"` when `fn` is a
+      `DiffEqMember`, else `"vmap"`.
+    - `lanes`: members in flight per device for `schedule="refill"`. Default 512 on
+      CPU, 2^16 on accelerators.
     - `order_by`: cost-aware ordering: an array of per-member cost estimates (e.g.
       step counts), or a function of one member's input returning one (e.g. the step
       count of a loose-tolerance pilot solve). Members are sorted by it so that a chunk
@@ -414,6 +463,17 @@ def run_ensemble(
         raise TypeError("`reducers` must be a dict of name -> scimlx.ensemble reducer.")
     if strategy not in ("shard_map", "auto"):
         raise ValueError(f"`strategy` must be 'shard_map' or 'auto', got {strategy!r}.")
+    if schedule not in ("auto", "vmap", "refill"):
+        raise ValueError(f"`schedule` must be 'auto', 'vmap' or 'refill', got {schedule!r}.")
+    if schedule == "auto":
+        schedule = "refill" if isinstance(fn, DiffEqMember) else "vmap"
+    if schedule == "refill" and not isinstance(fn, DiffEqMember):
+        raise TypeError(
+            "`schedule='refill'` needs `fn` to be a scimlx.ensemble.DiffEqMember (it steps "
+            f"the solver itself); got {type(fn).__name__}."
+        )
+    if lanes is not None and int(lanes) < 1:
+        raise ValueError(f"`lanes` must be a positive integer, got {lanes}.")
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
     if memory_budget is not None and memory_budget <= 0:
@@ -424,6 +484,11 @@ def run_ensemble(
 
     mesh = _mesh_from(mesh, devices)
     n_dev = 1 if mesh is None else int(mesh.devices.size)
+    if schedule == "refill" and mesh is not None and strategy != "shard_map":
+        raise ValueError("`schedule='refill'` across devices needs `strategy='shard_map'`.")
+    n_lanes = 0
+    if schedule == "refill":
+        n_lanes = int(lanes) if lanes is not None else _default_lanes(mesh)
     n_proc, proc = jax.process_count(), jax.process_index()
 
     streaming = isinstance(inputs, Iterator)
@@ -463,7 +528,16 @@ def run_ensemble(
     names = _names(enum)
     nonfinite = names.index("nonfinite") if "nonfinite" in names else len(names) - 1
     spec = _Spec(
-        fn, tuple(reducers.values()), result, save_fn, mesh, strategy, len(names), nonfinite
+        fn,
+        tuple(reducers.values()),
+        result,
+        save_fn,
+        mesh,
+        strategy,
+        len(names),
+        nonfinite,
+        schedule,
+        n_lanes,
     )
 
     if chunk_size is None:
@@ -472,6 +546,9 @@ def run_ensemble(
             chunk_size = chunk_size_for_budget(
                 fn, example, memory_budget, reducers=reducers, n_devices=n_dev, max_chunk=limit
             )
+        elif schedule == "refill":
+            per_device = 64 * n_lanes if _platform(mesh) == "cpu" else 2**20
+            chunk_size = min(limit, per_device * n_dev)
         else:
             chunk_size = min(limit, _default_chunk_per_device(mesh) * n_dev)
     chunk_size = int(math.ceil(int(chunk_size) / n_dev) * n_dev)
@@ -487,6 +564,8 @@ def run_ensemble(
         "ordered": order_by is not None,
         "reducers": [f"{k}:{type(r).__name__}" for k, r in reducers.items()],
     }
+    if schedule == "refill":
+        fingerprint["schedule"] = f"refill:{n_lanes}"
     if st is not None:
         if proc == 0:
             if not resume:
