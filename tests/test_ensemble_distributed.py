@@ -43,6 +43,18 @@ _SCRIPT = textwrap.dedent(
             saveat=diffrax.SaveAt(t1=True), max_steps=4096, throw=False,
         )
 
+    def problem(p):
+        def f(t, y, args):
+            a, g = args[0], args[1]
+            return jnp.stack([a * y[0] - 0.4 * y[0] * y[1], -g * y[1] + 0.1 * y[0] * y[1]])
+        return ensemble.DiffEqProblem(
+            diffrax.ODETerm(f), jnp.array([10.0, 5.0]), args=p, t0=0.0, t1=3.0, dt0=0.05
+        )
+
+    refill_member = ensemble.DiffEqMember(
+        problem, diffrax.Tsit5(), diffrax.PIDController(rtol=1e-6, atol=1e-8), max_steps=4096
+    )
+
     def final(sol):
         return sol.ys[-1]
 
@@ -76,6 +88,8 @@ _SCRIPT = textwrap.dedent(
         record("one", one)
         record("shard_map", ensemble.run_ensemble(member, ps, chunk_size=16, **kw))
         record("auto", ensemble.run_ensemble(member, ps, chunk_size=16, strategy="auto", **kw))
+        # Lane refill inside shard_map: each device refills its own lanes.
+        record("refill", ensemble.run_ensemble(refill_member, ps, chunk_size=32, lanes=2, **kw))
     elif mode == "host":
         assert jax.process_count() == 2
         record("study", ensemble.run_ensemble(member, ps, chunk_size=8, **kw))
@@ -130,6 +144,8 @@ def test_eight_devices_match_one(tmp_path):
     assert res["one"]["n_successful"] == 36
     _assert_same(res["shard_map"], res["one"])
     _assert_same(res["auto"], res["one"])
+    assert res["refill"]["n_devices"] == 8
+    _assert_same(res["refill"], res["one"])
     # The histogram sketch merges integer counts: equal, not just close.
     assert res["shard_map"]["stats"]["h"] == res["one"]["stats"]["h"]
 
