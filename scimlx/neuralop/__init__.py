@@ -13,6 +13,8 @@ from ._data import (
 from ._fno import FNO as FNO, Pointwise as Pointwise, SpectralConv2d as SpectralConv2d
 from ._losses import rel_h1 as rel_h1, rel_l2 as rel_l2
 from ._mgno import (
+    cell_prolong as cell_prolong,
+    cell_restrict as cell_restrict,
     count_params as count_params,
     level_shapes as level_shapes,
     MgNO as MgNO,
