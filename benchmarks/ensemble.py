@@ -79,6 +79,18 @@ def lv_member(p):
     return lv_solve(p)
 
 
+def lv_problem(p):
+    return ensemble.DiffEqProblem(
+        diffrax.ODETerm(_lv_field), jnp.asarray(Y0), args=p, t0=0.0, t1=T1, dt0=0.01
+    )
+
+
+# The same solve as `lv_member`, described for the lane-refill schedule.
+LV_REFILL = ensemble.DiffEqMember(
+    lv_problem, diffrax.Tsit5(), diffrax.PIDController(rtol=RTOL, atol=ATOL), max_steps=16384
+)
+
+
 def lv_final(sol):
     return sol.ys[-1]
 
@@ -152,7 +164,9 @@ OU_REDUCERS = {"mean": ensemble.Mean(of=ou_final), "var": ensemble.Variance(of=o
 # ----------------------------------------------------------------------------------------
 
 
-def scipy_loop(ps, sample):
+def scipy_loop(ps, idx):
+    """`solve_ivp` with RK45 (Dormand-Prince 5(4), the same order class as Tsit5 5(4)) at
+    the same rtol/atol, on the members `idx` (a uniform random sample of the study)."""
     scipy_integrate = optional_import("scipy.integrate")
     if scipy_integrate is None:
         return None
@@ -160,17 +174,20 @@ def scipy_loop(ps, sample):
     def f(t, y, a, g):
         return [a * y[0] - BETA * y[0] * y[1], DELTA * y[0] * y[1] - g * y[1]]
 
-    dt = float("inf")
+    dt, dc = float("inf"), float("inf")
     for _ in range(2):  # best of two passes over the sample
-        t0 = time.perf_counter()
-        finals = []
-        for a, g in ps[:sample]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        finals, steps = [], []
+        for a, g in ps[idx]:
             sol = scipy_integrate.solve_ivp(
                 f, (0.0, T1), list(Y0), method="RK45", rtol=RTOL, atol=ATOL, args=(a, g)
             )
             finals.append(sol.y[:, -1])
+            steps.append(len(sol.t) - 1)
         dt = min(dt, time.perf_counter() - t0)
-    return sample / dt, np.asarray(finals)
+        dc = min(dc, time.process_time() - c0)
+    _CPU_S["scipy"] = dc
+    return len(idx) / dt, np.asarray(finals), float(np.mean(steps))
 
 
 def numpy_em_loop(sample, seed=0):
@@ -198,17 +215,23 @@ def _compiled_mb(fn, *args):
         return None
 
 
+_CPU_S: dict = {}  # the last timed call's best process CPU seconds, by label
+
+
 def time_runner(fn, inputs, reducers, repeats, **kw):
-    """First call (compile + run) apart, then the median of `repeats` runs."""
+    """First call (compile + run) apart, then the best of `repeats` runs (wall clock; the
+    best process CPU time is kept in `_CPU_S["last"]`)."""
     t0 = time.perf_counter()
     res = ensemble.run_ensemble(fn, inputs, reducers=reducers, progress=False, **kw)
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = ensemble.run_ensemble(fn, inputs, reducers=reducers, progress=False, **kw)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = float(np.min(times))  # best of `repeats`: robust to other jobs on the machine
+    _CPU_S["last"] = float(np.min(cpu))
     return res, med, max(first - med, 0.0)
 
 
@@ -257,6 +280,14 @@ def devices_child(n):
             "rel_diff_std": _rel(r.stats["std"], one.stats["std"]),
             "n_devices": r.n_devices,
         }
+    r, t, c = time_runner(LV_REFILL, ps, reds, 1, chunk_size=n)
+    out["runner_refill"] = {
+        "members_per_s": n / t,
+        "compile_s": c,
+        "rel_diff_mean": _rel(r.stats["mean"], one.stats["mean"]),
+        "rel_diff_std": _rel(r.stats["std"], one.stats["std"]),
+        "n_devices": r.n_devices,
+    }
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -359,12 +390,13 @@ def main():
     rows = []
 
     # -- scipy loop (sample) -------------------------------------------------------------
-    sc = scipy_loop(ps, scipy_sample)
+    sample_idx = np.sort(np.random.default_rng(seed + 1).choice(n, scipy_sample, replace=False))
+    sc = scipy_loop(ps, sample_idx)
     if sc is None:
         rows.append({"study": "LV ODE", "method": "scipy solve_ivp loop", "note": "not installed"})
         scipy_rate, scipy_finals = float("nan"), None
     else:
-        scipy_rate, scipy_finals = sc
+        scipy_rate, scipy_finals, scipy_steps = sc
         rows.append(
             {
                 "study": "LV ODE",
@@ -372,47 +404,57 @@ def main():
                 "members": n,
                 "members_per_s": scipy_rate,
                 "wall_s": n / scipy_rate,
-                "note": f"extrapolated from {scipy_sample} members",
+                "mean_steps": scipy_steps,
+                "members_per_cpu_s": scipy_sample / _CPU_S["scipy"],
+                "note": f"extrapolated from {scipy_sample} uniformly sampled members",
             }
         )
 
     # -- plain vmap over the whole study ---------------------------------------------------
     plain = jax.jit(jax.vmap(lambda p: lv_solve(p).ys[-1]))
+    steps_all = np.asarray(jax.jit(jax.vmap(lambda p: lv_solve(p).stats["num_steps"]))(ps))
     rss0 = _maxrss_mb()
     t0 = time.perf_counter()
     ys = jax.block_until_ready(plain(ps))
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ys = jax.block_until_ready(plain(ps))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     t_plain = float(np.min(times))
     ys = np.asarray(ys)
     plain_rate = n / t_plain
-    rows.append(
-        {
-            "study": "LV ODE",
-            "method": "plain jax.vmap(diffeqsolve)",
-            "members": n,
-            "members_per_s": plain_rate,
-            "wall_s": t_plain,
-            "compile_s": max(first - t_plain, 0),
-            "compiled_mem_mb": _compiled_mb(plain, ps),
-            "rss_growth_mb": _maxrss_mb() - rss0,
-        }
-    )
+    plain_row = {
+        "study": "LV ODE",
+        "method": "plain jax.vmap(diffeqsolve)",
+        "members": n,
+        "members_per_s": plain_rate,
+        "wall_s": t_plain,
+        "compile_s": max(first - t_plain, 0),
+        "compiled_mem_mb": _compiled_mb(plain, ps),
+        "rss_growth_mb": _maxrss_mb() - rss0,
+        "mean_steps": float(steps_all.mean()),
+        "max_steps_member": int(steps_all.max()),
+        "members_per_cpu_s": n / float(np.min(cpu)),
+    }
+    rows.append(plain_row)
     if scipy_finals is not None:
-        acc = _rel(ys[:scipy_sample], scipy_finals)
-        rows[0]["rel_diff_vs_jax"] = acc
+        rows[0]["rel_diff_vs_jax"] = _rel(ys[sample_idx], scipy_finals)
+        rows[0]["jax_mean_steps_same_sample"] = float(steps_all[sample_idx].mean())
 
     # -- the runner, unordered and ordered -------------------------------------------------
-    from scimlx.ensemble._runner import _chunk_jit, _Spec
+    from scimlx.ensemble._runner import _chunk_jit, _default_lanes, _Spec
 
-    def runner_row(method, **kw):
-        res, t, c = time_runner(lv_member, ps, LV_REDUCERS, repeats, chunk_size=chunk, **kw)
+    def runner_row(method, fn=lv_member, reps=repeats, **kw):
+        res, t, c = time_runner(fn, ps, LV_REDUCERS, reps, chunk_size=chunk, **kw)
         rate = n / t
-        spec = _Spec(lv_member, tuple(LV_REDUCERS.values()), None, None, None, "shard_map", 64, 0)
+        lanes = kw.get("lanes") or (_default_lanes(None) if fn is LV_REFILL else 0)
+        schedule = "refill" if fn is LV_REFILL else "vmap"
+        spec = _Spec(
+            fn, tuple(LV_REDUCERS.values()), None, None, None, "shard_map", 64, 0, schedule, lanes
+        )
         row = {
             "study": "LV ODE",
             "method": method,
@@ -427,14 +469,22 @@ def main():
             "rel_diff_mean": _rel(res.stats["mean"], ys.mean(0)),
             "rel_diff_std": _rel(res.stats["std"], ys.std(0)),
             "failed": sum(res.failures.values()),
+            "members_per_cpu_s": n / _CPU_S["last"],
         }
+        if schedule == "refill":
+            row["lanes"] = lanes
         rows.append(row)
         return rate
 
-    rate_unordered = runner_row("runner, 1 device")
+    rate_unordered = runner_row("runner, 1 device (vmap schedule)")
     rate_pilot = runner_row("runner + ordering (pilot solve)", order_by=lv_pilot)
     rate_user = runner_row("runner + ordering (user estimate)", order_by=lv_user_estimate(ps))
     rate_ordered = max(rate_pilot, rate_user)
+    # Lane refill: DiffEqMember -> schedule="refill" by default (lanes 512, chunk 64 x lanes).
+    rate_refill = runner_row("runner, refill schedule (default)", fn=LV_REFILL)
+    refill_cfg = rows[-1]
+    for lanes in (128, 256, 1024, 2048):
+        runner_row(f"runner, refill, {lanes} lanes", fn=LV_REFILL, reps=2, lanes=lanes)
 
     # -- SDE Monte Carlo --------------------------------------------------------------------
     keys = jr.split(jr.key(seed), n_paths)
@@ -502,6 +552,7 @@ def main():
             ("auto_sharded_vmap", "auto-sharded jit(vmap), 8 devices"),
             ("runner_auto", "runner strategy=auto, 8 devices"),
             ("runner_shard_map", "runner shard_map, 8 devices"),
+            ("runner_refill", "runner refill in shard_map, 8 devices"),
         ):
             r = d[key]
             rows.append(
@@ -549,14 +600,34 @@ def main():
         "tracemalloc_peak_mb",
         "rel_diff_mean",
         "mean_err_in_se",
+        "mean_steps",
+        "members_per_cpu_s",
         "note",
     ]
     print_table(rows, columns, title="scimlx.ensemble")
     summary = {
-        "members_per_s": rate_unordered,
-        "speedup_vs_scipy_loop": rate_unordered / scipy_rate,
-        "speedup_vs_plain_vmap": rate_unordered / plain_rate,
+        # The headline keys refer to this configuration (unordered, one device):
+        "runner_config": (
+            "run_ensemble(DiffEqMember(...)) on the LV sweep: schedule='refill' (the default "
+            f"for a DiffEqMember), lanes={refill_cfg['lanes']}, chunk={refill_cfg['chunk']}, "
+            "no ordering, 1 device"
+        ),
+        "members_per_s": rate_refill,
+        "speedup_vs_scipy_loop": rate_refill / scipy_rate,
+        "speedup_vs_plain_vmap": rate_refill / plain_rate,
+        # The same runner with schedule='vmap' (any member function; chunk 2048), unordered:
+        "members_per_s_vmap_schedule": rate_unordered,
+        "speedup_vs_scipy_loop_vmap_schedule": rate_unordered / scipy_rate,
+        "speedup_vs_plain_vmap_vmap_schedule": rate_unordered / plain_rate,
+        "refill_vs_vmap_schedule": rate_refill / rate_unordered,
+        "refill_vs_best_ordered": rate_refill / rate_ordered,
+        # The same ratios in process CPU time (less sensitive to other jobs on the machine):
+        "speedup_vs_scipy_loop_cpu_time": refill_cfg["members_per_cpu_s"]
+        / rows[0].get("members_per_cpu_s", float("nan")),
+        "speedup_vs_plain_vmap_cpu_time": refill_cfg["members_per_cpu_s"]
+        / plain_row["members_per_cpu_s"],
         "peak_mem_mb": max(r["maxrss_mb"] for r in mem_rows),
+        # Ordering is measured on the vmap schedule:
         "ordered_vs_unordered": rate_ordered / rate_unordered,
         "speedup_vs_scipy_loop_ordered": rate_ordered / scipy_rate,
         "ordered_pilot_vs_unordered": rate_pilot / rate_unordered,

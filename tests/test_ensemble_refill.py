@@ -9,6 +9,8 @@ import pytest
 
 from scimlx import ensemble
 
+from .test_ensemble_runner import _lv_solve
+
 
 def _lv_problem(p):
     """Lotka-Volterra with rates p = (alpha, gamma), to t = 5."""
@@ -32,24 +34,8 @@ def _lv_member(max_steps=4096):
 
 
 def _lv_loop(p, max_steps):
-    """The reference: diffeqsolve written out, not through DiffEqMember."""
-    a, g = p[0], p[1]
-
-    def f(t, y, args):
-        return jnp.stack([a * y[0] - 0.4 * y[0] * y[1], -g * y[1] + 0.1 * y[0] * y[1]])
-
-    return diffrax.diffeqsolve(
-        diffrax.ODETerm(f),
-        diffrax.Tsit5(),
-        0.0,
-        5.0,
-        0.05,
-        jnp.array([10.0, 5.0]),
-        stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-8),
-        saveat=diffrax.SaveAt(t1=True),
-        max_steps=max_steps,
-        throw=False,
-    )
+    """The reference: `diffeqsolve` written out, not through DiffEqMember."""
+    return _lv_solve(p, max_steps=max_steps)
 
 
 def _params(n, seed=0):

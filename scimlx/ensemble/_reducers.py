@@ -78,7 +78,17 @@ def _merge_moments(a, b):
     return {"n": n, "mean": mean.astype(dt), "m2": m2.astype(dt)}
 
 
-class Mean(AbstractReducer):
+class _AbstractMoments(AbstractReducer):
+    """Reducers whose state is the count, mean and sum of squared deviations."""
+
+    def chunk(self, values, mask):
+        return _moments(values, mask)
+
+    def merge(self, a, b):
+        return _merge_moments(a, b)
+
+
+class Mean(_AbstractMoments):
     """The mean over the successful members (elementwise).
 
     **Arguments:**
@@ -88,18 +98,12 @@ class Mean(AbstractReducer):
 
     of: Callable[[Any], Any] | None = None
 
-    def chunk(self, values, mask):
-        return _moments(values, mask)
-
-    def merge(self, a, b):
-        return _merge_moments(a, b)
-
     def finalize(self, state):
         mean = np.asarray(state["mean"])
         return np.where(state["n"] > 0, mean, np.nan).astype(mean.dtype)
 
 
-class Variance(AbstractReducer):
+class Variance(_AbstractMoments):
     """The variance over the successful members (elementwise), by Welford/Chan merges.
 
     **Arguments:**
@@ -111,12 +115,6 @@ class Variance(AbstractReducer):
     of: Callable[[Any], Any] | None = None
     ddof: int = eqx.field(default=0, static=True)
 
-    def chunk(self, values, mask):
-        return _moments(values, mask)
-
-    def merge(self, a, b):
-        return _merge_moments(a, b)
-
     def finalize(self, state):
         m2 = np.asarray(state["m2"])
         d = int(state["n"]) - self.ddof
@@ -125,7 +123,7 @@ class Variance(AbstractReducer):
         return (m2 / m2.dtype.type(d)).astype(m2.dtype)
 
 
-class Std(AbstractReducer):
+class Std(_AbstractMoments):
     """The standard deviation over the successful members (elementwise).
 
     **Arguments:**
@@ -136,12 +134,6 @@ class Std(AbstractReducer):
 
     of: Callable[[Any], Any] | None = None
     ddof: int = eqx.field(default=0, static=True)
-
-    def chunk(self, values, mask):
-        return _moments(values, mask)
-
-    def merge(self, a, b):
-        return _merge_moments(a, b)
 
     def finalize(self, state):
         return np.sqrt(Variance(ddof=self.ddof).finalize(state))
