@@ -64,7 +64,8 @@ def modes_for(fam):
 
 
 def cost_section(quick: bool, repeats: int):
-    Ls_fwd = [64, 256, 1024, 4096] if quick else [64, 256, 1024, 4096, 16384]
+    # quick: every (family, task, mode) row at two lengths; full: L = 64 ... 16384
+    Ls_fwd = [256, 1024] if quick else [64, 256, 1024, 4096, 16384]
     Ls_bwd = [256, 1024] if quick else [64, 256, 1024, 4096]
     rows = []
     key = jr.key(0)
@@ -113,20 +114,8 @@ def cost_section(quick: bool, repeats: int):
                         )
                         args = (sys32, x32)
                     else:
-                        sysb = jax.tree.map(lambda a: jnp.broadcast_to(a, (16,) + a.shape), sys32)
-                        xb = (
-                            jnp.broadcast_to(x32, (16,) + x32.shape)
-                            + jnp.arange(16, dtype=F32)[:, None, None] * 0.01
-                        )
-
-                        def loss(s, x, m=method):
-                            y = jax.vmap(
-                                lambda a, b: dsf.evaluate(a, b, method=m, max_bytes=BUDGET * 16)[0]
-                            )(s, x)
-                            return jnp.sum(y**2)
-
-                        fn = jax.jit(jax.grad(loss, argnums=(0, 1)))
-                        args = (sysb, xb)
+                        fn = _fwdbwd(method)
+                        args = _batch16(sys32, x32)
                     t = time_compiled(fn, *args, repeats=repeats)
                     row.update(
                         median_ms=1e3 * t["median_s"],
@@ -162,6 +151,159 @@ def cost_section(quick: bool, repeats: int):
                     flush=True,
                 )
     return rows
+
+
+def _fwdbwd(method, chunk_size=None):
+    def loss(s, x):
+        y = jax.vmap(
+            lambda a, b: dsf.evaluate(
+                a, b, method=method, chunk_size=chunk_size, max_bytes=BUDGET * 16
+            )[0]
+        )(s, x)
+        return jnp.sum(y**2)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+def _batch16(sys32, x32):
+    sysb = jax.tree.map(lambda a: jnp.broadcast_to(a, (16,) + a.shape), sys32)
+    xb = jnp.broadcast_to(x32, (16,) + x32.shape) + jnp.arange(16, dtype=F32)[:, None, None] * 0.01
+    return sysb, xb
+
+
+def chunk_sweep_section(quick: bool, repeats: int):
+    """Per-state (S6) chunked kernel against the recurrence at L = 1024, forward+backward at
+    batch 16, for several block lengths; all variants are timed round-robin, so that changes of
+    the machine's load hit them alike."""
+    L = 1024
+    key = jr.key(0)
+    sys32 = make_system("per_state", L, jr.fold_in(key, L))
+    x32 = jr.normal(jr.fold_in(key, L + 1), (L, D), F32)
+    args = _batch16(sys32, x32)
+    variants = {"recurrence": _fwdbwd("recurrence")}
+    for q in (1, 4) if quick else (1, 2, 4, 8, 16):
+        variants[f"chunked_Q{q}"] = _fwdbwd("chunked", q)
+    compile_s = {}
+    for name, fn in variants.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        compile_s[name] = time.perf_counter() - t0
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    rows = []
+    rec = min(times["recurrence"])
+    for name, ts in times.items():
+        rows.append(
+            dict(
+                family="per_state",
+                L=L,
+                task="fwdbwd_b16",
+                variant=name,
+                min_ms=1e3 * min(ts),
+                median_ms=1e3 * float(np.median(ts)),
+                compile_s=compile_s[name],
+                rec_over_this=rec / min(ts),
+            )
+        )
+    # the matmul-shaped (decay-tensor) intra-chunk form for per-state decays, forward only, batch 1
+    fr = jax.jit(lambda s, x: dsf.evaluate(s, x, method="recurrence")[0])
+    for q in (8,) if quick else (8, 16, 32):
+        fm = jax.jit(lambda s, x, q=q: dsf._evaluate._channel_chunked(s, x, None, q)[0])
+        t_m = time_compiled(fm, sys32, x32, repeats=3)
+        t_r = time_compiled(fr, sys32, x32, repeats=3)
+        rows.append(
+            dict(
+                family="per_state",
+                L=L,
+                task="fwd_b1",
+                variant=f"decay_tensor_Q{q}",
+                min_ms=1e3 * t_m["min_s"],
+                median_ms=1e3 * t_m["median_s"],
+                compile_s=t_m["compile_s"],
+                rec_over_this=t_r["min_s"] / t_m["min_s"],
+                # exp/multiply count relative to the recurrence: Q(Q+1)/2 per Q steps -> (Q+1)/2
+                flops_over_recurrence=(q + 1) / 2,
+            )
+        )
+    return rows
+
+
+def growth_section(quick: bool, repeats: int):
+    """Cost growth from L = 1024 to 4096 of quadratic forms (softmax and scalar-decay matrix) and
+    of linear ones (chunked, recurrence), forward at a batch large enough that one call does
+    tens of milliseconds of work at L = 1024 (dispatch overhead is then negligible)."""
+    batch = 2 if quick else 8
+    cases = [
+        ("softmax", "matrix"),
+        ("softmax", "chunked"),
+        ("scalar", "chunked"),
+        ("scalar", "recurrence"),
+        ("per_state", "recurrence"),
+        ("per_state", "chunked"),
+    ]
+    rows = []
+    key = jr.key(1)
+    for fam, method in cases:
+        for L in (1024, 4096):
+            s = make_system(fam, L, jr.fold_in(key, L))
+            x = jr.normal(jr.fold_in(key, L + 1), (L, D), F32)
+            sb = jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), s)
+            xb = jnp.broadcast_to(x, (batch,) + x.shape)
+            fn = jax.jit(
+                jax.vmap(lambda a, b, m=method: dsf.evaluate(a, b, method=m, max_bytes=2**34)[0])
+            )
+            t = time_compiled(fn, sb, xb, repeats=repeats)
+            quad = method == "matrix"
+            units = batch * L * L if quad else batch * L
+            rows.append(
+                dict(
+                    family=fam,
+                    method=method,
+                    L=L,
+                    batch=batch,
+                    min_ms=1e3 * t["min_s"],
+                    median_ms=1e3 * t["median_s"],
+                    ns_per_unit=1e9 * t["min_s"] / units,
+                    unit="score (b L^2)" if quad else "step (b L)",
+                    peak_mib=(peak_memory_bytes(fn, sb, xb) or 0) / 2**20,
+                )
+            )
+        a, b = rows[-2], rows[-1]
+        b["growth_1024_to_4096"] = b["min_ms"] / a["min_ms"]
+        print(
+            f"  growth {fam:9s} {method:10s} {b['growth_1024_to_4096']:.1f}x "
+            f"(ns/unit {a['ns_per_unit']:.3g} -> {b['ns_per_unit']:.3g})",
+            flush=True,
+        )
+    return rows
+
+
+def measured_auto_table(cost):
+    """The fastest mode per (family, training) and length in this run, in `AUTO_TABLE` form."""
+    table = {}
+    for fam in ("scalar", "per_state", "softmax"):
+        for task in ("fwd_b1", "fwdbwd_b16"):
+            cells = sorted(
+                {
+                    (r["L"], r["best"])
+                    for r in cost
+                    if r["family"] == fam and r["task"] == task and "best" in r
+                }
+            )
+            rows = []
+            for i, (L, best) in enumerate(cells):
+                if rows and rows[-1][1] == best:
+                    rows[-1] = (L, best)
+                else:
+                    rows.append((L, best))
+            if rows:
+                rows[-1] = (math.inf, rows[-1][1])
+            table[f"{fam}/{'training' if task == 'fwdbwd_b16' else 'inference'}"] = rows
+    return table
 
 
 # ----------------------------------------------------------------------------- MQAR
@@ -268,70 +410,80 @@ PAPER_ORDER = (
 
 
 def mqar_section(quick: bool, seeds: int):
+    """Every mixer gets the same number of optimiser steps (a fair budget; no time cap unless
+    DSF_MQAR_BUDGET_S is set). DSF_MQAR_STEPS overrides the step count, DSF_MQAR_SEEDS the seeds
+    (e.g. "1"), DSF_MQAR_RESULTS=path[,path] reuses the runs of earlier MQAR-only runs
+    (DSF_BENCH_PARTS=mqar --out path) instead of training."""
+    reuse = os.environ.get("DSF_MQAR_RESULTS")
+    if reuse:  # comma-separated JSON files of MQAR-only runs (e.g. one per seed, run side by side)
+        import json
+
+        rows = []
+        for path in reuse.split(","):
+            with open(path) as f:
+                rows += json.load(f)["rows"]
+        rows.sort(key=lambda r: (MQAR_MIXERS.index(r["mixer"]), r["seed"]))
+        print(f"  MQAR runs read from {reuse} ({len(rows)} runs)", flush=True)
+        return rows
     vocab = 512
-    if quick:
-        tasks = [(64, 4, 200)]
-        lrs = (3e-3,)
-        n_state, budget = 16, 60.0
+    if quick:  # exercises every mixer; far too short to learn the task
+        L, kv, batch, n_state, test_size = 64, 4, 16, 16, 128
+        steps = int(os.environ.get("DSF_MQAR_STEPS", "30"))
     else:
-        tasks = [(64, 4, 3000)]
-        lrs = (3e-3,)
-        n_state, budget = 32, 200.0
+        L, kv, batch, n_state, test_size = 64, 4, 64, 32, 1000
+        steps = int(os.environ.get("DSF_MQAR_STEPS", "2000"))
+    budget = os.environ.get("DSF_MQAR_BUDGET_S")
+    budget = float(budget) if budget else None
+    lr = 3e-3
+    seed_list = os.environ.get("DSF_MQAR_SEEDS")  # e.g. "1": one seed of a split run
+    seed_list = [int(v) for v in seed_list.split(",")] if seed_list else list(range(seeds))
     rows = []
-    for L, kv, steps in tasks:
-        for mixer in MQAR_MIXERS:
-            for seed in range(seeds):
-                for lr in lrs:
-                    r = train_mqar(
-                        mixer, L, kv, vocab, steps, seed, lr, n_state=n_state, time_budget_s=budget
-                    )
-                    row = dict(
-                        task=f"L{L}_kv{kv}",
-                        mixer=mixer,
-                        seed=seed,
-                        lr=lr,
-                        steps=steps,
-                        batch=64,
-                        vocab=vocab,
-                        d_state=n_state,
-                        time_budget_s=budget,
-                        **r,
-                    )
-                    rows.append(row)
-                    print(
-                        f"  MQAR L={L} kv={kv} {mixer:10s} seed={seed} acc={r['acc']:.3f} "
-                        f"loss={r['final_loss']:.3f} steps={r['steps_used']} "
-                        f"({r['train_s']:.0f} s)",
-                        flush=True,
-                    )
+    for mixer in MQAR_MIXERS:
+        for seed in seed_list:
+            r = train_mqar(
+                mixer,
+                L,
+                kv,
+                vocab,
+                steps,
+                seed,
+                lr,
+                batch=batch,
+                n_state=n_state,
+                test_size=test_size,
+                time_budget_s=budget,
+            )
+            row = dict(
+                task=f"L{L}_kv{kv}",
+                mixer=mixer,
+                seed=seed,
+                lr=lr,
+                steps=steps,
+                batch=batch,
+                vocab=vocab,
+                d_state=n_state,
+                time_budget_s=budget,
+                **r,
+            )
+            rows.append(row)
+            print(
+                f"  MQAR L={L} kv={kv} {mixer:10s} seed={seed} acc={r['acc']:.3f} "
+                f"loss={r['final_loss']:.3f} steps={r['steps_used']} ({r['train_s']:.0f} s)",
+                flush=True,
+            )
     return rows
 
 
 def mqar_only(quick, seeds, args):
-    steps = int(os.environ.get("DSF_MQAR_STEPS", "6000"))
-    budget = float(os.environ.get("DSF_MQAR_BUDGET_S", "180"))
-    mq = []
-    for mixer in MQAR_MIXERS:
-        for seed in range(seeds):
-            r = train_mqar(mixer, 64, 4, 512, steps, seed, 3e-3, n_state=32, time_budget_s=budget)
-            mq.append(dict(task="L64_kv4", mixer=mixer, seed=seed, lr=3e-3, d_state=32, **r))
-            print(
-                f"  MQAR {mixer:10s} seed={seed} acc={r['acc']:.3f} steps={r['steps_used']} "
-                f"({r['train_s']:.0f} s)",
-                flush=True,
-            )
+    mq = mqar_section(quick, seeds)
     print_table(
         mq,
         ["task", "mixer", "seed", "lr", "d_state", "steps_used", "acc", "final_loss", "train_s"],
-        title=f"MQAR (vocab 512, d=64, 2 layers, budget {budget:.0f} s/run)",
+        title="MQAR (vocab 512, d=64, 2 layers)",
     )
-    print(PAPER_ORDER)
     summary = {
         f"mqar_acc_{m}": float(np.mean([r["acc"] for r in mq if r["mixer"] == m]))
         for m in MQAR_MIXERS
-    }
-    summary["mqar_steps_used"] = {
-        m: [r["steps_used"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS
     }
     print_table([summary], list(summary), title="summary (MQAR only)")
     write_results(
@@ -368,18 +520,61 @@ def main():
         ],
         title="DSF evaluation cost",
     )
-    # measured auto table
-    print("measured fastest mode per cell (copy into scimlx/dsf/_auto.py AUTO_TABLE):")
-    for fam in ("scalar", "per_state", "softmax"):
-        for task in ("fwd_b1", "fwdbwd_b16"):
-            cells = sorted(
-                {
-                    (r["L"], r["best"])
-                    for r in cost
-                    if r["family"] == fam and r["task"] == task and "best" in r
-                }
-            )
-            print(f"  ({fam!r}, training={task == 'fwdbwd_b16'}): {cells}")
+    auto_rows = [
+        dict(
+            family=r["family"],
+            L=r["L"],
+            task=r["task"],
+            auto=r["auto"],
+            best=r["best"],
+            auto_over_best=r["auto_over_best"],
+        )
+        for r in cost
+        if "best" in r and r["method"] == r["best"]
+    ]
+    print_table(
+        auto_rows,
+        ["family", "L", "task", "auto", "best", "auto_over_best"],
+        title="method='auto' (table in scimlx/dsf/_auto.py) against the fastest mode, per cell",
+    )
+    auto_table = measured_auto_table(cost)
+    print("fastest mode per cell in this run, as AUTO_TABLE rows (max_L, method):")
+    for k, v in auto_table.items():
+        print(f"  {k}: {v}")
+    print()
+    print("== 1b. per-state chunked kernel: block length sweep ==", flush=True)
+    sweep = chunk_sweep_section(quick, repeats=3 if quick else 7)
+    print_table(
+        sweep,
+        [
+            "variant",
+            "task",
+            "min_ms",
+            "median_ms",
+            "compile_s",
+            "rec_over_this",
+            "flops_over_recurrence",
+        ],
+        title="per-state (S6) L=1024: chunked block lengths vs recurrence (round-robin timing)",
+    )
+    print("== 1c. growth from L=1024 to 4096 ==", flush=True)
+    growth = growth_section(quick, repeats=3 if quick else 5)
+    print_table(
+        growth,
+        [
+            "family",
+            "method",
+            "L",
+            "batch",
+            "min_ms",
+            "median_ms",
+            "ns_per_unit",
+            "unit",
+            "peak_mib",
+            "growth_1024_to_4096",
+        ],
+        title="forward cost growth (vmapped batch)",
+    )
 
     rg = optional_import("recurrentgemma")
     peer_rows = []
@@ -433,6 +628,16 @@ def main():
     def ratio(a, b):
         return a / b if (a is not None and b is not None) else None
 
+    def growth(fam, method):
+        for r in growth:
+            if (r["family"], r["method"], r["L"]) == (fam, method, 4096):
+                return r["growth_1024_to_4096"]
+        return None
+
+    sweep_best = min(
+        (r for r in sweep if r["variant"].startswith("chunked")), key=lambda r: r["min_ms"]
+    )
+
     errs = [r["rel_err_vs_f64"] for r in cost if "rel_err_vs_f64" in r]
     summary = {
         "max_mode_discrepancy_f32": max(errs),
@@ -444,19 +649,20 @@ def main():
             cell("per_state", 1024, "fwdbwd_b16", "recurrence"),
             cell("per_state", 1024, "fwdbwd_b16", "chunked"),
         ),
+        "chunk_over_rec_fwdbwd_L1024_per_state_sweep_best": sweep_best["rec_over_this"],
+        "per_state_sweep_best_variant": sweep_best["variant"],
         "auto_over_best_mode": max(r["auto_over_best"] for r in cost if r.get("auto_over_best")),
-        "quadratic_growth_1024_to_4096": ratio(
-            cell("softmax", 4096, "fwd_b1", "matrix"), cell("softmax", 1024, "fwd_b1", "matrix")
+        "auto_worst_cell": max(
+            (r for r in auto_rows if r["auto_over_best"] is not None),
+            key=lambda r: r["auto_over_best"],
         ),
-        "scalar_matrix_growth_1024_to_4096": ratio(
-            cell("scalar", 4096, "fwd_b1", "matrix"), cell("scalar", 1024, "fwd_b1", "matrix")
-        ),
-        "chunked_growth_1024_to_4096": ratio(
-            cell("scalar", 4096, "fwd_b1", "chunked"), cell("scalar", 1024, "fwd_b1", "chunked")
-        ),
-        "recurrence_growth_1024_to_4096": ratio(
-            cell("scalar", 4096, "fwd_b1", "recurrence"),
-            cell("scalar", 1024, "fwd_b1", "recurrence"),
+        "quadratic_growth_1024_to_4096": growth("softmax", "matrix"),
+        "softmax_chunked_growth_1024_to_4096": growth("softmax", "chunked"),
+        "chunked_growth_1024_to_4096": growth("scalar", "chunked"),
+        "recurrence_growth_1024_to_4096": growth("scalar", "recurrence"),
+        "per_state_chunked_growth_1024_to_4096": growth("per_state", "chunked"),
+        "scalar_matrix_growth_256_to_1024": ratio(
+            cell("scalar", 1024, "fwd_b1", "matrix"), cell("scalar", 256, "fwd_b1", "matrix")
         ),
         "mqar_acc_softmax": accs["softmax"],
         "mqar_acc_linear": accs["linear"],
@@ -466,6 +672,8 @@ def main():
         "mqar_steps_used": {
             m: [r["steps_used"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS
         },
+        "mqar_seeds": {m: [r["seed"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS},
+        "mqar_acc_per_seed": {m: [r["acc"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS},
         "total_s": time.perf_counter() - t_start,
     }
     print_table([summary], list(summary), title="summary")
@@ -475,7 +683,14 @@ def main():
         cost + peer_rows + mq_summary,
         summary,
         out=args.out,
-        extra={"mqar_runs": mq, "paper_ordering": PAPER_ORDER},
+        extra={
+            "mqar_runs": mq,
+            "paper_ordering": PAPER_ORDER,
+            "chunk_sweep": sweep,
+            "growth": growth,
+            "auto_table_measured": auto_table,
+            "mqar_source": os.environ.get("DSF_MQAR_RESULTS", "this run"),
+        },
     )
 
 

@@ -27,13 +27,13 @@ AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
     ("cpu", "scalar", False): ((64, "matrix"), (1024, "recurrence"), (math.inf, "chunked")),
     ("cpu", "scalar", True): ((math.inf, "chunked"),),
     ("cpu", "per_state", False): ((math.inf, "recurrence"),),
-    ("cpu", "per_state", True): ((math.inf, "recurrence"),),
+    ("cpu", "per_state", True): ((math.inf, "chunked"),),
     ("cpu", "softmax", False): ((256, "chunked"), (1024, "matrix"), (math.inf, "chunked")),
     ("cpu", "softmax", True): ((64, "matrix"), (math.inf, "chunked")),
 }
 
 # Chunk lengths per family (measured with the same benchmark).
-CHUNK_SIZE: dict[str, int] = {"scalar": 64, "per_state": 16, "softmax": 128}
+CHUNK_SIZE: dict[str, int] = {"scalar": 64, "per_state": 4, "softmax": 128}
 
 
 def family(dsf: AbstractDSF) -> str:
