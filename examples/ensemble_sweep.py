@@ -78,7 +78,8 @@ def main(n=4000, store=None):
         },
         save=final,
         store=store,
-        chunk_size=1000,
+        chunk_size=2000,  # two resumable chunks
+        lanes=256,  # members in flight per device within a chunk
     )
     print(res)
     (finals,), codes = ensemble.load_outputs(store)
