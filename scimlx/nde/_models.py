@@ -309,6 +309,18 @@ class NeuralSDE(eqx.Module):
         return eqx.tree_at(lambda s: s.solution.ys, sol, ys)
 
 
+def _encoder_node_decoder(
+    in_size: int, out_size: int, dim: int, width: int, key: PRNGKeyArray, **node_kwargs
+) -> tuple[eqx.nn.Linear, NeuralODE, eqx.nn.Linear]:
+    """Linear `in_size -> dim`, a neural ODE with an MLP field of `width`, linear
+    `dim -> out_size` (float64), from one key split in three."""
+    k1, k2, k3 = jr.split(key, 3)
+    encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
+    node = NeuralODE(MLPVectorField(dim, width, key=k2), dim, **node_kwargs)
+    decoder = eqx.nn.Linear(dim, out_size, key=k3, dtype=jnp.float64)
+    return encoder, node, decoder
+
+
 class NeuralODEClassifier(eqx.Module):
     """Linear encoder -> neural ODE -> linear readout (the ERNODE MNIST architecture).
 
@@ -340,11 +352,12 @@ class NeuralODEClassifier(eqx.Module):
         dt0: float | None = 0.01,
         max_steps: int = 4096,
     ):
-        k1, k2, k3 = jr.split(key, 3)
-        self.encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
-        self.node = NeuralODE(
-            MLPVectorField(dim, width, key=k2),
+        self.encoder, self.node, self.decoder = _encoder_node_decoder(
+            in_size,
+            num_classes,
             dim,
+            width,
+            key,
             solver=solver,
             stepsize_controller=stepsize_controller,
             adjoint=adjoint,
@@ -352,7 +365,6 @@ class NeuralODEClassifier(eqx.Module):
             dt0=dt0,
             max_steps=max_steps,
         )
-        self.decoder = eqx.nn.Linear(dim, num_classes, key=k3, dtype=jnp.float64)
 
     def __call__(
         self,
@@ -487,17 +499,17 @@ class LatentTrajectoryModel(eqx.Module):
         t1: float = 1.0,
         dt0: float | None = 0.01,
     ):
-        k1, k2, k3 = jr.split(key, 3)
-        self.encoder = eqx.nn.Linear(in_size, dim, key=k1, dtype=jnp.float64)
-        self.node = NeuralODE(
-            MLPVectorField(dim, width, key=k2),
+        self.encoder, self.node, self.decoder = _encoder_node_decoder(
+            in_size,
+            out_size,
             dim,
+            width,
+            key,
             solver=solver,
             stepsize_controller=stepsize_controller,
             t1=t1,
             dt0=dt0,
         )
-        self.decoder = eqx.nn.Linear(dim, out_size, key=k3, dtype=jnp.float64)
 
     def __call__(
         self,

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._wrapped import AbstractForwardingSolver
 
-class StepSamplerSolver(dfx.AbstractWrappedSolver):
+
+class StepSamplerSolver(AbstractForwardingSolver):
     """Wraps any solver and remembers one step `(t_j, y_j, Δt_j)` of the solve.
 
     - `sampling="biased"`: uniform over the *accepted* steps by reservoir sampling (the
@@ -40,30 +42,6 @@ class StepSamplerSolver(dfx.AbstractWrappedSolver):
     def __check_init__(self):
         if self.sampling not in ("unbiased", "biased"):
             raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}.")
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
     def init(self, terms, t0, t1, y0, args):
         tdtype = jnp.result_type(jnp.asarray(t0), jnp.asarray(t1))

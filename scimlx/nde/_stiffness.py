@@ -10,22 +10,30 @@ import numpy as np
 import optimistix as optx
 from jaxtyping import Array, Float, PyTree
 
+from ._wrapped import AbstractForwardingSolver
+
 
 # Stability sizes quoted by the reference implementation (LocalRegNeuralDE.jl,
 # src/perform_step.jl: `alg_stability_size(Tsit5()) = 3.5068`). We compute the size from
 # the tableau instead; a test checks the two agree for Tsit5.
 
 
-def _tableau(solver) -> dfx.ButcherTableau:
+def _explicit_tableau(solver, what: str) -> tuple[dfx.AbstractSolver, dfx.ButcherTableau]:
+    """The innermost solver of `solver` (unwrapping wrappers) and its explicit tableau."""
     inner = solver
     while isinstance(inner, dfx.AbstractWrappedSolver):
         inner = inner.solver
     tableau = getattr(inner, "tableau", None)
     if not isinstance(tableau, dfx.ButcherTableau) or tableau.implicit:
         raise ValueError(
-            "The stiffness estimate needs an explicit Runge--Kutta ODE solver "
+            f"{what} needs an explicit Runge--Kutta ODE solver "
             f"(e.g. diffrax.Tsit5 or diffrax.Dopri5); got {type(inner).__name__}."
         )
+    return inner, tableau
+
+
+def _tableau(solver) -> dfx.ButcherTableau:
+    inner, tableau = _explicit_tableau(solver, "The stiffness estimate")
     if tableau.num_stages < 3 or not np.isclose(tableau.c[-1], tableau.c[-2]):
         raise ValueError(
             "The stiffness estimate needs a solver whose last two stages share a "
@@ -71,12 +79,7 @@ def stability_region_size(solver: dfx.AbstractSolver) -> float:
 
     `r` as a Python float (3.5068 for Tsit5, matching OrdinaryDiffEq.jl).
     """
-    inner = solver
-    while isinstance(inner, dfx.AbstractWrappedSolver):
-        inner = inner.solver
-    tableau = getattr(inner, "tableau", None)
-    if not isinstance(tableau, dfx.ButcherTableau) or tableau.implicit:
-        raise ValueError("`solver` must be an explicit Runge--Kutta solver.")
+    _, tableau = _explicit_tableau(solver, "`solver`")
     key = (
         tuple(tableau.c),
         tuple(np.asarray(tableau.b_sol, dtype=float)),
@@ -107,7 +110,7 @@ def stiffness_from_stages(
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
-class StiffnessEstimateSolver(dfx.AbstractWrappedSolver):
+class StiffnessEstimateSolver(AbstractForwardingSolver):
     r"""Wraps Tsit5/Dopri5 and accumulates a stiffness penalty over accepted steps.
 
     Each step computes $\mathrm{SEst}_j = |\hat\lambda_j| / r$ with $\hat\lambda_j$
@@ -132,30 +135,6 @@ class StiffnessEstimateSolver(dfx.AbstractWrappedSolver):
         if stability_size is None:
             stability_size = stability_region_size(solver)
         self.stability_size = float(stability_size)
-
-    @property
-    def term_structure(self):
-        return self.solver.term_structure
-
-    @property
-    def interpolation_cls(self):  # pyright: ignore
-        return self.solver.interpolation_cls
-
-    @property
-    def term_compatible_contr_kwargs(self):
-        return self.solver.term_compatible_contr_kwargs
-
-    def order(self, terms):
-        return self.solver.order(terms)
-
-    def strong_order(self, terms):
-        return self.solver.strong_order(terms)
-
-    def error_order(self, terms):
-        return self.solver.error_order(terms)
-
-    def func(self, terms, t0, y0, args):
-        return self.solver.func(terms, t0, y0, args)
 
     def init(self, terms, t0, t1, y0, args):
         dtype = jnp.result_type(*jtu.tree_leaves(y0), jnp.asarray(t0))
