@@ -200,3 +200,23 @@ def test_save_load_by_name(trained, tmp_path):
     assert isinstance(back, DCDMNet) and back.channels == 8
     x = jax.random.normal(jax.random.key(4), (16, 16))
     np.testing.assert_array_equal(np.asarray(_apply(back, x)), np.asarray(_apply(cnn, x)))
+
+
+def test_learned_vcycle_starts_at_the_classical_cycle_and_trains():
+    import scimlx.linsolve as ls
+
+    shape = (32, 32)
+    solid = jnp.asarray(ls.obstacle_scene(shape, seed=3, split="test"))
+    op = ls.poisson(shape, solid=solid)
+    mask = (~solid).astype(jnp.float64)
+    net = ls.LearnedVCycleNet(2, dtype="float64", key=jax.random.key(0))
+    vc = ls.multigrid(op, smoother="jacobi", omega=0.8, max_coarse=64)
+    r = ls.random_rhs(solid, key=jax.random.key(1))
+    np.testing.assert_allclose(
+        np.asarray(net(r, mask)), np.asarray(jnp.where(solid, 0.0, vc.mv(r))), atol=1e-12
+    )
+    sol = ls.dcdm_solve(op, r, net, mask=mask, k=2, rtol=1e-6, max_steps=30)
+    assert int(sol.stats["num_steps"]) <= 12
+    # differentiable in its parameters (the DCDM loss)
+    g = eqx.filter_grad(lambda m: ls.dcdm_loss(m, op, r / jnp.linalg.norm(r), mask))(net)
+    assert np.all(np.isfinite(np.asarray(g.kernel))) and float(jnp.abs(g.kernel).sum()) > 0

@@ -17,18 +17,24 @@ from ._dcdm import (
 from ._lanczos import lanczos as lanczos, ritz_pairs as ritz_pairs, ritz_rhs as ritz_rhs
 from ._multigrid import (
     coarsen as coarsen,
+    galerkin_coarsen as galerkin_coarsen,
     MGSolution as MGSolution,
     multigrid as multigrid,
     multigrid_solve as multigrid_solve,
     VCycle as VCycle,
 )
-from ._networks import DCDMNet as DCDMNet, LearnedMGNet as LearnedMGNet
+from ._networks import (
+    DCDMNet as DCDMNet,
+    LearnedMGNet as LearnedMGNet,
+    LearnedVCycleNet as LearnedVCycleNet,
+)
 from ._operators import (
     AbstractGridOperator as AbstractGridOperator,
     diffusion as diffusion,
     DiffusionOperator as DiffusionOperator,
     parse_boundary as parse_boundary,
     poisson as poisson,
+    StencilOperator as StencilOperator,
     to_scipy_sparse as to_scipy_sparse,
 )
 from ._scenes import (

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._operators import AbstractGridOperator, DiffusionOperator
+from ._operators import _stencil_offsets, AbstractGridOperator, DiffusionOperator, StencilOperator
 from ._smoothers import chebyshev, estimate_lmax, jacobi, red_black_gauss_seidel
 from ._transfer import prolong, restrict, tensor_kernel
 
@@ -22,6 +22,131 @@ except ImportError:  # pragma: no cover
 
 _P1 = (0.25, 0.75, 0.75, 0.25)  # cell-centred bilinear prolongation, per axis
 _SMOOTHERS = ("jacobi", "chebyshev", "rbgs")
+_COARSE = ("rediscretise", "galerkin")
+
+
+def _coarse_solid(solid):
+    """A coarse cell is solid when all its `2^d` children are."""
+    cshape = tuple(n // 2 for n in solid.shape)
+    blocks = solid.reshape(sum(((m, 2) for m in cshape), ()))
+    return jnp.all(blocks, axis=tuple(range(1, 2 * solid.ndim, 2)))
+
+
+def _transfer_boundary(op):
+    """The padding kinds of the cell-centred transfers (Dirichlet walls: antisymmetric ghost)."""
+    return tuple(tuple("antisymmetric" if s == "dirichlet" else s for s in b) for b in op.boundary)
+
+
+def _to_coarse(r, scale, bnd, ext, cperiodic):
+    """`R_eff r = E^T R (s r)`: scale (fluid mask), full weighting `P^T / 2^d`, `E^T`."""
+    d = r.ndim
+    kern = tensor_kernel(_P1, d, 1, r.dtype)
+    r = r * scale.astype(r.dtype)
+    rc = restrict(r[None], kern, boundary=bnd)[0] * (1.0 / 2**d)
+    w, cfluid = ext
+    return _extend_t(rc, w, cfluid, cperiodic)
+
+
+def _to_fine(ec, scale, bnd, ext, cperiodic):
+    """`P_eff e = s P (E e)`: extension into solid coarse cells, bilinear, scale (mask)."""
+    d = ec.ndim
+    kern = tensor_kernel(_P1, d, 1, ec.dtype)
+    w, cfluid = ext
+    ec = _extend(ec, w, cfluid, cperiodic)
+    e = prolong(ec[None], kern, boundary=bnd, shape=scale.shape)[0]
+    return e * scale.astype(e.dtype)
+
+
+def _galerkin_scale(fluid, cfluid, bnd, dtype):
+    """Fine-cell factor `P 1 / P m_c` on fluid cells (0 on solids): renormalises the bilinear
+    weights over the fluid coarse cells, so the interpolation next to obstacles keeps constants
+    (as the extension does for rediscretised grids) without widening the Galerkin stencil."""
+    d = fluid.ndim
+    kern = tensor_kernel(_P1, d, 1, dtype)
+    full = prolong(jnp.ones((1,) + cfluid.shape, dtype), kern, boundary=bnd, shape=fluid.shape)[0]
+    part = prolong(cfluid.astype(dtype)[None], kern, boundary=bnd, shape=fluid.shape)[0]
+    ok = fluid & (part > 0)
+    return jnp.where(ok, full / jnp.where(ok, part, 1.0), 0.0)
+
+
+def _probe_period(n: int, periodic: bool, width: int) -> int:
+    if not periodic or n <= width:
+        return min(n, width) if not periodic else n
+    for p in range(width, n + 1):
+        if n % p == 0:
+            return p
+    return n  # pragma: no cover - unreachable (p = n divides n)
+
+
+def galerkin_coarsen(op: AbstractGridOperator) -> StencilOperator:
+    """Galerkin coarse operator `R_eff A P_eff` of a cell-centred grid operator, as a stencil.
+
+    `P_eff = S P M_c` is the cell-centred bilinear prolongation `P` (`[1, 3, 3, 1] / 4` per
+    axis, antisymmetric ghosts at Dirichlet walls, mirrored at Neumann walls, wrapped on periodic
+    axes) from the fluid coarse cells (`M_c`), with its rows on fine fluid cells renormalised
+    to the weights of the fluid coarse cells (`S = diag(P 1 / P m_c)` on fluid, 0 on solid
+    cells), and `R_eff = P_eff^T / 2^d` the full weighting used by the V-cycle; a coarse cell is
+    solid (an identity row) when all its children are. The product has a `5^d`-point stencil,
+    computed matrix-free by probing with `5^d` coloured vectors (more on short periodic axes),
+    so it is exact, symmetric and jittable, and coarse grids see the obstacles and coefficient
+    jumps through `A` itself.
+
+    **Arguments:**
+
+    - `op`: a [`scimlx.linsolve.DiffusionOperator`][] or [`scimlx.linsolve.StencilOperator`][]
+        with even sizes.
+
+    **Returns:**
+
+    The coarse [`scimlx.linsolve.StencilOperator`][].
+    """
+    shape = op.grid_shape
+    if any(n % 2 for n in shape):
+        raise ValueError(f"cannot coarsen a grid with odd sizes {shape}.")
+    ndim = len(shape)
+    cshape = tuple(n // 2 for n in shape)
+    periodic = op.periodic
+    solid_c = _coarse_solid(op.solid)
+    cfluid = (~solid_c).astype(op.dtype)
+    ext = (jnp.zeros(cshape, op.dtype), cfluid)  # no extension (it would widen the stencil)
+    bnd = _transfer_boundary(op)
+    scale = _galerkin_scale(~op.solid, cfluid, bnd, op.dtype)
+
+    def rap(xc):
+        return _to_coarse(op.mv(_to_fine(xc, scale, bnd, ext, periodic)), scale, bnd, ext, periodic)
+
+    width = 5
+    periods = tuple(_probe_period(n, per, width) for n, per in zip(cshape, periodic))
+    coords = np.indices(cshape)
+    colour = np.ravel_multi_index(tuple(c % p for c, p in zip(coords, periods)), periods)
+    ncol = int(np.prod(periods))
+    probes = (colour[None] == np.arange(ncol).reshape((ncol,) + (1,) * ndim)).astype(np.float64)
+    probes = jnp.asarray(probes, op.dtype)
+    Y = jax.lax.map(rap, probes, batch_size=min(ncol, 32)).reshape(ncol, -1)
+    N = int(np.prod(cshape))
+    cells = np.arange(N)
+    used = np.zeros((ncol, N), bool)
+    offsets = _stencil_offsets(ndim, width)
+    rows = [None] * len(offsets)
+    # nearest offsets first: on short periodic axes several offsets reach the same cell, and
+    # the coupling goes to the nearest one (the centre keeps the diagonal)
+    for io in sorted(range(len(offsets)), key=lambda i: sum(abs(o) for o in offsets[i])):
+        off = offsets[io]
+        nb = [c + o for c, o in zip(coords, off)]
+        valid = np.ones(cshape, bool)
+        for d, per in enumerate(periodic):
+            if per:
+                nb[d] = nb[d] % cshape[d]
+            else:
+                valid &= (nb[d] >= 0) & (nb[d] < cshape[d])
+        nbc = tuple(np.clip(n, 0, m - 1) for n, m in zip(nb, cshape))
+        cj = colour[nbc].ravel()
+        v = valid.ravel() & ~used[cj, cells]
+        used[cj[v], cells[v]] = True
+        rows[io] = jnp.where(jnp.asarray(v), Y[cj, cells], 0.0).reshape(cshape)
+    S = jnp.stack(rows)
+    S = jnp.where(solid_c[None], jnp.zeros_like(S), S)
+    return StencilOperator(S, solid_c, op.boundary)
 
 
 def coarsen(op: DiffusionOperator) -> DiffusionOperator:
@@ -45,8 +170,7 @@ def coarsen(op: DiffusionOperator) -> DiffusionOperator:
         raise ValueError(f"cannot coarsen a grid with odd sizes {shape}.")
     ndim = len(shape)
     cshape = tuple(n // 2 for n in shape)
-    blocks = op.solid.reshape(sum(((m, 2) for m in cshape), ()))
-    solid_c = jnp.all(blocks, axis=tuple(range(1, 2 * ndim, 2)))
+    solid_c = _coarse_solid(op.solid)
     faces = []
     for d, (T, per) in enumerate(zip(op.faces, op.periodic)):
         # every other face along d
@@ -109,7 +233,7 @@ def _extend_t(y, w, fluid, periodic):
     return (y + acc) * fluid.astype(y.dtype)
 
 
-def _dense(op: DiffusionOperator) -> Array:
+def _dense(op: AbstractGridOperator) -> Array:
     n = int(np.prod(op.grid_shape))
     eye = jnp.eye(n, dtype=op.dtype).reshape((n,) + op.grid_shape)
     return jax.vmap(op.mv)(eye).reshape(n, n).T
@@ -131,11 +255,12 @@ class VCycle(AbstractGridOperator):
     children are) and the fine solid rows (identity) are inverted exactly.
     """
 
-    operators: tuple[DiffusionOperator, ...]
+    operators: tuple[AbstractGridOperator, ...]
     diagonals: tuple[Array, ...]
     lmax: tuple[Array, ...]
     coarse_inverse: Array
     extension: tuple[Any, ...]
+    scales: tuple[Array, ...]
     boundaries: tuple[Any, ...] = eqx.field(static=True)
     smoother: str = eqx.field(static=True)
     pre: int = eqx.field(static=True)
@@ -175,18 +300,12 @@ class VCycle(AbstractGridOperator):
             return jnp.where(fluid, u, jnp.zeros_like(u))
         u = self._smooth(level, f, jnp.zeros_like(f), fluid, post=False)
         r = f - op.mv(u)
-        r = jnp.where(fluid, r, jnp.zeros_like(r))
-        d = r.ndim
-        kern = tensor_kernel(_P1, d, 1, r.dtype)
         bnd = self.boundaries[level]
-        rc = restrict(r[None], kern, boundary=bnd)[0] * (1.0 / 2**d)
-        cop = self.operators[level + 1]
-        w, cfluid = self.extension[level + 1]
-        rc = _extend_t(rc, w, cfluid, cop.periodic)
-        ec = self._cycle(level + 1, rc)
-        ec = _extend(ec, w, cfluid, cop.periodic)
-        e = prolong(ec[None], kern, boundary=bnd, shape=r.shape)[0]
-        u = u + jnp.where(fluid, e, jnp.zeros_like(e))
+        cper = self.operators[level + 1].periodic
+        ext = self.extension[level + 1]
+        sc = self.scales[level]
+        ec = self._cycle(level + 1, _to_coarse(r, sc, bnd, ext, cper))
+        u = u + _to_fine(ec, sc, bnd, ext, cper)
         return self._smooth(level, f, u, fluid, post=True)
 
     def mv(self, vector):
@@ -206,12 +325,15 @@ def multigrid(
     degree: int = 2,
     max_coarse: int = 256,
     levels: int | None = None,
+    coarse: str = "rediscretise",
 ) -> VCycle:
     """Set up a geometric-multigrid V-cycle for a cell-centred diffusion operator.
 
     Coarse operators are rediscretised by [`scimlx.linsolve.coarsen`][] (the coefficients and
-    the solid mask are coarsened, so coarse grids see the obstacles). Grids are halved while all
-    sizes are even and the grid has more than `max_coarse` cells (or `levels` times).
+    the solid mask are coarsened, so coarse grids see the obstacles), or with
+    `coarse="galerkin"` built as `R A P` by [`scimlx.linsolve.galerkin_coarsen`][] (`5^d`-point
+    stencils). Grids are halved while all sizes are even and the grid has more than
+    `max_coarse` cells (or `levels` times).
 
     **Arguments:**
 
@@ -224,6 +346,7 @@ def multigrid(
     - `degree`: Chebyshev degree.
     - `max_coarse`: stop coarsening at or below this many cells.
     - `levels`: number of levels (default: as many as allowed).
+    - `coarse`: `"rediscretise"` (default) or `"galerkin"`.
 
     **Returns:**
 
@@ -235,14 +358,16 @@ def multigrid(
         raise ValueError(f"`smoother` must be one of {_SMOOTHERS}; got {smoother!r}.")
     if pre < 0 or post < 0:
         raise ValueError("`pre` and `post` must be non-negative.")
+    if coarse not in _COARSE:
+        raise ValueError(f"`coarse` must be one of {_COARSE}; got {coarse!r}.")
     ndim = len(operator.grid_shape)
     if omega is None:
         omega = 0.8 if ndim <= 2 else 6.0 / 7.0
-    return _build(operator, smoother, pre, post, float(omega), degree, max_coarse, levels)
+    return _build(operator, smoother, pre, post, float(omega), degree, max_coarse, levels, coarse)
 
 
 @eqx.filter_jit
-def _build(operator, smoother, pre, post, omega, degree, max_coarse, levels):
+def _build(operator, smoother, pre, post, omega, degree, max_coarse, levels, coarse="rediscretise"):
     ops = [operator]
     while True:
         shape = ops[-1].grid_shape
@@ -252,11 +377,11 @@ def _build(operator, smoother, pre, post, omega, degree, max_coarse, levels):
             break
         if any(n % 2 or n < 4 for n in shape):
             break
-        ops.append(coarsen(ops[-1]))
-    return _setup(tuple(ops), smoother, pre, post, omega, degree)
+        ops.append(coarsen(ops[-1]) if coarse == "rediscretise" else galerkin_coarsen(ops[-1]))
+    return _setup(tuple(ops), smoother, pre, post, omega, degree, galerkin=coarse == "galerkin")
 
 
-def _setup_arrays(ops, smoother):
+def _setup_arrays(ops, smoother, galerkin=False):
     diags = tuple(op.diagonal_values() for op in ops)
     if smoother == "chebyshev":
         lmax = tuple(estimate_lmax(op.mv, D, ~op.solid) for op, D in zip(ops[:-1], diags[:-1])) + (
@@ -267,16 +392,22 @@ def _setup_arrays(ops, smoother):
     A = _dense(ops[-1])
     inv = jnp.linalg.pinv(A, hermitian=True)
     ext = tuple(_extension_weights(op.solid, op.periodic) for op in ops)
-    return diags, lmax, inv, ext
+    scales = tuple((~op.solid).astype(op.dtype) for op in ops)
+    if galerkin:  # the Galerkin coarse spaces: no extension, renormalised interpolation
+        ext = tuple((jnp.zeros_like(w), f) for w, f in ext)
+        scales = tuple(
+            _galerkin_scale(~op.solid, f, _transfer_boundary(op), op.dtype)
+            for op, (_, f) in zip(ops[:-1], ext[1:])
+        ) + (scales[-1],)
+    return diags, lmax, inv, ext, scales
 
 
-def _setup(ops, smoother, pre, post, omega, degree):
-    boundaries = tuple(
-        tuple(tuple("antisymmetric" if s == "dirichlet" else s for s in b) for b in op.boundary)
-        for op in ops
+def _setup(ops, smoother, pre, post, omega, degree, galerkin=False):
+    boundaries = tuple(_transfer_boundary(op) for op in ops)
+    diags, lmax, inv, ext, scales = _setup_arrays(ops, smoother, galerkin)
+    return VCycle(
+        ops, diags, lmax, inv, ext, scales, boundaries, smoother, pre, post, omega, degree
     )
-    diags, lmax, inv, ext = _setup_arrays(ops, smoother)
-    return VCycle(ops, diags, lmax, inv, ext, boundaries, smoother, pre, post, omega, degree)
 
 
 class MGSolution(eqx.Module):

@@ -335,8 +335,9 @@ def poisson(
     return diffusion(jnp.ones(shape, dtype), boundary=boundary, solid=solid, spacing=spacing)
 
 
-def to_scipy_sparse(operator: DiffusionOperator):
-    """Assemble a [`scimlx.linsolve.DiffusionOperator`][] as a `scipy.sparse.csr_matrix`.
+def to_scipy_sparse(operator: AbstractGridOperator):
+    """Assemble a [`scimlx.linsolve.DiffusionOperator`][] (or a
+    [`scimlx.linsolve.StencilOperator`][]) as a `scipy.sparse.csr_matrix`.
 
     Unknowns are ordered as `u.ravel()` (C order).
 
@@ -350,8 +351,12 @@ def to_scipy_sparse(operator: DiffusionOperator):
     """
     import scipy.sparse as sp
 
+    if isinstance(operator, StencilOperator):
+        return stencil_to_scipy_sparse(operator)
     if not isinstance(operator, DiffusionOperator):
-        raise TypeError(f"`operator` must be a DiffusionOperator; got {type(operator)}.")
+        raise TypeError(
+            f"`operator` must be a DiffusionOperator or StencilOperator; got {type(operator)}."
+        )
     shape = operator.grid_shape
     N = int(np.prod(shape))
     idx = np.arange(N).reshape(shape)
@@ -387,3 +392,129 @@ def to_scipy_sparse(operator: DiffusionOperator):
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(N, N)
     )
     return A.tocsr().astype(dtype)
+
+
+def _stencil_offsets(ndim: int, width: int) -> tuple[tuple[int, ...], ...]:
+    h = width // 2
+    return tuple(tuple(int(i) - h for i in idx) for idx in np.ndindex(*(width,) * ndim))
+
+
+class StencilOperator(AbstractGridOperator):
+    """A grid operator given by a spatially varying `w^d`-point stencil, matrix-free.
+
+    `(A u)_c = sum_o S[o, c] u_{c + o}` over the offsets `o` in `{-h..h}^d` (`w = 2h + 1`,
+    C order), with neighbours outside the grid taken as zero (the boundary conditions are
+    already folded into the coefficients) or wrapped on periodic axes; solid cells are identity
+    rows. This is what Galerkin coarsening (`multigrid(..., coarse="galerkin")`) produces:
+    the cell-centred `R A P` has a `5^d`-point stencil.
+
+    **Fields:**
+
+    - `stencil`: shape `(w^d, *grid)`, the coefficients per offset.
+    - `solid`: boolean mask of solid (identity) cells.
+    - `boundary`: per axis the `(lo, hi)` kinds of the grid it came from (informs the
+        multigrid transfers; only `"periodic"` changes how the stencil is applied).
+    """
+
+    stencil: Float[Array, " offsets *grid"]
+    solid: Bool[Array, "*grid"]
+    boundary: tuple[tuple[str, str], ...] = eqx.field(static=True)
+
+    def __check_init__(self):
+        ndim = self.solid.ndim
+        w = round(self.stencil.shape[0] ** (1.0 / ndim)) if ndim else 1
+        if w**ndim != self.stencil.shape[0] or w % 2 == 0:
+            raise ValueError(
+                f"`stencil` must have w^{ndim} rows (w odd); got shape {self.stencil.shape}."
+            )
+        if tuple(self.stencil.shape[1:]) != tuple(self.solid.shape):
+            raise ValueError(
+                f"`stencil` shape {self.stencil.shape} does not match the grid {self.solid.shape}."
+            )
+
+    @property
+    def width(self) -> int:
+        return round(self.stencil.shape[0] ** (1.0 / self.solid.ndim))
+
+    @property
+    def offsets(self) -> tuple[tuple[int, ...], ...]:
+        return _stencil_offsets(self.solid.ndim, self.width)
+
+    @property
+    def periodic(self) -> tuple[bool, ...]:
+        return tuple(b[0] == "periodic" for b in self.boundary)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(self.solid.shape)
+
+    @property
+    def dtype(self):
+        return self.stencil.dtype
+
+    def in_structure(self):
+        return jax.ShapeDtypeStruct(self.grid_shape, self.dtype)
+
+    def mv(self, vector):
+        u = jnp.where(self.solid, jnp.zeros_like(vector), vector)
+        h = self.width // 2
+        # pad once (wrap on periodic axes, zeros otherwise), then slice per offset
+        for d, per in enumerate(self.periodic):
+            pad = [(0, 0)] * u.ndim
+            pad[d] = (h, h)
+            u = jnp.pad(u, pad, mode="wrap" if per else "constant")
+        shape = self.grid_shape
+        out = jnp.zeros(shape, vector.dtype)
+        offsets = self.offsets
+        if len(offsets) <= 27:
+            for i, off in enumerate(offsets):
+                sl = tuple(slice(h + o, h + o + n) for o, n in zip(off, shape))
+                out = out + self.stencil[i] * u[sl]
+        else:  # 3-D 125-point stencils: a loop keeps the compiled program small
+            starts = jnp.asarray(np.asarray(offsets) + h)
+
+            def body(i, out):
+                shifted = jax.lax.dynamic_slice(u, tuple(starts[i]), shape)
+                return out + self.stencil[i] * shifted
+
+            out = jax.lax.fori_loop(0, len(offsets), body, out)
+        return jnp.where(self.solid, vector, out)
+
+    def diagonal_values(self):
+        centre = len(self.offsets) // 2
+        return jnp.where(self.solid, jnp.ones_like(self.stencil[centre]), self.stencil[centre])
+
+
+def stencil_to_scipy_sparse(operator: StencilOperator):
+    """Assemble a `StencilOperator` as a CSR matrix (unknowns ordered as `u.ravel()`)."""
+    import scipy.sparse as sp
+
+    shape = operator.grid_shape
+    N = int(np.prod(shape))
+    idx = np.arange(N).reshape(shape)
+    S = np.asarray(operator.stencil, dtype=np.float64)
+    solid = np.asarray(operator.solid)
+    rows, cols, vals = [], [], []
+    coords = np.indices(shape)
+    for i, off in enumerate(operator.offsets):
+        nb = [c + o for c, o in zip(coords, off)]
+        ok = ~solid
+        for d, per in enumerate(operator.periodic):
+            if per:
+                nb[d] = nb[d] % shape[d]
+            else:
+                ok = ok & (nb[d] >= 0) & (nb[d] < shape[d])
+        nbc = [np.clip(n, 0, s - 1) for n, s in zip(nb, shape)]
+        j = idx[tuple(nbc)]
+        ok = ok & ~solid[tuple(nbc)]
+        keep = ok & (S[i] != 0)
+        rows.append(idx[keep])
+        cols.append(j[keep])
+        vals.append(S[i][keep])
+    rows.append(idx[solid])
+    cols.append(idx[solid])
+    vals.append(np.ones(int(solid.sum())))
+    A = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(N, N)
+    )
+    return A.tocsr()
