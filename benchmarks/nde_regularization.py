@@ -244,65 +244,79 @@ def _ce(logits, y):
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-# ----------------------------------------------------------------------------- B1
-def run_b1(seeds, quick, tol, arms, label):
-    xtr, ytr, xte, yte = digits_split()
-    steps = 30 if quick else 300
+# ----------------------------------------------------------------------------- tasks
+def run_arms(label, seeds, arms, fit, quick):
+    """For each seed, trains and evaluates every arm with `fit(seed, regs)`, which returns
+    `(metrics, train_s, first_s, (predict_fn, args))`; a failing arm gives a `failed`
+    row. Prediction time is then measured round-robin over the seed's arms."""
     rows = []
     for seed in seeds:
         timers = []
         for name, regs in arms:
+            head = dict(task=label, arm=name, weight=_weight(regs), seed=seed)
             try:
-                ctrl = dfx.PIDController(rtol=tol, atol=tol)
-                model = nde.NeuralODEClassifier(
-                    64,
-                    10,
-                    dim=32,
-                    width=64,
-                    key=jr.key(seed),
-                    stepsize_controller=ctrl,
-                    t1=2.0,
-                    dt0=0.01,
-                    max_steps=1024,
-                )
-
-                model, train_s, first_s = _safe(
-                    train,
-                    model,
-                    "cls",
-                    regs,
-                    steps,
-                    ("adam", 3e-3),
-                    jr.key(1000 + seed),
-                    _batches(xtr, ytr, 256, seed),
-                )
-                timing = _safe(time_compiled, _predict_cls, model, xte, repeats=1)
-                timers.append((len(rows), _predict_cls, (model, xte)))
-                logits, sol = timing["output"]
-                acc = float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100
-                rows.append(
-                    dict(
-                        task=label,
-                        arm=name,
-                        weight=_weight(regs),
-                        seed=seed,
-                        test_acc=acc,
-                        test_loss=float(_ce(logits, yte)),
-                        nfe=int(sol.stats["nfe"]),
-                        rejected=int(sol.stats["num_rejected_steps"]),
-                        pred_ms=float("nan"),  # set by interleaved_timing
-                        train_s=train_s,
-                        compile_s=first_s,
-                    )
-                )
-                print_table(rows[-1:], list(rows[-1]), None)
+                metrics, train_s, first_s, (fn, args) = fit(seed, regs)
             except ArmFailed as e:
-                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
-                rows.append(
-                    dict(task=label, arm=name, weight=_weight(regs), seed=seed, failed=str(e))
+                print(f"{name} {head['weight']} seed {seed}: FAILED {e}")
+                rows.append(dict(head, failed=str(e)))
+                continue
+            timers.append((len(rows), fn, args))
+            rows.append(
+                dict(
+                    head,
+                    **metrics,
+                    pred_ms=float("nan"),  # set by interleaved_timing
+                    train_s=train_s,
+                    compile_s=first_s,
                 )
+            )
+            print_table(rows[-1:], list(rows[-1]), None)
         interleaved_timing(timers, rows, 5 if quick else 20)
     return rows
+
+
+def _classify(predict, model, args, yte):
+    """Compiles and runs `predict(model, *args)` once; accuracy / loss / NFE metrics."""
+    logits, sol = _safe(time_compiled, predict, model, *args, repeats=1)["output"]
+    return dict(
+        test_acc=float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100,
+        test_loss=float(_ce(logits, yte)),
+        nfe=float(jnp.mean(sol.stats["nfe"])),
+        rejected=float(jnp.mean(sol.stats["num_rejected_steps"])),
+    ), (predict, (model, *args))
+
+
+# ----------------------------------------------------------------------------- B1
+def run_b1(seeds, quick, tol, arms, label):
+    xtr, ytr, xte, yte = digits_split()
+    steps = 30 if quick else 300
+
+    def fit(seed, regs):
+        model = nde.NeuralODEClassifier(
+            64,
+            10,
+            dim=32,
+            width=64,
+            key=jr.key(seed),
+            stepsize_controller=dfx.PIDController(rtol=tol, atol=tol),
+            t1=2.0,
+            dt0=0.01,
+            max_steps=1024,
+        )
+        model, train_s, first_s = _safe(
+            train,
+            model,
+            "cls",
+            regs,
+            steps,
+            ("adam", 3e-3),
+            jr.key(1000 + seed),
+            _batches(xtr, ytr, 256, seed),
+        )
+        metrics, timer = _classify(_predict_cls, model, (xte,), yte)
+        return metrics, train_s, first_s, timer
+
+    return run_arms(label, seeds, arms, fit, quick)
 
 
 # ----------------------------------------------------------------------------- B2
@@ -322,66 +336,33 @@ def run_b2(seeds, quick):
     xtr, ytr, xte, yte = digits_split()
     steps = 15 if quick else 100
     paths = 3 if quick else 10
-    rows = []
-    for seed in seeds:
-        timers = []
-        for name, regs in arms_b2(quick):
-            try:
-                model = nde.NeuralSDEClassifier(
-                    64,
-                    10,
-                    dim=16,
-                    width=32,
-                    key=jr.key(seed),
-                    t1=1.0,
-                    dt0=0.05,
-                    stepsize_controller=dfx.PIDController(rtol=2e-3, atol=2e-3),
-                    max_steps=1024,
-                )
 
-                model, train_s, first_s = _safe(
-                    train,
-                    model,
-                    "sde",
-                    regs,
-                    steps,
-                    ("adam", 1e-2),
-                    jr.key(2000 + seed),
-                    _batches(xtr, ytr, 256, seed),
-                )
-                timing = _safe(time_compiled, _predict_sde, model, xte, paths, repeats=1)
-                timers.append((len(rows), _predict_sde, (model, xte, paths)))
-                logits, sol = timing["output"]
-                acc = float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100
-                rows.append(
-                    dict(
-                        task="B2 NSDE digits",
-                        arm=name,
-                        weight=_weight(regs),
-                        seed=seed,
-                        test_acc=acc,
-                        test_loss=float(_ce(logits, yte)),
-                        nfe=float(jnp.mean(sol.stats["nfe"])),
-                        rejected=float(jnp.mean(sol.stats["num_rejected_steps"])),
-                        pred_ms=float("nan"),  # set by interleaved_timing
-                        train_s=train_s,
-                        compile_s=first_s,
-                    )
-                )
-                print_table(rows[-1:], list(rows[-1]), None)
-            except ArmFailed as e:
-                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
-                rows.append(
-                    dict(
-                        task="B2 NSDE digits",
-                        arm=name,
-                        weight=_weight(regs),
-                        seed=seed,
-                        failed=str(e),
-                    )
-                )
-        interleaved_timing(timers, rows, 5 if quick else 20)
-    return rows
+    def fit(seed, regs):
+        model = nde.NeuralSDEClassifier(
+            64,
+            10,
+            dim=16,
+            width=32,
+            key=jr.key(seed),
+            t1=1.0,
+            dt0=0.05,
+            stepsize_controller=dfx.PIDController(rtol=2e-3, atol=2e-3),
+            max_steps=1024,
+        )
+        model, train_s, first_s = _safe(
+            train,
+            model,
+            "sde",
+            regs,
+            steps,
+            ("adam", 1e-2),
+            jr.key(2000 + seed),
+            _batches(xtr, ytr, 256, seed),
+        )
+        metrics, timer = _classify(_predict_sde, model, (xte, paths), yte)
+        return metrics, train_s, first_s, timer
+
+    return run_arms("B2 NSDE digits", seeds, arms_b2(quick), fit, quick)
 
 
 # ----------------------------------------------------------------------------- B3
@@ -449,74 +430,53 @@ def run_b3(seeds, quick):
     batch_time, batch_size = 10, 20
     iters = 40 if quick else 2000
     opt_spec = ("adam_cosine", 1e-2, iters)
-    rows = []
-    for seed in seeds:
-        timers = []
-        for name, regs in arms_b3(quick):
-            try:
-                ctrl = dfx.PIDController(rtol=TIGHT, atol=TIGHT)
-                field = SpiralField(jr.key(seed))
-                short = nde.NeuralODE(
-                    field,
-                    2,
-                    stepsize_controller=ctrl,
-                    t1=float(ts[batch_time - 1]),
-                    dt0=0.01,
-                    max_steps=1024,
-                )
-                rng = np.random.default_rng(seed)
+    ctrl = dfx.PIDController(rtol=TIGHT, atol=TIGHT)
 
-                def batch_fn(i):
-                    s = rng.choice(len(ts) - batch_time, size=batch_size, replace=False)
-                    window = jnp.stack([ys[s + j] for j in range(batch_time)])
-                    return (ys[s], ts[:batch_time]), window
+    def fit(seed, regs):
+        field = SpiralField(jr.key(seed))
+        short = nde.NeuralODE(
+            field,
+            2,
+            stepsize_controller=ctrl,
+            t1=float(ts[batch_time - 1]),
+            dt0=0.01,
+            max_steps=1024,
+        )
+        rng = np.random.default_rng(seed)
 
-                steer = any(isinstance(r, nde.RandomEndTime) for r in regs)
-                short = eqx.tree_at(lambda n: n.vector_field, short, field)
-                short, train_s, first_s = _safe(
-                    train,
-                    short,
-                    "spiral_end" if steer else "spiral",
-                    regs,
-                    iters,
-                    opt_spec,
-                    jr.key(3000 + seed),
-                    batch_fn,
-                )
-                full = nde.NeuralODE(
-                    short.vector_field,
-                    2,
-                    stepsize_controller=ctrl,
-                    t1=float(ts[-1]),
-                    dt0=0.01,
-                    max_steps=16384,
-                )
-                timing = _safe(time_compiled, _predict_node, full, ys[0], ts, repeats=1)
-                timers.append((len(rows), _predict_node, (full, ys[0], ts)))
-                sol = timing["output"]
-                mse = float(jnp.mean((sol.ys - ys) ** 2))
-                rows.append(
-                    dict(
-                        task="B3 spiral",
-                        arm=name,
-                        weight=_weight(regs),
-                        seed=seed,
-                        test_mse=mse,
-                        nfe=int(sol.stats["nfe"]),
-                        rejected=int(sol.stats["num_rejected_steps"]),
-                        pred_ms=float("nan"),  # set by interleaved_timing
-                        train_s=train_s,
-                        compile_s=first_s,
-                    )
-                )
-                print_table(rows[-1:], list(rows[-1]), None)
-            except ArmFailed as e:
-                print(f"{name} {_weight(regs)} seed {seed}: FAILED {e}")
-                rows.append(
-                    dict(task="B3 spiral", arm=name, weight=_weight(regs), seed=seed, failed=str(e))
-                )
-        interleaved_timing(timers, rows, 5 if quick else 20)
-    return rows
+        def batch_fn(i):
+            s = rng.choice(len(ts) - batch_time, size=batch_size, replace=False)
+            window = jnp.stack([ys[s + j] for j in range(batch_time)])
+            return (ys[s], ts[:batch_time]), window
+
+        steer = any(isinstance(r, nde.RandomEndTime) for r in regs)
+        short, train_s, first_s = _safe(
+            train,
+            short,
+            "spiral_end" if steer else "spiral",
+            regs,
+            iters,
+            opt_spec,
+            jr.key(3000 + seed),
+            batch_fn,
+        )
+        full = nde.NeuralODE(
+            short.vector_field,
+            2,
+            stepsize_controller=ctrl,
+            t1=float(ts[-1]),
+            dt0=0.01,
+            max_steps=16384,
+        )
+        sol = _safe(time_compiled, _predict_node, full, ys[0], ts, repeats=1)["output"]
+        metrics = dict(
+            test_mse=float(jnp.mean((sol.ys - ys) ** 2)),
+            nfe=int(sol.stats["nfe"]),
+            rejected=int(sol.stats["num_rejected_steps"]),
+        )
+        return metrics, train_s, first_s, (_predict_node, (full, ys[0], ts))
+
+    return run_arms("B3 spiral", seeds, arms_b3(quick), fit, quick)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -592,6 +552,8 @@ def summarize(rows, tasks, final=True):
         if "b1" not in tasks:
             break
         van, best, ok = best_arm(agg, "B1 NODE digits", arm, acc_drop_max=0.5)
+        if best is None:
+            continue
         summary[f"b1_nfe_ratio_{key}"] = best["nfe_ratio"]
         summary[f"b1_predict_speedup_{key}"] = best["pred_speedup"]
         summary[f"b1_train_time_ratio_{key}"] = best["train_ratio"]
@@ -707,9 +669,10 @@ def main(argv=None):
             paper=PAPER,
             seeds=seeds,
             provenance=dict(
-                rerun=list(done),
+                run_here=list(done),
                 measured={**(when or {}), **{t: stamp for t in done}},
-                note="rows of tasks not in `rerun` are kept from the previous full run",
+                note="rows of tasks not in `run_here` were kept from the results file "
+                "(measured at the time in `measured`)",
             ),
             wall_s=time.perf_counter() - t_start,
             cpu_s=_cpu_s() - cpu_start,
