@@ -477,13 +477,15 @@ def main():
         return rate
 
     rate_unordered = runner_row("runner, 1 device (vmap schedule)")
+    vmap_cfg = rows[-1]
     rate_pilot = runner_row("runner + ordering (pilot solve)", order_by=lv_pilot)
     rate_user = runner_row("runner + ordering (user estimate)", order_by=lv_user_estimate(ps))
+    ordered_user_cfg = rows[-1]
     rate_ordered = max(rate_pilot, rate_user)
-    # Lane refill: DiffEqMember -> schedule="refill" by default (lanes 512, chunk 64 x lanes).
+    # Lane refill: DiffEqMember -> schedule="refill" by default (lanes 1024, chunk 64 x lanes).
     rate_refill = runner_row("runner, refill schedule (default)", fn=LV_REFILL)
     refill_cfg = rows[-1]
-    for lanes in (128, 256, 1024, 2048):
+    for lanes in (128, 256, 512, 2048):
         runner_row(f"runner, refill, {lanes} lanes", fn=LV_REFILL, reps=2, lanes=lanes)
 
     # -- SDE Monte Carlo --------------------------------------------------------------------
@@ -626,6 +628,10 @@ def main():
         / rows[0].get("members_per_cpu_s", float("nan")),
         "speedup_vs_plain_vmap_cpu_time": refill_cfg["members_per_cpu_s"]
         / plain_row["members_per_cpu_s"],
+        "refill_vs_vmap_schedule_cpu_time": refill_cfg["members_per_cpu_s"]
+        / vmap_cfg["members_per_cpu_s"],
+        "ordered_user_vs_unordered_cpu_time": ordered_user_cfg["members_per_cpu_s"]
+        / vmap_cfg["members_per_cpu_s"],
         "peak_mem_mb": max(r["maxrss_mb"] for r in mem_rows),
         # Ordering is measured on the vmap schedule:
         "ordered_vs_unordered": rate_ordered / rate_unordered,

@@ -400,7 +400,7 @@ def refill_solve(
     member: DiffEqMember,
     inputs: PyTree[Shaped[ArrayLike, "members ..."]],
     *,
-    lanes: int = 512,
+    lanes: int = 1024,
     refill_fraction: float = 1 / 16,
 ) -> diffrax.Solution:
     """Solve every member of a batch with the lane-refill schedule.
@@ -414,7 +414,7 @@ def refill_solve(
 
     - `member`: a `DiffEqMember`.
     - `inputs`: the members' inputs, a pytree with a leading member axis.
-    - `lanes`: members in flight at once (512 ran best for small systems on a 2-core
+    - `lanes`: members in flight at once (1024 ran best for small systems on a 2-core
       CPU; on accelerators use many more).
     - `refill_fraction`: finished lanes are refilled together once this fraction of the
       lanes is waiting.

@@ -229,10 +229,11 @@ def _platform(mesh) -> str:
 
 
 def _default_lanes(mesh) -> int:
-    # Measured (benchmarks/ensemble.py, `--lanes-sweep`): on a 2-core CPU the refill loop
-    # of a small adaptive ODE ran fastest with 512-1024 lanes. On accelerators the cost
-    # of a step hardly depends on the lane count, so many lanes.
-    return 512 if _platform(mesh) == "cpu" else 2**16
+    # Measured (benchmarks/ensemble.py, the lanes rows): on a 2-core CPU the refill loop
+    # of a small adaptive ODE did the most members per CPU second at 1024-2048 lanes (8%
+    # more than 512). On accelerators the cost of a step hardly depends on the lane
+    # count, so many lanes.
+    return 1024 if _platform(mesh) == "cpu" else 2**16
 
 
 def _default_devices():
@@ -443,7 +444,7 @@ def run_ensemble(
       *mean* step count per member rather than its maximum; results equal `fn`'s
       (`diffeqsolve`) member by member. `"auto"` (default): `"refill"` when `fn` is a
       `DiffEqMember`, else `"vmap"`.
-    - `lanes`: members in flight per device for `schedule="refill"`. Default 512 on
+    - `lanes`: members in flight per device for `schedule="refill"`. Default 1024 on
       CPU, 2^16 on accelerators.
     - `order_by`: cost-aware ordering: an array of per-member cost estimates (e.g.
       step counts), or a function of one member's input returning one (e.g. the step
