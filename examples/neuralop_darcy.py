@@ -37,13 +37,25 @@ def main():
     p.add_argument("--steps", type=int, default=600)
     args = p.parse_args()
     n = args.resolution
-    train = darcy_dataset(args.n_train, n, seed=0, progress=True)
-    test = darcy_dataset(50, n, seed=1)
+    train = darcy_dataset(args.n_train, n, seed=0, n_modes=n, progress=True)
+    test = darcy_dataset(50, n, seed=1, n_modes=n)
+    # the same 50 coefficient fields on a grid twice as fine, for zero-shot evaluation at 2x
+    test2 = darcy_dataset(50, 2 * n, seed=1, n_modes=n)
     f32 = jnp.float32
     a, u = train.a.astype(f32), train.u.astype(f32)
     at, ut = test.a.astype(f32), test.u.astype(f32)
     models = {
-        "MgNO": MgNO(1, 1, 16, 4, [(1, 0), (1, 0), (2, 0)], dtype=f32, key=jax.random.key(0)),
+        # grid_shape: the training grid; a 2x grid is then evaluated through one extra level
+        "MgNO": MgNO(
+            1,
+            1,
+            16,
+            4,
+            [(1, 0), (1, 0), (2, 0)],
+            grid_shape=(n, n),
+            dtype=f32,
+            key=jax.random.key(0),
+        ),
         "FNO": FNO(1, 1, 6, 16, dtype=f32, key=jax.random.key(0)),
     }
     preds, errs = {}, {}
@@ -60,8 +72,9 @@ def main():
             loss="h1",
         )
         errs[name] = evaluate(out.model, at, ut)
+        err2 = evaluate(out.model, test2.a.astype(f32), test2.u.astype(f32))
         preds[name] = jax.vmap(out.model)(at[:3])
-        print(f"{name} ({count_params(m)} params): test {errs[name]}")
+        print(f"{name} ({count_params(m)} params): test {errs[name]}; at {2 * n}^2: {err2}")
 
     fig, axes = plt.subplots(3, 6, figsize=(18, 8.5))
     for i in range(3):

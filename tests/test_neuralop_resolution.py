@@ -49,6 +49,9 @@ def test_mgno_on_finer_grids_uses_the_trained_hierarchy():
         0,
     ]
     assert direct.extra_levels((16, 16)) == 0
+    again = model.with_finer_grids("direct")
+    assert again.finer_grids == "direct" and again.vcycles is model.vcycles
+    assert again.extra_levels((16, 16)) == 0
     a = np.random.default_rng(1).normal(size=(1, 32, 32))
     # independent reference: numpy block means down to 8 x 8, scipy's linear zoom back up
     coarse = a.reshape(1, 8, 4, 8, 4).mean(axis=(2, 4))

@@ -1,5 +1,6 @@
 """MgNO (He, Liu, Xu, ICLR 2024): neural operator layers whose linear maps are V-cycles."""
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -517,6 +518,16 @@ class MgNO(eqx.Module):
         self.in_channels = in_channels
         self.grid_shape = None if grid_shape is None else tuple(int(n) for n in grid_shape)
         self.finer_grids = finer_grids
+
+    def with_finer_grids(self, finer_grids: str) -> "MgNO":
+        """The same model (same weights) with another `finer_grids` mode."""
+        if finer_grids not in ("transfer", "direct"):
+            raise ValueError(f"`finer_grids` must be 'transfer' or 'direct', got {finer_grids!r}.")
+        new = object.__new__(type(self))
+        for f in dataclasses.fields(self):
+            object.__setattr__(new, f.name, getattr(self, f.name))
+        object.__setattr__(new, "finer_grids", finer_grids)
+        return new
 
     def extra_levels(self, shape: Sequence[int]) -> int:
         """Number `k` of fixed levels added on a grid `shape` (`2**k` times `grid_shape`).
