@@ -405,21 +405,39 @@ def arms_b3(quick):
     ]
 
 
-def spiral_true_nfe(tol):
-    """NFE of the data-generating ODE itself over the prediction span, at `tol`: a
-    model that reproduces the data closely needs about as many steps."""
-    a = jnp.array([[-0.1, 2.0], [-2.0, -0.1]])
+def _spiral_solve(tol, scale=1.0, damping=0.1):
+    a = jnp.array([[-damping, 2.0], [-2.0, -damping]])
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(lambda t, y, args: (y**3) @ a),
+        dfx.ODETerm(lambda t, y, args: scale * (y**3) @ a),
         dfx.Tsit5(),
         0.0,
         25.0,
         0.01,
         jnp.array([2.0, 0.0]),
+        saveat=dfx.SaveAt(ts=jnp.linspace(0.0, 25.0, 1000)),
         stepsize_controller=dfx.PIDController(rtol=tol, atol=tol),
         max_steps=100000,
     )
-    return int(nde.count_nfe(dfx.Tsit5(), sol.stats["num_steps"])[0])
+    return sol.ys, int(nde.count_nfe(dfx.Tsit5(), sol.stats["num_steps"])[0])
+
+
+def spiral_true_nfe(tol):
+    """NFE of the data-generating ODE itself over the prediction span, at `tol`: a
+    model that reproduces the data closely needs about as many steps."""
+    return _spiral_solve(tol)[1]
+
+
+def spiral_perturbations(tol):
+    """NFE and MSE against the data of perturbed true systems (more damping `d`, slower
+    field `c`): how much cheaper a nearby spiral is, and how far from the data."""
+    ref, _ = _spiral_solve(tol)
+    out = []
+    for kw in [dict(damping=d) for d in (0.12, 0.15, 0.2, 0.3)] + [
+        dict(scale=c) for c in (0.95, 0.9, 0.8, 0.65)
+    ]:
+        ys, nfe = _spiral_solve(tol, **kw)
+        out.append(dict(kw, nfe=nfe, mse=float(jnp.mean((ys - ref) ** 2))))
+    return out
 
 
 def run_b3(seeds, quick):
@@ -679,6 +697,7 @@ def main(argv=None):
         )
         if "b3" in done:
             extra["b3_true_system_nfe"] = spiral_true_nfe(TIGHT)
+            extra["b3_true_system_perturbations"] = spiral_perturbations(TIGHT)
         if not final:
             extra["partial"] = True
         write_results("nde_regularization", mode, all_rows + agg, summary, out=out, extra=extra)
