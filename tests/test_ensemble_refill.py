@@ -1,6 +1,7 @@
 """The lane-refill schedule against a plain Python loop of `diffrax.diffeqsolve` calls."""
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -158,3 +159,52 @@ def test_refill_bad_arguments():
         ensemble.refill_solve(_lv_member(), _params(4), lanes=0)
     with pytest.raises(ValueError, match="max_steps"):
         ensemble.DiffEqMember(_lv_problem, diffrax.Tsit5(), max_steps=0)
+
+
+def _lv_t1_problem(m):
+    """Lotka-Volterra with a per-member end time (one member has t1 == t0)."""
+    return ensemble.DiffEqProblem(
+        _lv_problem(m["p"]).terms, jnp.array([10.0, 5.0]), args=m["p"], t0=0.0, t1=m["t1"], dt0=0.05
+    )
+
+
+def test_per_member_t1_and_jumps_match_loop():
+    # ClipStepSizeController with jump_ts makes `made_jump` a traced value (the FSAL
+    # re-evaluation path); per-member t1 includes t1 == t0 (no step at all).
+    n = 6
+    inputs = {"p": _params(n, seed=4), "t1": np.linspace(0.0, 4.0, n)}
+    controller = diffrax.ClipStepSizeController(
+        diffrax.PIDController(rtol=1e-6, atol=1e-8), jump_ts=jnp.array([1.5, 2.5])
+    )
+    member = ensemble.DiffEqMember(_lv_t1_problem, diffrax.Tsit5(), controller, max_steps=4096)
+    sol = ensemble.refill_solve(member, inputs, lanes=2)
+    _check_against_loop(sol, eqx.filter_jit(member), inputs, n)
+    assert int(sol.stats["num_steps"][0]) == 0
+
+
+def test_implicit_solver_matches_loop():
+    # Stiff relaxation y' = -k (y - cos t), k up to 1e3: Kvaerno3, whose root finder takes
+    # the controller's tolerances (as in diffeqsolve).
+    def problem(k):
+        field = lambda t, y, args: -args * (y - jnp.cos(t))  # noqa: E731
+        return ensemble.DiffEqProblem(diffrax.ODETerm(field), jnp.array([0.0]), k, 0.0, 2.0, 0.01)
+
+    member = ensemble.DiffEqMember(
+        problem, diffrax.Kvaerno3(), diffrax.PIDController(rtol=1e-5, atol=1e-7), max_steps=2048
+    )
+    ks = jnp.array([1.0, 30.0, 1000.0])
+    sol = ensemble.refill_solve(member, ks, lanes=2)
+    # Newton iterations converge to the last bits differently when batched: 1e-10.
+    loop = jax.jit(member)
+    for i in range(3):
+        ref = loop(ks[i])
+        np.testing.assert_allclose(sol.ys[i], ref.ys, rtol=1e-10, atol=1e-12)
+        assert int(sol.stats["num_steps"][i]) == int(ref.stats["num_steps"])
+        assert int(sol.result._value[i]) == int(ref.result._value) == 0
+
+
+def test_backward_time_is_refused():
+    inputs = {"p": _params(2), "t1": np.array([1.0, -1.0])}
+    member = ensemble.DiffEqMember(_lv_t1_problem, diffrax.Tsit5(), diffrax.ConstantStepSize())
+    with pytest.raises(Exception, match="t1 >= t0"):
+        ensemble.refill_solve(member, inputs, lanes=2)

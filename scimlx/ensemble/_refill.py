@@ -161,6 +161,12 @@ class _Lane(eqx.Module):
 
 def _lane_init(member: DiffEqMember, x, static_jump: bool) -> _Lane:
     terms, solver, controller, y0, args, t0, t1, dt0 = _setup(member, x)
+    t1 = eqx.error_if(
+        t1,
+        t1 < t0,
+        "DiffEqProblem: the lane-refill schedule needs t1 >= t0 (for a backward-in-time "
+        "solve use schedule='vmap').",
+    )
     error_order = solver.error_order(terms)
     tnext, cstate = controller.init(terms, t0, t1, y0, dt0, args, solver.func, error_order)
     tnext = jnp.minimum(tnext, t1)
@@ -333,7 +339,8 @@ def refill_batch(
         lane = _where_lanes(load, init_v(lane_x), lane)
         held = jnp.where(load, new_id, jnp.where(free, -1, held))
         nxt = (nxt + jnp.sum(load, dtype=jnp.int32)).astype(jnp.int32)
-        running = running | load
+        # As diffeqsolve's loop: the condition is checked before the first step (t0 == t1).
+        running = running | (load & _running(lane, max_steps))
         return lane_x, lane, held, running, nxt, outputs, it
 
     def cond(state):
