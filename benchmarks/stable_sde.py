@@ -22,6 +22,7 @@ os.environ.setdefault("SCIMLX_PROGRESS", "0")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -351,6 +352,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument(
+        "--seed-list", default=None, help="comma-separated seeds (instead of range(--seeds))"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--datasets", default=None, help="comma-separated names")
     parser.add_argument("--no-torch", action="store_true")
@@ -359,12 +363,19 @@ def main(argv=None):
         "--combine", nargs="+", default=None, help="merge per-data-set JSON results and exit"
     )
     parser.add_argument(
+        "--from-logs", nargs="+", default=None, help="rebuild results from run logs and exit"
+    )
+    parser.add_argument(
         "--markdown", default=None, help="print a results JSON as the docs' markdown table"
     )
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(args.markdown))
         return 0
+    if args.from_logs:
+        return from_logs(
+            args.from_logs, "quick" if args.quick else "full", args.epochs or 100, args.out
+        )
     if args.combine:
         return combine(args.combine, "quick" if args.quick else "full", args.out)
     quick = args.quick
@@ -375,6 +386,8 @@ def main(argv=None):
     else:
         names = ["BasicMotions", "JapaneseVowels", "ArrowHead", "GunPoint", "ItalyPowerDemand"]
     seeds = list(range(args.seeds if args.seeds else (1 if quick else 3)))
+    if args.seed_list:
+        seeds = [int(x) for x in args.seed_list.split(",")]
     epochs = args.epochs if args.epochs else (6 if quick else 100)
     names = [n for n in names if bundled_dataset_dir(n) is not None]
     if not names:
@@ -460,6 +473,16 @@ def main(argv=None):
                 f"  {name}: interleaved step time LNSDE scimlx {1e3 * timing[name][0]:.1f} ms, "
                 f"PyTorch {1e3 * timing[name][1]:.1f} ms (batch {bs}, 50% missing)"
             )
+    rows = build_rows(names, model_names, acc, step, comp, timing)
+    summary = summarise(rows)
+    summary.update({"seeds": seeds, "epochs_max": epochs, "wall_s": time.perf_counter() - t_start})
+    report(rows, summary, "quick" if quick else "full", args.out)
+    return 0
+
+
+def build_rows(names, model_names, acc, step, comp, timing) -> list[dict]:
+    """Table rows from per-run accuracies `acc[(dataset, model, rate)]`, step times
+    `step[(dataset, model)]` (seconds), compile times and interleaved timings."""
     rows = []
     for name in names:
         for m in model_names:
@@ -475,12 +498,62 @@ def main(argv=None):
                 # the ratio uses alternating timings on one batch (same machine load)
                 row["step_ms_interleaved"] = 1e3 * timing[name][0 if m == "LNSDE" else 1]
             # the first run of each (data set, model) compiles; later runs reuse it
-            row["compile_s"] = float(comp[(name, m)][0]) if (name, m) in comp else None
+            row["compile_s"] = float(comp[(name, m)][0]) if comp.get((name, m)) else None
             row["paper"] = PAPER.get((name, m), "not verified")
             rows.append(row)
+    return rows
+
+
+_RUN_LINE = re.compile(
+    r"^\s+(\S+) seed (\d+) rate (\d+)% (.+?)\s+acc (\S+) step (\S+) ms \[\d+s\]$"
+)
+_TIMING_LINE = re.compile(
+    r"^\s+(\S+): interleaved step time LNSDE scimlx (\S+) ms, PyTorch (\S+) ms"
+)
+
+
+def from_logs(paths: list[str], mode: str, epochs: int, out: str | None) -> int:
+    """Rebuild the table from the per-run lines of benchmark logs (runs split across
+    processes by seed, or a process stopped before its end): every figure is a measured
+    per-run accuracy / median step time as printed; compile times are not in the logs."""
+    runs, timing = {}, {}
+    for p in paths:
+        with open(p) as f:
+            for line in f:
+                m = _RUN_LINE.match(line.rstrip("\\n"))
+                if m:
+                    name, seed, rate, model, a, st = m.groups()
+                    runs[(name, model.strip(), int(rate) / 100, int(seed))] = (
+                        float(a),
+                        float(st) / 1e3,
+                    )
+                t = _TIMING_LINE.match(line.rstrip("\\n"))
+                if t:
+                    timing[t.group(1)] = (float(t.group(2)) / 1e3, float(t.group(3)) / 1e3)
+    names = list(dict.fromkeys(k[0] for k in runs))
+    model_names = [m for m in list(MODELS) + [TORCH] if any(k[1] == m for k in runs)]
+    seeds = sorted({k[3] for k in runs})
+    acc, step = {}, {}
+    for (name, model, rate, seed), (a, st) in sorted(runs.items()):
+        acc.setdefault((name, model, rate), []).append(a)
+        step.setdefault((name, model), []).append(st)
+    missing = [
+        (n, m, r, sd)
+        for n in names
+        for m in model_names
+        for r in RATES
+        for sd in seeds
+        if (n, m, r, sd) not in runs
+    ]
+    if missing:
+        print(f"incomplete logs: {len(missing)} runs missing, e.g. {missing[:3]}")
+        return 1
+    rows = build_rows(names, model_names, acc, step, {}, timing)
     summary = summarise(rows)
-    summary.update({"seeds": seeds, "epochs_max": epochs, "wall_s": time.perf_counter() - t_start})
-    report(rows, summary, "quick" if quick else "full", args.out)
+    summary.update(
+        {"seeds": seeds, "epochs_max": epochs, "from_logs": [os.path.basename(p) for p in paths]}
+    )
+    report(rows, summary, mode, out)
     return 0
 
 
