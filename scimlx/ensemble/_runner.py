@@ -390,9 +390,10 @@ def run_ensemble(
     """Evaluate `fn` on every member of an ensemble and reduce the outputs to statistics.
 
     The members are split into chunks of `chunk_size`; each chunk is evaluated by one
-    compiled call that `jax.vmap`s `fn` over the chunk, splits the chunk over the
-    devices with `jax.shard_map` (so each device runs its own adaptive loops and stops
-    when *its* members are done), and reduces the outputs to small mergeable chunk
+    compiled call that `jax.vmap`s `fn` over the chunk (or, for a `DiffEqMember`, steps
+    the members with the lane-refill schedule: see `schedule`), splits the chunk over
+    the devices with `jax.shard_map` (so each device runs its own adaptive loops and
+    stops when *its* members are done), and reduces the outputs to small mergeable chunk
     statistics on device. Chunk statistics are merged on the host in chunk order, so
     the result does not depend on whether the study ran in one go or was resumed.
 
