@@ -94,19 +94,56 @@ def _models(cfg, key):
     }
 
 
-def _step_time(model, a, u, batch):
+def _step_times(models, a, u, batch, rounds=15):
+    """Median train-step time of each model, the models' steps interleaved round by round.
+
+    Interleaving makes the ratios robust to load that drifts during the measurement (the
+    2-core machine is shared).
+    """
     loss = operator_loss("h1")
     opt = optax.adam(1e-3)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = opt.init(params)
+    a, u = a[:batch], u[:batch]
+    runs = {}
+    for name, model in models.items():
+        params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    @jax.jit
-    def step(params, state, a, u):
-        g = jax.grad(lambda p: loss(eqx.combine(p, static), (a, u), None))(params)
-        upd, state = opt.update(g, state, params)
-        return optax.apply_updates(params, upd), state
+        def step(params, state, a, u, static=static):
+            g = jax.grad(lambda p: loss(eqx.combine(p, static), (a, u), None))(params)
+            upd, state = opt.update(g, state, params)
+            return optax.apply_updates(params, upd), state
 
-    return time_compiled(step, params, state, a[:batch], u[:batch], repeats=5)
+        fn = jax.jit(step)
+        args = (params, opt.init(params), a, u)
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        runs[name] = (fn, args, time.perf_counter() - t0, [])
+    for _ in range(rounds):
+        for fn, args, _, times in runs.values():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times.append(time.perf_counter() - t0)
+    return {
+        name: {"compile_s": c, "median_s": statistics.median(t)}
+        for name, (_, _, c, t) in runs.items()
+    }
+
+
+def _step_64(rounds=15):
+    """The issue's full-size step (64 x 64, batch 8, 4 levels), random data, interleaved."""
+    k = jax.random.key(7)
+    a64 = jax.random.normal(k, (8, 1, 64, 64), F32)
+    models = {
+        "MgNO": MgNO(1, 1, 16, 4, [(1, 0)] * 3 + [(2, 0)], dtype=F32, key=k),
+        "FNO matched": FNO(1, 1, 6, 16, dtype=F32, key=k),
+    }
+    t = _step_times(models, a64, 0.5 * a64, 8, rounds)
+    t_mg, t_fn = t["MgNO"]["median_s"], t["FNO matched"]["median_s"]
+    print(f"64x64, batch 8: MgNO step {1e3 * t_mg:.0f} ms, FNO matched {1e3 * t_fn:.0f} ms")
+    return {
+        "mgno_step_ms_64_b8": 1e3 * t_mg,
+        "fno_matched_step_ms_64_b8": 1e3 * t_fn,
+        "mgno_step_time_ratio_vs_fno_64_b8": t_mg / t_fn,
+    }
 
 
 def _infer_time(model, a):
@@ -193,6 +230,20 @@ def main():
     a_te2, u_te2 = test2.a.astype(F32), test2.u.astype(F32)
     steps = cfg["epochs"] * cfg["n_train"] // cfg["batch"]
 
+    if os.environ.get("NEURALOP_ONLY") == "step":
+        # step times only (interleaved), at the training size and at 64 x 64 / batch 8
+        models = {k: normalised(m, a_tr, u_tr) for k, m in _models(cfg, jax.random.key(0)).items()}
+        st = _step_times(models, a_tr, u_tr, cfg["batch"], rounds=25)
+        summary = {f"{k} step_ms": 1e3 * v["median_s"] for k, v in st.items()}
+        summary["mgno_step_time_ratio_vs_fno"] = (
+            st["MgNO"]["median_s"] / st["FNO matched"]["median_s"]
+        )
+        summary.update(_step_64(rounds=25))
+        for k, v in summary.items():
+            print(f"{k}: {v:.4g}")
+        write_results("neuralop", mode, [], summary, out=args.out, extra={"config": cfg})
+        return
+
     per = {}
     for seed in seeds:
         for name, model in _models(cfg, jax.random.key(seed)).items():
@@ -232,14 +283,19 @@ def main():
                 }
             )
             if seed == seeds[0]:
-                st = _step_time(model, a_tr, u_tr, cfg["batch"])
-                r["step_s"] = st["median_s"]
-                r["step_compile_s"] = st["compile_s"]
                 r["infer_s_per_sample"] = _infer_time(out.model, a_te[:50])
             print(
                 f"  {name} seed {seed}: rel L2 {e1['rel_l2']:.4f} (2x {e2['rel_l2']:.4f}) "
                 f"in {wall:.0f} s"
             )
+
+    # train-step times, the models interleaved (fresh models, the first seed)
+    models = {
+        k: normalised(m, a_tr, u_tr) for k, m in _models(cfg, jax.random.key(seeds[0])).items()
+    }
+    for name, t in _step_times(models, a_tr, u_tr, cfg["batch"]).items():
+        per[name]["step_s"] = t["median_s"]
+        per[name]["step_compile_s"] = t["compile_s"]
 
     rows = []
     for name, r in per.items():
@@ -333,22 +389,7 @@ def main():
         ],
         title="Darcy data generation",
     )
-    if cfg.get("size") == "cpu":
-        # the issue's full-size step (64 x 64, batch 8, 4 levels) on this machine, random data
-        k = jax.random.key(7)
-        a64 = jax.random.normal(k, (8, 1, 64, 64), F32)
-        mg64 = MgNO(1, 1, 16, 4, [(1, 0)] * 3 + [(2, 0)], dtype=F32, key=k)
-        fn64 = FNO(1, 1, 6, 16, dtype=F32, key=k)
-        t_mg = _step_time(mg64, a64, 0.5 * a64, 8)["median_s"]
-        t_fn = _step_time(fn64, a64, 0.5 * a64, 8)["median_s"]
-        step64 = {
-            "mgno_step_ms_64_b8": 1e3 * t_mg,
-            "fno_matched_step_ms_64_b8": 1e3 * t_fn,
-            "mgno_step_time_ratio_vs_fno_64_b8": t_mg / t_fn,
-        }
-        print(f"64x64, batch 8: MgNO step {1e3 * t_mg:.0f} ms, FNO matched {1e3 * t_fn:.0f} ms")
-    else:
-        step64 = {}
+    step64 = _step_64() if cfg.get("size") == "cpu" else {}
     by = {r["model"]: r for r in rows}
     mg, fm, fb = by["MgNO"], by["FNO matched"], by["FNO 12 modes, width 32"]
     summary = {
