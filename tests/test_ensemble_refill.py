@@ -208,3 +208,29 @@ def test_backward_time_is_refused():
     member = ensemble.DiffEqMember(_lv_t1_problem, diffrax.Tsit5(), diffrax.ConstantStepSize())
     with pytest.raises(Exception, match="t1 >= t0"):
         ensemble.refill_solve(member, inputs, lanes=2)
+
+
+def test_runner_fixed_step_sde_member_matches_loop():
+    # An UnsafeBrownianPath needs a non-checkpointing adjoint for the diffeqsolve call
+    # the runner probes (and `schedule="vmap"` runs): DiffEqMember.adjoint.
+    def problem(m):
+        bm = diffrax.UnsafeBrownianPath(shape=(), key=m["key"])
+        terms = diffrax.MultiTerm(
+            diffrax.ODETerm(lambda t, y, args: args * y),
+            diffrax.ControlTerm(lambda t, y, args: 0.3 * y, bm),
+        )
+        return ensemble.DiffEqProblem(terms, jnp.array(1.0), m["mu"], 0.0, 1.0, 0.1)
+
+    member = ensemble.DiffEqMember(
+        problem, diffrax.Euler(), max_steps=16, adjoint=diffrax.DirectAdjoint()
+    )
+    n = 10
+    inputs = {"mu": jnp.linspace(0.0, 0.5, n), "key": jr.split(jr.key(5), n)}
+    final = lambda sol: sol.ys[-1]  # noqa: E731
+    reducers = {"mean": ensemble.Mean(of=final), "var": ensemble.Variance(of=final)}
+    res = ensemble.run_ensemble(member, inputs, reducers=reducers, chunk_size=4, lanes=3)
+    loop = eqx.filter_jit(lambda m: member(m).ys[-1])
+    values = np.stack([np.asarray(loop(jax.tree.map(lambda x: x[i], inputs))) for i in range(n)])
+    np.testing.assert_allclose(res.stats["mean"], values.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(res.stats["var"], values.var(0), rtol=1e-10)
+    assert res.n_successful == n

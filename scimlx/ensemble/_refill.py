@@ -61,12 +61,16 @@ class DiffEqMember(eqx.Module):
       `PIDController(rtol=1e-6, atol=1e-8)`); default `ConstantStepSize()`.
     - `max_steps`: the step limit per member; a member that reaches it is reported as
       `max_steps_reached`.
+    - `adjoint`: the adjoint of the `diffeqsolve` call (`schedule="vmap"`, and the
+      runner's shape probe); e.g. `DirectAdjoint()` for an `UnsafeBrownianPath`. The
+      refill loop itself is a forward-only `while_loop`.
     """
 
     problem: Callable[[Any], DiffEqProblem]
     solver: diffrax.AbstractSolver
     stepsize_controller: diffrax.AbstractStepSizeController = diffrax.ConstantStepSize()
     max_steps: int = eqx.field(static=True, default=4096)
+    adjoint: diffrax.AbstractAdjoint = diffrax.RecursiveCheckpointAdjoint()
 
     def __check_init__(self):
         if int(self.max_steps) < 1:
@@ -85,6 +89,7 @@ class DiffEqMember(eqx.Module):
             stepsize_controller=self.stepsize_controller,
             saveat=diffrax.SaveAt(t1=True),
             max_steps=self.max_steps,
+            adjoint=self.adjoint,
             throw=False,
         )
 
