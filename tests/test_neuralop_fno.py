@@ -66,7 +66,7 @@ def test_losses_against_numpy():
 
 def test_fno_shapes_and_parameter_dtype():
     fno = FNO(2, 3, 4, 8, n_layers=2, dtype=jnp.float32, key=jax.random.key(2))
-    y = eqx.filter_jit(jax.vmap(fno))(jnp.ones((2, 2, 20, 24)))
+    y = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(fno, jnp.ones((2, 2, 20, 24)))
     assert y.shape == (2, 3, 20, 24) and y.dtype == jnp.float32
     with pytest.raises(ValueError, match="must have shape"):
         fno(jnp.ones((1, 20, 24)))
