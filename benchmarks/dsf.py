@@ -67,6 +67,11 @@ def cost_section(quick: bool, repeats: int):
     # quick: every (family, task, mode) row at two lengths; full: L = 64 ... 16384
     Ls_fwd = [256, 1024] if quick else [64, 256, 1024, 4096, 16384]
     Ls_bwd = [256, 1024] if quick else [64, 256, 1024, 4096]
+    # DSF_LS_FWD / DSF_LS_BWD="256,1024" override the lengths (a shortened full run says so)
+    if os.environ.get("DSF_LS_FWD"):
+        Ls_fwd = [int(v) for v in os.environ["DSF_LS_FWD"].split(",")]
+    if os.environ.get("DSF_LS_BWD"):
+        Ls_bwd = [int(v) for v in os.environ["DSF_LS_BWD"].split(",")]
     rows = []
     key = jr.key(0)
     for fam in ("scalar", "per_state", "softmax"):
@@ -116,11 +121,13 @@ def cost_section(quick: bool, repeats: int):
                     else:
                         fn = _fwdbwd(method)
                         args = _batch16(sys32, x32)
-                    t = time_compiled(fn, *args, repeats=repeats)
+                    reps, compile_s = _repeats_for(fn, args, repeats)
+                    t = time_compiled(fn, *args, repeats=reps)
                     row.update(
                         median_ms=1e3 * t["median_s"],
                         min_ms=1e3 * t["min_s"],
-                        compile_s=t["compile_s"],
+                        repeats=reps,
+                        compile_s=compile_s,
                         peak_mib=(peak_memory_bytes(fn, *args) or 0) / 2**20,
                     )
                     if not training:
@@ -153,6 +160,20 @@ def cost_section(quick: bool, repeats: int):
     return rows
 
 
+def _repeats_for(fn, args, repeats, target_s=0.3, cap=50):
+    """More repeats for sub-millisecond cells (at least `repeats`, about `target_s` in all), so
+    that the minimum over repeats is not one lucky or unlucky time slice of a loaded machine.
+
+    **Returns:** `(repeats, compile_s)` (the first call, compile + run, is timed here)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    t = time.perf_counter() - t0
+    return int(min(cap, max(repeats, target_s / max(t, 1e-6)))), compile_s
+
+
 def _fwdbwd(method, chunk_size=None):
     def loss(s, x):
         y = jax.vmap(
@@ -175,6 +196,7 @@ def chunk_sweep_section(quick: bool, repeats: int):
     """Per-state (S6) chunked kernel against the recurrence at L = 1024, forward+backward at
     batch 16, for several block lengths; all variants are timed round-robin, so that changes of
     the machine's load hit them alike."""
+    print("== 1b. per-state chunked kernel: block length sweep ==", flush=True)
     L = 1024
     key = jr.key(0)
     sys32 = make_system("per_state", L, jr.fold_in(key, L))
@@ -236,6 +258,7 @@ def growth_section(quick: bool, repeats: int):
     """Cost growth from L = 1024 to 4096 of quadratic forms (softmax and scalar-decay matrix) and
     of linear ones (chunked, recurrence), forward at a batch large enough that one call does
     tens of milliseconds of work at L = 1024 (dispatch overhead is then negligible)."""
+    print("== 1c. growth from L=1024 to 4096 ==", flush=True)
     batch = 2 if quick else 8
     cases = [
         ("softmax", "matrix"),
@@ -300,8 +323,8 @@ def measured_auto_table(cost):
                     rows[-1] = (L, best)
                 else:
                     rows.append((L, best))
-            if rows:
-                rows[-1] = (math.inf, rows[-1][1])
+            if rows:  # "inf" (a string) keeps the results file strict JSON
+                rows[-1] = ("inf", rows[-1][1])
             table[f"{fam}/{'training' if task == 'fwdbwd_b16' else 'inference'}"] = rows
     return table
 
@@ -412,12 +435,16 @@ PAPER_ORDER = (
 def mqar_section(quick: bool, seeds: int):
     """Every mixer gets the same number of optimiser steps (a fair budget; no time cap unless
     DSF_MQAR_BUDGET_S is set). DSF_MQAR_STEPS overrides the step count, DSF_MQAR_SEEDS the seeds
-    (e.g. "1"), DSF_MQAR_RESULTS=path[,path] reuses the runs of earlier MQAR-only runs
-    (DSF_BENCH_PARTS=mqar --out path) instead of training."""
+    (e.g. "1"), DSF_MQAR_MIXERS the mixers (e.g. "s6"), DSF_MQAR_RESULTS=path[,path] reuses
+    the runs of earlier MQAR-only runs (DSF_BENCH_PARTS=mqar --out path) instead of training."""
+    print("== 2. MQAR ==", flush=True)
     reuse = os.environ.get("DSF_MQAR_RESULTS")
     if reuse:  # comma-separated JSON files of MQAR-only runs (e.g. one per seed, run side by side)
         import json
 
+        while not all(os.path.exists(p) for p in reuse.split(",")):
+            print(f"  waiting for the MQAR runs {reuse}", flush=True)
+            time.sleep(30)
         rows = []
         for path in reuse.split(","):
             with open(path) as f:
@@ -437,8 +464,10 @@ def mqar_section(quick: bool, seeds: int):
     lr = 3e-3
     seed_list = os.environ.get("DSF_MQAR_SEEDS")  # e.g. "1": one seed of a split run
     seed_list = [int(v) for v in seed_list.split(",")] if seed_list else list(range(seeds))
+    mixers = os.environ.get("DSF_MQAR_MIXERS")  # e.g. "s6": one mixer of a split run
+    mixers = mixers.split(",") if mixers else MQAR_MIXERS
     rows = []
-    for mixer in MQAR_MIXERS:
+    for mixer in mixers:
         for seed in seed_list:
             r = train_mqar(
                 mixer,
@@ -483,7 +512,7 @@ def mqar_only(quick, seeds, args):
     )
     summary = {
         f"mqar_acc_{m}": float(np.mean([r["acc"] for r in mq if r["mixer"] == m]))
-        for m in MQAR_MIXERS
+        for m in {r["mixer"] for r in mq}
     }
     print_table([summary], list(summary), title="summary (MQAR only)")
     write_results(
@@ -500,8 +529,30 @@ def main():
     parts = os.environ.get("DSF_BENCH_PARTS", "cost,mqar").split(",")
     if "cost" not in parts:
         return mqar_only(quick, seeds, args)
+    # DSF_SECTIONS_FROM=path: re-make tables and summary from the sections a run saved (see below)
+    resume = os.environ.get("DSF_SECTIONS_FROM")
+    if resume:
+        import json
+
+        with open(resume) as f:
+            saved = json.load(f)
+        return report(quick, args, t_start, **saved)
     print("== 1. cost vs L (float32, d=64, n=16; softmax m=16) ==", flush=True)
     cost = cost_section(quick, repeats=3 if quick else 5)
+    sweep = chunk_sweep_section(quick, repeats=3 if quick else 7)
+    growth = growth_section(quick, repeats=3 if quick else 5)
+    mq = mqar_section(quick, seeds)
+    import json
+
+    sections = dict(cost=cost, sweep=sweep, growth=growth, mq=mq)
+    path = (args.out or "/tmp/dsf") + ".sections.json"
+    with open(path, "w") as f:
+        json.dump(sections, f, default=str)
+    print(f"measured sections saved to {path}", flush=True)
+    return report(quick, args, t_start, **sections)
+
+
+def report(quick, args, t_start, cost, sweep, growth, mq):
     print_table(
         cost,
         [
@@ -542,8 +593,6 @@ def main():
     for k, v in auto_table.items():
         print(f"  {k}: {v}")
     print()
-    print("== 1b. per-state chunked kernel: block length sweep ==", flush=True)
-    sweep = chunk_sweep_section(quick, repeats=3 if quick else 7)
     print_table(
         sweep,
         [
@@ -557,8 +606,6 @@ def main():
         ],
         title="per-state (S6) L=1024: chunked block lengths vs recurrence (round-robin timing)",
     )
-    print("== 1c. growth from L=1024 to 4096 ==", flush=True)
-    growth = growth_section(quick, repeats=3 if quick else 5)
     print_table(
         growth,
         [
@@ -582,8 +629,6 @@ def main():
         peer_rows.append(
             dict(family="rglru_peer", note="recurrentgemma not installed (bench extra)")
         )
-    print("== 2. MQAR ==", flush=True)
-    mq = mqar_section(quick, seeds)
     accs = {}
     for m in MQAR_MIXERS:
         vals = [r["acc"] for r in mq if r["mixer"] == m and r["task"] == "L64_kv4"]
@@ -628,7 +673,7 @@ def main():
     def ratio(a, b):
         return a / b if (a is not None and b is not None) else None
 
-    def growth(fam, method):
+    def growth_of(fam, method):
         for r in growth:
             if (r["family"], r["method"], r["L"]) == (fam, method, 4096):
                 return r["growth_1024_to_4096"]
@@ -656,11 +701,11 @@ def main():
             (r for r in auto_rows if r["auto_over_best"] is not None),
             key=lambda r: r["auto_over_best"],
         ),
-        "quadratic_growth_1024_to_4096": growth("softmax", "matrix"),
-        "softmax_chunked_growth_1024_to_4096": growth("softmax", "chunked"),
-        "chunked_growth_1024_to_4096": growth("scalar", "chunked"),
-        "recurrence_growth_1024_to_4096": growth("scalar", "recurrence"),
-        "per_state_chunked_growth_1024_to_4096": growth("per_state", "chunked"),
+        "quadratic_growth_1024_to_4096": growth_of("softmax", "matrix"),
+        "softmax_chunked_growth_1024_to_4096": growth_of("softmax", "chunked"),
+        "chunked_growth_1024_to_4096": growth_of("scalar", "chunked"),
+        "recurrence_growth_1024_to_4096": growth_of("scalar", "recurrence"),
+        "per_state_chunked_growth_1024_to_4096": growth_of("per_state", "chunked"),
         "scalar_matrix_growth_256_to_1024": ratio(
             cell("scalar", 1024, "fwd_b1", "matrix"), cell("scalar", 256, "fwd_b1", "matrix")
         ),
@@ -690,6 +735,9 @@ def main():
             "growth": growth,
             "auto_table_measured": auto_table,
             "mqar_source": os.environ.get("DSF_MQAR_RESULTS", "this run"),
+            "lengths_override": {
+                k: os.environ.get(k) for k in ("DSF_LS_FWD", "DSF_LS_BWD") if os.environ.get(k)
+            },
         },
     )
 

@@ -56,6 +56,13 @@ def _labels(arr, base: str, d_label: str = "d", n_label: str = "n", squeeze_axes
     return jnp.squeeze(arr, axis=tuple(sq)) if sq else arr, labels
 
 
+def _combine_diagonal(e1, e2):
+    """Associative combine of two diagonal affine maps h -> a h + b (the earlier one first)."""
+    a1, b1 = e1
+    a2, b2 = e2
+    return a1 * a2, a2 * b1 + b2
+
+
 def _check_x(dsf: AbstractDSF, x):
     if x.ndim != 2:
         raise ValueError(f"`x` must have shape (L, d), got shape {tuple(x.shape)}.")
@@ -144,12 +151,7 @@ def _channel_scan(dsf, x, h0):
     if h0 is not None:
         b = b.at[0].add(a[0] * h0.astype(x.dtype))
 
-    def combine(e1, e2):
-        a1, b1 = e1
-        a2, b2 = e2
-        return a1 * a2, a2 * b1 + b2
-
-    _, H = jax.lax.associative_scan(combine, (a, b))
+    _, H = jax.lax.associative_scan(_combine_diagonal, (a, b))
     y = jnp.sum(H * query, axis=-1)
     return _channel_out(y, gamma, D, x), H[-1]
 
@@ -396,12 +398,7 @@ def _diag_scan(dsf, x, h0):
     if h0 is not None:
         b = b.at[0].add(a[0] * h0.astype(b.dtype))
 
-    def combine(e1, e2):
-        a1, b1 = e1
-        a2, b2 = e2
-        return a1 * a2, a2 * b1 + b2
-
-    _, h = jax.lax.associative_scan(combine, (a, b))
+    _, h = jax.lax.associative_scan(_combine_diagonal, (a, b))
     return _diag_out(dsf, jnp.einsum("ldn,ln->ld", C, h), x), h[-1]
 
 
