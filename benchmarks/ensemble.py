@@ -142,6 +142,25 @@ def ou_path(key):
     )
 
 
+def ou_problem(key):
+    bm = diffrax.UnsafeBrownianPath(shape=(), key=key)
+    terms = diffrax.MultiTerm(
+        diffrax.ODETerm(lambda t, y, args: OU_THETA * (OU_MU - y)),
+        diffrax.ControlTerm(lambda t, y, args: jnp.asarray(OU_SIGMA, y.dtype), bm),
+    )
+    return ensemble.DiffEqProblem(terms, jnp.asarray(OU_X0), t0=0.0, t1=OU_T1, dt0=OU_DT)
+
+
+# The same fixed-step path for the lane-refill schedule (every member takes 100 steps, so
+# there is no slowest member to wait for: this row measures refill's overhead).
+OU_REFILL = ensemble.DiffEqMember(
+    ou_problem,
+    diffrax.Euler(),
+    max_steps=int(round(OU_T1 / OU_DT)) + 1,
+    adjoint=diffrax.DirectAdjoint(),
+)
+
+
 def ou_final(sol):
     return sol.ys[-1]
 
@@ -526,8 +545,12 @@ def main():
     )
     # Fixed-step members have no slowest-member waste, so large chunks only amortise the
     # per-step cost of the batched loop: a second row with a large chunk.
-    for cs, label in ((chunk, "runner, 1 device"), (32768, "runner, 1 device, chunk 32768")):
-        res, t, c = time_runner(ou_path, keys, OU_REDUCERS, repeats, chunk_size=cs)
+    for fn, cs, label in (
+        (ou_path, chunk, "runner, 1 device"),
+        (ou_path, 32768, "runner, 1 device, chunk 32768"),
+        (OU_REFILL, chunk, "runner, refill schedule (default)"),
+    ):
+        res, t, c = time_runner(fn, keys, OU_REDUCERS, repeats, chunk_size=cs)
         rows.append(
             {
                 "study": "OU SDE",
