@@ -61,7 +61,10 @@ def dcdm_loss(
     With $q = $ [`scimlx.linsolve.DCDMDirection`][]`(model, mask)(r)`. The factor is the
     $A$-norm-optimal step along $q$, so the loss does not depend on the scale of the
     network's output; it needs no solutions, only $A$ and residual samples. For unit $r$
-    it lies in $[0, 1]$ (1: $q$ useless). Batch with `jax.vmap`.
+    it is 0 for $q \propto A^{-1} r$; it is not bounded by 1 (the step is optimal in the
+    $A$-norm of the error, not in the 2-norm of the residual: an untrained CNN scores about
+    1.3 on Ritz right-hand sides, $q = r$ about 0.7, a classical V-cycle about 0.07).
+    Batch with `jax.vmap`.
 
     **Arguments:**
 
