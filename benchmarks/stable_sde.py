@@ -685,7 +685,7 @@ def markdown(path: str) -> str:
         f"Measured {payload['date']} ({payload['mode']} mode), {mach.get('cores')}-core "
         f"{mach.get('cpu')} CPU, jax {mach.get('jax')}, float32, one thread per side, machine "
         f"shared with other jobs; seeds {summ.get('seeds')}, at most {summ.get('epochs_max')} "
-        f"epochs; wall {summ.get('wall_s', 0) / 60:.0f} min.",
+        f"epochs; summed process wall time {summ.get('wall_s', 0) / 60:.0f} min.",
         "",
         "Test accuracy % (mean ± std over seeds) at 0 / 30 / 50 / 70 % missing:",
         "",
