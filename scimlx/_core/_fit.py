@@ -50,9 +50,12 @@ class FitResult:
 
 
 @eqx.filter_jit
-def _train_step(loss, optimiser, static, has_aux, p, o, b, k):
+def _train_step(loss, optimiser, static, has_aux, p, o, b, key, step):
     # Module level, so that its compilation is cached across calls of `fit` with the
     # same `loss`, `optimiser` and model structure (e.g. a resumed run, or a sweep).
+    # The step's key is derived inside, sparing the host two eager dispatches per step.
+    _, k = _step_keys(key, step)
+
     def _loss(p, b, k):
         out = loss(eqx.combine(p, static), b, k)
         return out if has_aux else (out, {})
@@ -101,9 +104,12 @@ def _resume(checkpoint, state: dict, steps: int, validate_every: int) -> dict:
     return loaded
 
 
-def _step_keys(key, step: int):
+def _step_keys(key, step):
     k = jr.fold_in(key, step)
     return jr.split(k)
+
+
+_step_keys_jit = jax.jit(_step_keys)
 
 
 def fit(
@@ -186,8 +192,8 @@ def fit(
     if checkpoint is not None and os.path.exists(checkpoint):
         state = _resume(checkpoint, state, steps, validate_every)
 
-    def train_step(p, o, b, k):
-        return _train_step(loss, optimiser, static, has_aux, p, o, b, k)
+    def train_step(p, o, b, step):
+        return _train_step(loss, optimiser, static, has_aux, p, o, b, key, step)
 
     def _save(st):
         if checkpoint is not None:
@@ -239,9 +245,9 @@ def fit(
     try:
         step = start
         while step < steps and not bool(state["stopped"]):
-            batch_key, loss_key = _step_keys(key, step)
-            b = None if batch is None else batch(step, batch_key)
-            p, o, value, aux = train_step(p, o, b, loss_key)
+            step_arr = np.asarray(step, dtype=np.int32)
+            b = None if batch is None else batch(step, _step_keys_jit(key, step_arr)[0])
+            p, o, value, aux = train_step(p, o, b, step_arr)
             pending.append((step, (value, aux)))
             if step == start:
                 _sync()
