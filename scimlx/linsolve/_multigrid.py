@@ -25,6 +25,14 @@ _SMOOTHERS = ("jacobi", "chebyshev", "rbgs")
 _COARSE = ("rediscretise", "galerkin")
 
 
+def _coarse_grid(op):
+    """The fine shape, dimension, coarse shape and coarse solid mask of a 2x coarsening."""
+    shape = op.grid_shape
+    if any(n % 2 for n in shape):
+        raise ValueError(f"cannot coarsen a grid with odd sizes {shape}.")
+    return shape, len(shape), tuple(n // 2 for n in shape), _coarse_solid(op.solid)
+
+
 def _coarse_solid(solid):
     """A coarse cell is solid when all its `2^d` children are."""
     cshape = tuple(n // 2 for n in solid.shape)
@@ -100,13 +108,8 @@ def galerkin_coarsen(op: AbstractGridOperator) -> StencilOperator:
 
     The coarse [`scimlx.linsolve.StencilOperator`][].
     """
-    shape = op.grid_shape
-    if any(n % 2 for n in shape):
-        raise ValueError(f"cannot coarsen a grid with odd sizes {shape}.")
-    ndim = len(shape)
-    cshape = tuple(n // 2 for n in shape)
+    shape, ndim, cshape, solid_c = _coarse_grid(op)
     periodic = op.periodic
-    solid_c = _coarse_solid(op.solid)
     cfluid = (~solid_c).astype(op.dtype)
     ext = (jnp.zeros(cshape, op.dtype), cfluid)  # no extension (it would widen the stencil)
     bnd = _transfer_boundary(op)
@@ -165,12 +168,7 @@ def coarsen(op: DiffusionOperator) -> DiffusionOperator:
 
     The coarse [`scimlx.linsolve.DiffusionOperator`][].
     """
-    shape = op.grid_shape
-    if any(n % 2 for n in shape):
-        raise ValueError(f"cannot coarsen a grid with odd sizes {shape}.")
-    ndim = len(shape)
-    cshape = tuple(n // 2 for n in shape)
-    solid_c = _coarse_solid(op.solid)
+    shape, ndim, cshape, solid_c = _coarse_grid(op)
     faces = []
     for d, (T, per) in enumerate(zip(op.faces, op.periodic)):
         # every other face along d
