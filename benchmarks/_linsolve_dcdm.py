@@ -134,45 +134,26 @@ def train_models(dim: int, cfg: dict, *, seed: int = 0, progress: bool = False) 
     masks, vecs = jnp.stack(masks), jnp.stack(vecs)
     ritz_s = time.perf_counter() - t0
     make = _make_operator(shape)
-    t1 = time.perf_counter()
-    cnn = ls.DCDMNet(dim, key=jax.random.key(seed))
-    fit_cnn = ls.train_dcdm(
-        cnn,
-        make,
-        masks,
-        vecs,
-        steps=cfg["steps"],
-        key=jax.random.key(seed + 1),
-        learning_rate=1e-3,
-        progress=progress,
-    )
-    cnn_s = time.perf_counter() - t1
-    t2 = time.perf_counter()
+
+    def train(net, steps, key_offset, learning_rate):
+        t = time.perf_counter()
+        out = ls.train_dcdm(
+            net,
+            make,
+            masks,
+            vecs,
+            steps=steps,
+            key=jax.random.key(seed + key_offset),
+            learning_rate=learning_rate,
+            progress=progress,
+        )
+        return out, time.perf_counter() - t
+
+    fit_cnn, cnn_s = train(ls.DCDMNet(dim, key=jax.random.key(seed)), cfg["steps"], 1, 1e-3)
     mg = ls.LearnedMGNet(dim, key=jax.random.key(seed + 2))
-    fit_mg = ls.train_dcdm(
-        mg,
-        make,
-        masks,
-        vecs,
-        steps=cfg["mg_steps"],
-        key=jax.random.key(seed + 3),
-        learning_rate=1e-3,
-        progress=progress,
-    )
-    mg_s = time.perf_counter() - t2
-    t3 = time.perf_counter()
+    fit_mg, mg_s = train(mg, cfg["mg_steps"], 3, 1e-3)
     vc0 = ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4))
-    fit_vc = ls.train_dcdm(
-        vc0,
-        make,
-        masks,
-        vecs,
-        steps=cfg["vc_steps"],
-        key=jax.random.key(seed + 5),
-        learning_rate=3e-3,
-        progress=progress,
-    )
-    vc_s = time.perf_counter() - t3
+    fit_vc, vc_s = train(vc0, cfg["vc_steps"], 5, 3e-3)
     return {
         "cnn": fit_cnn.model,
         "mg": fit_mg.model,

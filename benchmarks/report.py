@@ -12,23 +12,17 @@ import json
 import os
 import sys
 
-from ._harness import RESULTS_DIR
+from ._harness import _fmt as _fmt_scalar, RESULTS_DIR
 
 
 def _fmt(v) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if v == 0 or 1e-3 <= abs(v) < 1e5:
-            return f"{v:.4g}"
-        return f"{v:.3e}"
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
     if isinstance(v, list | tuple):
         return ", ".join(_fmt(x) for x in v)
-    return str(v)
+    return _fmt_scalar(v)
 
 
 def _machine(m: dict) -> str:

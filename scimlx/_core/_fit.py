@@ -95,10 +95,11 @@ def _resume(checkpoint, state: dict, steps: int, validate_every: int) -> dict:
     val_steps = np.asarray(loaded["val_steps"])
     val_values = np.asarray(loaded["val_values"])
     kept = val_steps >= 0
-    new_val_steps = np.full((int(kept.sum()) + steps // validate_every + 2,), -1, np.int64)
+    n_kept = int(kept.sum())
+    new_val_steps = np.full((n_kept + steps // validate_every + 2,), -1, np.int64)
     new_val_values = np.full(new_val_steps.shape, np.nan)
-    new_val_steps[: int(kept.sum())] = val_steps[kept]
-    new_val_values[: int(kept.sum())] = val_values[kept]
+    new_val_steps[:n_kept] = val_steps[kept]
+    new_val_values[:n_kept] = val_values[kept]
     loaded = dict(loaded)
     loaded.update(losses=losses, val_steps=new_val_steps, val_values=new_val_values)
     return loaded
@@ -264,7 +265,8 @@ def fit(
             bar.update(1)
             if saving:
                 _save(state)
-        _sync()
+        # Every way out of the loop (step == steps, or early stopping right after a
+        # validation) has synced already: nothing is pending here.
         if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
             _validate(state, step)
         seconds = time.perf_counter() - t_start
