@@ -382,3 +382,26 @@ def test_per_state_chunked_adjoint_matches_autodiff(dl, nl, dk, getkey):
     g_rec, g_chunk = grads(system, x, h0)
     for a, b in zip(jax.tree.leaves(g_chunk), jax.tree.leaves(g_rec), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [32, 16])  # 128 chunks (decay-matrix path), 256 (scan path)
+def test_scalar_chunked_float32_long_sequence(chunk_size, getkey):
+    # scalar decay (Mamba-2 / linear attention) at L = 4096 in float32, with a strong decay (the
+    # within-chunk cumulative log-decay reaches about -20 at Q = 32) and h0: the chunked form
+    # differences cumulative log-decays inside one chunk only, so it stays within 1e-5.
+    L, d, n = 4096, 4, 3
+    s64 = _channel(getkey(), L, d, n, 1, 1, 1)
+    s64 = eqx.tree_at(lambda s: s.log_lam, s64, 0.8 * s64.log_lam)
+    x64 = jr.normal(getkey(), (L, d), jnp.float64)
+    h0 = jr.normal(getkey(), (d, n), jnp.float64)
+    ref, H_ref = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method="recurrence", h0=h0))(
+        s64, x64
+    )
+    s32 = jax.tree.map(lambda a: a.astype(jnp.float32), s64)
+    y, H = eqx.filter_jit(
+        lambda s, x: dsf.evaluate(s, x, method="chunked", h0=h0, chunk_size=chunk_size)
+    )(s32, x64.astype(jnp.float32))
+    assert y.dtype == jnp.float32
+    err = float(jnp.max(jnp.abs(y.astype(jnp.float64) - ref))) / float(jnp.max(jnp.abs(ref)))
+    assert err < 1e-5
+    np.testing.assert_allclose(np.asarray(H, np.float64), np.asarray(H_ref), rtol=1e-4, atol=1e-5)

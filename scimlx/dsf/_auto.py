@@ -39,7 +39,7 @@ AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
 
 # Chunk lengths per family (measured with the same benchmark; per-state: block lengths 1-8 measure
 # alike within the noise of the loaded machine, see docs/dsf.md).
-CHUNK_SIZE: dict[str, int] = {"scalar": 64, "per_state": 1, "softmax": 128}
+CHUNK_SIZE: dict[str, int] = {"scalar": 32, "per_state": 8, "softmax": 128}
 
 
 def family(dsf: AbstractDSF) -> str:

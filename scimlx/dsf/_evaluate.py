@@ -176,11 +176,74 @@ def _intra(ll_mat, query, key, bx):
     return jnp.einsum(f"{lead}ij,{lead}jd->{lead}id", A, bx), A
 
 
+def _is_scalar(ll, key, query):
+    return ll.shape[1:] == (1, 1) and key.shape[1] == 1 and query.shape[1] == 1
+
+
+# Above this many chunks the inter-chunk recurrence is a `lax.scan` over chunks instead of a
+# (chunks x chunks) decay-matrix product.
+_MAX_CHUNKS_MATRIX = 128
+
+
+def _scalar_chunked(ll, bx, key, query, h0, Q):
+    """Chunked form for a scalar decay shared by all states, with shared key/query: four
+    matmul-shaped steps as in Mamba-2's `ssd_minimal`, but with no (Q, Q) cumulative sum:
+
+    1. intra-chunk: y_i = sum_{j<=i} (q_i . k_j) exp(c_i - c_j) bx_j, with c the within-chunk
+       cumulative log-decay (differences of cumulative sums *within one chunk* only, as the
+       Mamba-2 and flash-linear-attention kernels do: the rounding error of c_i - c_j is about
+       eps * |c_Q|, the log-decay of one chunk, not of the whole sequence);
+    2. state produced by each chunk: S_c = sum_j exp(c_Q - c_j) k_j bx_j^T;
+    3. state entering each chunk, from the chunk states and the chunk decays, by the stable
+       segment-sum decay matrix over chunks (or a scan over chunks when there are many);
+    4. y_i += exp(c_i) q_i . H_in.
+
+    `ll`: (L, 1, 1), `bx`: (L, d), `key`, `query`: (L, 1, n), `h0`: (d, n) or None.
+    """
+    L, d = bx.shape
+    n = key.shape[-1]
+    pad = (-L) % Q
+    a, k, q = ll[:, 0, 0], key[:, 0], query[:, 0]
+    if pad:
+        pz = lambda v: jnp.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1))  # noqa: E731
+        a, bx, k, q = pz(a), pz(bx), pz(k), pz(q)
+    C = (L + pad) // Q
+    a = a.reshape(C, Q)
+    bx, k, q = bx.reshape(C, Q, d), k.reshape(C, Q, n), q.reshape(C, Q, n)
+    cum = jnp.cumsum(a, axis=1)  # (C, Q)
+    causal = jnp.tril(jnp.ones((Q, Q), bool))
+    seg = jnp.where(causal, cum[:, :, None] - cum[:, None, :], jnp.zeros((), a.dtype))
+    G = jnp.einsum("cin,cjn->cij", q, k) * jnp.where(causal, jnp.exp(seg), jnp.zeros((), a.dtype))
+    y = jnp.einsum("cij,cjd->cid", G, bx)
+    w = jnp.exp(cum[:, -1:] - cum)  # (C, Q): decay from step j to the chunk's end
+    states = jnp.einsum("cjn,cjd->cnd", k * w[:, :, None], bx)  # (C, n, d)
+    tot = cum[:, -1]  # (C,) log-decay of each chunk
+    hT = jnp.zeros((n, d), bx.dtype) if h0 is None else h0.astype(bx.dtype).T
+    if C <= _MAX_CHUNKS_MATRIX:
+        H_out = jnp.einsum("cm,mnd->cnd", _decay_matrix(tot), states)
+        if h0 is not None:
+            H_out = H_out + jnp.exp(jnp.cumsum(tot))[:, None, None] * hT[None]
+        H_in = jnp.concatenate([hT[None], H_out[:-1]], axis=0)
+        H_last = H_out[-1]
+    else:
+
+        def step(H, inp):
+            dec, st = inp
+            return dec * H + st, H
+
+        H_last, H_in = jax.lax.scan(step, hT, (jnp.exp(tot), states))
+    y = y + jnp.einsum("cin,cnd->cid", q * jnp.exp(cum)[:, :, None], H_in)
+    return y.reshape(C * Q, d)[:L], H_last.T
+
+
 def _channel_chunked(dsf, x, h0, chunk_size):
     ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
     L, d = x.shape
     n = dsf.n
     Q = min(chunk_size, L)
+    if _is_scalar(ll, key, query):
+        y, H = _scalar_chunked(ll, beta * x, key, query, h0, Q)
+        return _channel_out(y, gamma, D, x), H
     pad = (-L) % Q
     bx = beta * x
     if pad:
@@ -246,37 +309,73 @@ def _sequential_under_vmap(fn):
 
 
 @functools.cache
-def _blocked_kernels(block: int):
-    """Forward and adjoint loops of the per-state recurrence, `block` steps per loop iteration."""
+def _checkpoint_kernels(block: int):
+    """Forward and adjoint of the per-state recurrence in chunks of `block` steps.
+
+    The forward pass keeps only the state entering each chunk (L / block states of (d, n)),
+    not the L per-step states that autodiff through `lax.scan` saves; the adjoint recomputes a
+    chunk's states from its entering state (a (block, d, n) working set that stays in cache),
+    runs the costate recurrence backwards through the chunk, and forms the chunk's parameter
+    gradients as whole-chunk vector operations. Both inner loops are fully unrolled."""
+
+    def chunks(a, C):
+        return a.reshape((C, block) + a.shape[1:])
 
     def forward(ll, bx, key, query, h0):
-        # also returns Lambda_i H_{i-1} (the residual of the adjoint)
-        def step(H, inp):
-            ll_i, bx_i, k_i, q_i = inp
-            aH = jnp.exp(ll_i) * H
-            H = aH + bx_i[:, None] * k_i
-            return H, (jnp.sum(H * q_i, axis=-1), aH)
+        L = ll.shape[0]
+        C = L // block
 
-        H, (y, aH) = jax.lax.scan(step, h0, (ll, bx, key, query), unroll=block)
-        return y, H, aH
+        def chunk(H, inp):
+            def step(H, s):
+                ll_i, bx_i, k_i, q_i = s
+                H = jnp.exp(ll_i) * H + bx_i[:, None] * k_i
+                return H, jnp.sum(H * q_i, axis=-1)
 
-    def adjoint(ll, bx, key, query, aH, gy, gH):
-        def step(carry, inp):
-            ll_i, bx_i, k_i, q_i, aH_i, gy_i = inp
-            lam = carry + gy_i[:, None] * q_i
-            H_i = aH_i + bx_i[:, None] * k_i
+            H_out, y = jax.lax.scan(step, H, inp, unroll=block)
+            return H_out, (y, H)
+
+        H, (y, H_in) = jax.lax.scan(
+            chunk, h0, (chunks(ll, C), chunks(bx, C), chunks(key, C), chunks(query, C))
+        )
+        return y.reshape((L,) + y.shape[2:]), H, H_in
+
+    def adjoint(ll, bx, key, query, H_in, gy, gH):
+        L = ll.shape[0]
+        C = L // block
+
+        def chunk(carry, inp):
+            ll_c, bx_c, k_c, q_c, gy_c, H0_c = inp
+            a = jnp.exp(ll_c)
+
+            def recompute(H, s):
+                a_i, bx_i, k_i = s
+                aH = a_i * H
+                return aH + bx_i[:, None] * k_i, aH
+
+            _, aH = jax.lax.scan(recompute, H0_c, (a, bx_c, k_c), unroll=block)
+
+            def costate(c, s):
+                a_i, gy_i, q_i = s
+                lam = c + gy_i[:, None] * q_i
+                return a_i * lam, lam
+
+            carry, lam = jax.lax.scan(costate, carry, (a, gy_c, q_c), reverse=True, unroll=block)
+            H = aH + bx_c[:, :, None] * k_c
             grads = (
-                _sum_to(lam * aH_i, ll_i.shape),
-                jnp.sum(lam * k_i, axis=-1),
-                _sum_to(lam * bx_i[:, None], k_i.shape),
-                _sum_to(gy_i[:, None] * H_i, q_i.shape),
+                _sum_to(lam * aH, ll_c.shape),
+                jnp.sum(lam * k_c, axis=-1),
+                _sum_to(lam * bx_c[:, :, None], k_c.shape),
+                _sum_to(gy_c[:, :, None] * H, q_c.shape),
             )
-            return jnp.exp(ll_i) * lam, grads
+            return carry, grads
 
         gh0, grads = jax.lax.scan(
-            step, gH, (ll, bx, key, query, aH, gy), reverse=True, unroll=block
+            chunk,
+            gH,
+            tuple(chunks(v, C) for v in (ll, bx, key, query, gy)) + (H_in,),
+            reverse=True,
         )
-        return grads + (gh0,)
+        return tuple(g.reshape((L,) + g.shape[2:]) for g in grads) + (gh0,)
 
     if not _SEQUENTIAL_BATCH:
         return forward, adjoint
@@ -287,40 +386,47 @@ _SEQUENTIAL_BATCH = True
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _blocked_recurrence(ll, bx, key, query, h0, block):
-    y, H, _ = _blocked_kernels(block)[0](ll, bx, key, query, h0)
+def _checkpointed_recurrence(ll, bx, key, query, h0, block):
+    y, H, _ = _checkpoint_kernels(block)[0](ll, bx, key, query, h0)
     return y, H
 
 
-def _blocked_recurrence_fwd(ll, bx, key, query, h0, block):
-    y, H, aH = _blocked_kernels(block)[0](ll, bx, key, query, h0)
-    return (y, H), (ll, bx, key, query, aH)
+def _checkpointed_recurrence_fwd(ll, bx, key, query, h0, block):
+    y, H, H_in = _checkpoint_kernels(block)[0](ll, bx, key, query, h0)
+    return (y, H), (ll, bx, key, query, H_in)
 
 
-def _blocked_recurrence_bwd(block, res, cotangents):
-    """The adjoint recurrence, run backwards in blocks: with lam_i = dJ/dH_i,
+def _checkpointed_recurrence_bwd(block, res, cotangents):
+    """The adjoint recurrence, run backwards chunk by chunk: with lam_i = dJ/dH_i,
     lam_i = Lambda_{i+1} lam_{i+1} + gy_i q_i^T, and then per step
     dJ/dlog_lam_i = lam_i * Lambda_i H_{i-1}, dJ/d(beta x)_i = lam_i k_i,
     dJ/dk_i = lam_i^T (beta x)_i, dJ/dq_i = gy_i^T H_i, dJ/dh0 = Lambda_1 lam_1."""
     gy, gH = cotangents
-    return _blocked_kernels(block)[1](*res, gy, gH)
+    return _checkpoint_kernels(block)[1](*res, gy, gH)
 
 
-_blocked_recurrence.defvjp(_blocked_recurrence_fwd, _blocked_recurrence_bwd)
+_checkpointed_recurrence.defvjp(_checkpointed_recurrence_fwd, _checkpointed_recurrence_bwd)
 
 
 def _channel_chunked_per_state(dsf, x, h0, chunk_size):
-    """Chunked form for per-state decays: the recurrence in blocks of `chunk_size` steps fused
-    into one loop iteration (`lax.scan(..., unroll=chunk_size)`), with a hand-written adjoint
-    (the reverse recurrence of the costate, run in the same blocks) instead of autodiff through
-    the loop. A matmul-shaped intra-chunk form would need a (Q, Q, d, n) decay tensor, i.e.
-    Q/2 times the exponentials and multiplies of the recurrence, and loses on CPU (see
-    docs/dsf.md). Reverse-mode only (a `jax.custom_vjp`)."""
+    """Chunked form for per-state decays: the recurrence in chunks of `chunk_size` steps (each
+    chunk one fully unrolled loop body), saving only the state entering each chunk, with a
+    hand-written adjoint that recomputes a chunk's states and runs the costate recurrence
+    backwards through it (a `jax.custom_vjp`; reverse mode only). Under `vmap` the batch
+    elements run one after another, which keeps the working set of a chunk in cache. A
+    matmul-shaped intra-chunk form would need a (Q, Q, d, n) decay tensor, i.e. Q/2 times the
+    exponentials and multiplies of the recurrence, and loses on CPU (see docs/dsf.md)."""
     ll, beta, key, query, gamma, D, x = _channel_arrays(dsf, x)
     L, d = x.shape
+    Q = max(1, min(chunk_size, L))
+    bx = beta * x
+    pad = (-L) % Q
+    if pad:  # identity steps (decay 1, no input) at the end leave the state unchanged
+        pz = lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
+        ll, bx, key, query = pz(ll), pz(bx), pz(key), pz(query)
     H0 = jnp.zeros((d, dsf.n), x.dtype) if h0 is None else h0.astype(x.dtype)
-    y, H = _blocked_recurrence(ll, beta * x, key, query, H0, max(1, min(chunk_size, L)))
-    return _channel_out(y, gamma, D, x), H
+    y, H = _checkpointed_recurrence(ll, bx, key, query, H0, Q)
+    return _channel_out(y[:L], gamma, D, x), H
 
 
 def _channel_phi(dsf: ChannelDSF, L, dtype=None):
