@@ -1,7 +1,8 @@
 """`method="auto"`: the fastest evaluation mode, looked up in a measured table.
 
 How the table is measured: `python -m benchmarks.dsf` (section 1, "cost vs L") times every mode
-(compiled; minimum over repeats, at least 0.3 s of repeats for sub-millisecond cells) for the
+of a cell round-robin in one process (compiled; minimum over rounds, a sample being enough calls
+for about 20 ms, so sub-millisecond cells are not timed by single calls) for the
 families below at d = 64, n = 16 (softmax: m = 16), forward at batch 1 and forward+backward (grad
 of sum y^2) at batch 16. For every cell it prints the mode this table picks, the fastest mode and
 their ratio (`auto_over_best`; the worst cell is `auto_over_best_mode` in the summary), and at the
@@ -25,20 +26,30 @@ from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, DiagonalDSF, SoftmaxDSF
 
 # (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
 AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
-    # The `auto_table_measured` rows of benchmarks/results/dsf.json (2026-11-27, cpu, 2 cores
-    # heavily shared with other jobs, float32; L = 64 ... 4096 forward, 256 and 1024 training).
-    # Forward cells where recurrence, chunked and matrix are within a few tens of percent flipped
-    # between that run and the one before it (see docs/dsf.md): re-measure on a quiet machine.
-    ("cpu", "scalar", False): ((64, "matrix"), (1024, "chunked"), (math.inf, "recurrence")),
-    ("cpu", "scalar", True): ((math.inf, "chunked"),),
-    ("cpu", "per_state", False): ((1024, "recurrence"), (math.inf, "chunked")),
+    # Measured 2026-11-27 06:00-06:13 UTC on the 2-core AMD EPYC (cpu, float32, JAX 0.10.2) while
+    # other jobs ran at nice 15 (load average 13-15): `python -m benchmarks.dsf --quick` for
+    # L = 256, 1024 and its cost section with DSF_LS_FWD=64,4096 DSF_LS_BWD=64,4096 (non-quick)
+    # for L = 64, 4096; every mode of a cell timed round-robin, minimum over rounds. Cells
+    # where two modes were within 10% (per_state training at L = 64; softmax inference at
+    # L = 1024) take either. Softmax training at L = 4096: the matrix mode exceeds the 1 GiB
+    # budget at batch 16 and the KV recurrence's compiled peak is 82 GiB, so chunked is the
+    # only mode that runs.
+    ("cpu", "scalar", False): ((math.inf, "chunked"),),
+    ("cpu", "scalar", True): ((64, "matrix"), (math.inf, "chunked")),
+    ("cpu", "per_state", False): ((math.inf, "recurrence"),),
     ("cpu", "per_state", True): ((math.inf, "chunked"),),
-    ("cpu", "softmax", False): ((256, "chunked"), (1024, "matrix"), (math.inf, "chunked")),
-    ("cpu", "softmax", True): ((256, "matrix"), (math.inf, "chunked")),
+    ("cpu", "softmax", False): (
+        (64, "matrix"),
+        (256, "chunked"),
+        (1024, "matrix"),
+        (math.inf, "chunked"),
+    ),
+    ("cpu", "softmax", True): ((1024, "matrix"), (math.inf, "chunked")),
 }
 
-# Chunk lengths per family (measured with the same benchmark; per-state: block lengths 1-8 measure
-# alike within the noise of the loaded machine, see docs/dsf.md).
+# Chunk lengths per family: the best of the round-robin sweep (section 1b of the benchmark,
+# fwd+bwd at L = 1024, batch 16) in the same runs: scalar Q = 32 (16, 32, 64 tried), per-state
+# Q = 8 (4, 8, 16 tried).
 CHUNK_SIZE: dict[str, int] = {"scalar": 32, "per_state": 8, "softmax": 128}
 
 
