@@ -391,9 +391,13 @@ def arms_b3(quick):
         ("global error", (nde.GlobalErrorEstimate(weight=W(0.05)),)),
         ("global error", (nde.GlobalErrorEstimate(weight=W(0.1)),)),
         ("global stiffness", (nde.GlobalStiffness(weight=W(0.1)),)),
-        (
-            "error+stiffness",
-            (nde.GlobalErrorEstimate(weight=W(0.03)), nde.GlobalStiffness(weight=W(0.1))),
+        ("global stiffness", (nde.GlobalStiffness(weight=W(0.01)),)),
+        *(
+            (
+                "error+stiffness",
+                (nde.GlobalErrorEstimate(weight=W(e)), nde.GlobalStiffness(weight=W(k))),
+            )
+            for e, k in ((0.03, 0.1), (0.01, 0.01), (0.03, 0.01), (0.05, 0.01))
         ),
         ("local unbiased", (nde.LocalErrorEstimate(weight=W(0.03)),)),
         ("local unbiased", (nde.LocalErrorEstimate(weight=W(0.1)),)),
@@ -638,8 +642,9 @@ def _cpu_s():
     return r.ru_utime + r.ru_stime
 
 
-def _kept_rows(path, tasks):
-    """Per-seed rows of the tasks not re-run, from an existing full-mode results JSON."""
+def _kept_rows(path, tasks, only_arms=None):
+    """Per-seed rows of the tasks not re-run (and, with `only_arms`, of the arms not re-run),
+    from an existing full-mode results JSON."""
     if not os.path.exists(path):
         return [], None
     with open(path) as f:
@@ -647,7 +652,11 @@ def _kept_rows(path, tasks):
     if old.get("mode") != "full":
         return [], None
     labels = {lab for t, labs in TASK_LABELS.items() if t not in tasks for lab in labs}
-    rows = [r for r in old["rows"] if "seed" in r and r["task"] in labels]
+    rows = [
+        r
+        for r in old["rows"]
+        if "seed" in r and (r["task"] in labels or (only_arms and r["arm"] not in only_arms))
+    ]
     prov = old.get("provenance", {})
     when = {
         t: prov.get("measured", {}).get(t, old.get("date"))
@@ -664,7 +673,16 @@ def main(argv=None):
         default="b1,b2,b3",
         help="subset of b1,b2,b3,b3loose to run (b3loose: the spiral at rtol=atol=1e-5)",
     )
+    pre.add_argument(
+        "--only-arms",
+        default=None,
+        help="B3 only: comma-separated arm names to re-run; the other arms' rows are kept "
+        "from the results file",
+    )
     known, rest = pre.parse_known_args(argv)
+    only_arms = known.only_arms.split(",") if known.only_arms else None
+    if only_arms and known.tasks != "b3":
+        raise SystemExit("--only-arms needs --tasks b3")
     args = parse_args(__doc__.splitlines()[0], rest)
     tasks = [t for t in known.tasks.split(",") if t]
     if not set(tasks) <= set(TASK_LABELS):
@@ -689,7 +707,9 @@ def main(argv=None):
     def write(final):
         # Partial results after each task, so a stopped run still leaves its figures.
         kept, when = (
-            ([], None) if quick or set(tasks) == set(TASK_LABELS) else _kept_rows(out, tasks)
+            ([], None)
+            if quick or (set(tasks) == set(TASK_LABELS) and not only_arms)
+            else _kept_rows(out, tasks, only_arms)
         )
         all_rows = kept + rows
         present = [t for t in TASK_LABELS if any(r["task"] in TASK_LABELS[t] for r in all_rows)]
@@ -740,7 +760,8 @@ def main(argv=None):
         done.append("b2")
         write(final=False)
     if "b3" in tasks:
-        rows += run_b3(seeds, quick)
+        arms = [a for a in arms_b3(quick) if only_arms is None or a[0] in only_arms]
+        rows += run_b3(seeds, quick, arms=arms)
         done.append("b3")
     if "b3loose" in tasks:
         loose_b3 = [
