@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import scimlx.dsf as dsf  # noqa: E402
-from scimlx.dsf._auto import choose_method  # noqa: E402
+from scimlx.dsf._auto import choose_method, CHUNK_SIZE  # noqa: E402
 
 from ._harness import (  # noqa: E402
     optional_import,
@@ -183,7 +183,11 @@ def round_robin(fns, rounds, sample_s=0.02):
 
     `fns`: `{name: (fn, args)}`. Each function is called once to compile (timed: `compile_s`),
     once more to size a sample: a sample is `inner` calls (each waited for), enough for about
-    `sample_s` seconds, so sub-millisecond functions are not timed by single calls.
+    `sample_s` seconds, so sub-millisecond functions are not timed by single calls. Each turn
+    starts with one untimed call, so that a sample measures the function called repeatedly (as
+    in a training loop), not the first call after another function freed or took memory (on
+    this machine, the first call after a mode with a large footprint, e.g. the associative
+    scan, was up to 5x slower for the chunked form).
 
     **Returns:** `{name: {"min_s", "median_s", "times", "inner", "rounds", "compile_s",
     "output"}}` (per-call seconds)."""
@@ -200,6 +204,7 @@ def round_robin(fns, rounds, sample_s=0.02):
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, args = fns[name]
+            jax.block_until_ready(fn(*args))  # untimed: see the docstring
             t0 = time.perf_counter()
             for _ in range(inner[name]):
                 jax.block_until_ready(fn(*args))
@@ -580,14 +585,17 @@ def main():
             saved = json.load(f)
         return report(quick, args, t_start, **saved)
     print("== 1. cost vs L (float32, d=64, n=16; softmax m=16) ==", flush=True)
-    cost = cost_section(quick, repeats=3 if quick else 5)
-    sweep = chunk_sweep_section(quick, repeats=3 if quick else 7)
+    cost = cost_section(quick, repeats=5 if quick else 7)
+    sweep = chunk_sweep_section(quick, repeats=5 if quick else 7)
     growth = growth_section(quick, repeats=3 if quick else 5)
-    mq = mqar_section(quick, seeds)
     import json
 
-    sections = dict(cost=cost, sweep=sweep, growth=growth, mq=mq)
+    # saved before MQAR too (with no MQAR rows), so that a run stopped during MQAR keeps them
     path = (args.out or "/tmp/dsf") + ".sections.json"
+    with open(path, "w") as f:
+        json.dump(dict(cost=cost, sweep=sweep, growth=growth, mq=[]), f, default=str)
+    mq = mqar_section(quick, seeds)
+    sections = dict(cost=cost, sweep=sweep, growth=growth, mq=mq)
     with open(path, "w") as f:
         json.dump(sections, f, default=str)
     print(f"measured sections saved to {path}", flush=True)
@@ -625,6 +633,11 @@ def print_targets(summary):
     print("== targets (times: minimum over round-robin rounds) ==")
     for what, val, target, ok in lines:
         print(f"  {what}: {val:.2f}x (target {target}): {verdict(ok)}")
+    print(
+        "  second measurement of the same default chunk length in the sweep (section 1b): "
+        f"scalar {summary['chunk_over_rec_fwdbwd_L1024_sweep_default']:.2f}x, per-state "
+        f"{summary['chunk_over_rec_fwdbwd_L1024_per_state_sweep_default']:.2f}x"
+    )
     print()
 
 
@@ -756,6 +769,13 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
                 return r["growth_1024_to_4096"]
         return None
 
+    def sweep_default(fam):
+        q = CHUNK_SIZE[fam]
+        for r in sweep:
+            if r["family"] == fam and r["variant"] == f"chunked_Q{q}":
+                return r["rec_over_this"]
+        return float("nan")
+
     def sweep_best(fam):
         return min(
             (r for r in sweep if r["family"] == fam and r["variant"].startswith("chunked")),
@@ -773,6 +793,8 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
             cell("per_state", 1024, "fwdbwd_b16", "recurrence"),
             cell("per_state", 1024, "fwdbwd_b16", "chunked"),
         ),
+        "chunk_over_rec_fwdbwd_L1024_sweep_default": sweep_default("scalar"),
+        "chunk_over_rec_fwdbwd_L1024_per_state_sweep_default": sweep_default("per_state"),
         "chunk_over_rec_fwdbwd_L1024_sweep_best": sweep_best("scalar")["rec_over_this"],
         "scalar_sweep_best_variant": sweep_best("scalar")["variant"],
         "chunk_over_rec_fwdbwd_L1024_per_state_sweep_best": sweep_best("per_state")[

@@ -26,30 +26,39 @@ from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, DiagonalDSF, SoftmaxDSF
 
 # (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
 AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
-    # Measured 2026-11-27 06:00-06:13 UTC on the 2-core AMD EPYC (cpu, float32, JAX 0.10.2) while
-    # other jobs ran at nice 15 (load average 13-15): `python -m benchmarks.dsf --quick` for
-    # L = 256, 1024 and its cost section with DSF_LS_FWD=64,4096 DSF_LS_BWD=64,4096 (non-quick)
-    # for L = 64, 4096; every mode of a cell timed round-robin, minimum over rounds. Cells
-    # where two modes were within 10% (per_state training at L = 64; softmax inference at
-    # L = 1024) take either. Softmax training at L = 4096: the matrix mode exceeds the 1 GiB
-    # budget at batch 16 and the KV recurrence's compiled peak is 82 GiB, so chunked is the
-    # only mode that runs.
+    # Measured 2026-11-27 06:00-06:35 UTC on the 2-core AMD EPYC (cpu, float32, JAX 0.10.2)
+    # while other jobs ran at nice 15 (load average 10-15), every mode of a cell timed
+    # round-robin, minimum over rounds: `python -m benchmarks.dsf --quick` (L = 256, 1024), the
+    # cost section alone at L = 64, 4096 (forward and training) and at L = 1024, and the
+    # shortened full run behind benchmarks/results/dsf.json (forward L = 64 ... 4096, training
+    # L = 64 ... 1024). Where runs disagreed the row follows the majority and says so:
+    # - per_state inference, L = 64: recurrence faster in one run (1.9x), chunked in the other
+    #   (1.6x); sub-0.2 ms cells on the loaded machine. Recurrence elsewhere (1.7-2x).
+    # - per_state training, L = 64: recurrence 6.05 ms vs chunked 7.65 ms, and a tie (1.004)
+    #   in the other run; chunked from L = 256 on (1.9-2.2x).
+    # - softmax training, L = 1024: matrix faster in two runs timed without a warm-up call per
+    #   turn (1.34x, and 1.15x on the quiet machine in the previous session); chunked faster in
+    #   both runs with one (1.04x, 1.21x), i.e. when each mode is called repeatedly, as in
+    #   training: chunked. At L = 4096 the matrix exceeds the 1 GiB budget at batch 16 and the
+    #   KV recurrence's compiled peak is 82 GiB, so chunked is the only mode that runs.
+    # - softmax inference, L = 1024: matrix and chunked within 15% either way.
     ("cpu", "scalar", False): ((math.inf, "chunked"),),
     ("cpu", "scalar", True): ((64, "matrix"), (math.inf, "chunked")),
     ("cpu", "per_state", False): ((math.inf, "recurrence"),),
-    ("cpu", "per_state", True): ((math.inf, "chunked"),),
+    ("cpu", "per_state", True): ((64, "recurrence"), (math.inf, "chunked")),
     ("cpu", "softmax", False): (
         (64, "matrix"),
         (256, "chunked"),
         (1024, "matrix"),
         (math.inf, "chunked"),
     ),
-    ("cpu", "softmax", True): ((1024, "matrix"), (math.inf, "chunked")),
+    ("cpu", "softmax", True): ((256, "matrix"), (math.inf, "chunked")),
 }
 
 # Chunk lengths per family: the best of the round-robin sweep (section 1b of the benchmark,
-# fwd+bwd at L = 1024, batch 16) in the same runs: scalar Q = 32 (16, 32, 64 tried), per-state
-# Q = 8 (4, 8, 16 tried).
+# fwd+bwd at L = 1024, batch 16) in the same runs: scalar Q = 32 (16-128 tried; 16 and 64
+# within 25%), per-state Q = 8 (1-32 tried; 2 and 4 within 25%, 16 and 32 1.5x slower and
+# 6-12 s to compile).
 CHUNK_SIZE: dict[str, int] = {"scalar": 32, "per_state": 8, "softmax": 128}
 
 
