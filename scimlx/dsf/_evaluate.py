@@ -387,7 +387,17 @@ _SEQUENTIAL_BATCH = True
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _checkpointed_recurrence(ll, bx, key, query, h0, block):
-    y, H, _ = _checkpoint_kernels(block)[0](ll, bx, key, query, h0)
+    # Not differentiated (inference): no chunk-entry states are needed, so this is the plain
+    # recurrence, as fast as method="recurrence" (the chunked forward loop measured up to 1.7x
+    # slower than it at batch 1).
+    del block
+
+    def step(H, inp):
+        ll_i, bx_i, k_i, q_i = inp
+        H = jnp.exp(ll_i) * H + bx_i[:, None] * k_i
+        return H, jnp.sum(H * q_i, axis=-1)
+
+    H, y = jax.lax.scan(step, h0, (ll, bx, key, query))
     return y, H
 
 
