@@ -19,6 +19,7 @@ Run alone: `python -m benchmarks._linsolve_dcdm [--quick]` (prints the rows with
 for reference and the DCDM summary keys; writes `benchmarks/results/linsolve_dcdm.json`).
 """
 
+import os
 import time
 
 import equinox as eqx
@@ -53,33 +54,40 @@ TOL_R0 = 1e-4
 def _config(quick: bool) -> dict:
     """Training/solve budgets. Sized for a 2-core CPU: the paper trains ~10^6 steps on a GPU.
 
-    `cnn_grids` lists the test grids that get the k = 0, 1, 4 CNN rows and the lx.CG row
-    (k = 2 and the multigrid-built networks run on every grid); `max_steps_big` caps the CNN
+    `grids` lists the test grids that get rows at all (quick mode is a smoke run: every row
+    on the smallest grid of each dimension, tiny training budgets); `cnn_grids` the test
+    grids that get the k = 0, 1, 4 CNN rows and the lx.CG row (k = 2 and the
+    multigrid-built networks run on every grid of `grids`); `max_steps_big` caps the CNN
     rows on the largest grids, where one network evaluation costs seconds on this CPU.
+    `mask_input` feeds the fluid mask to the CNN as a second channel (beyond the paper).
     """
     if quick:
         return {
             2: {
-                "train_n": 64,
-                "scenes": 4,
-                "ritz": 200,
-                "steps": 100,
-                "mg_steps": 50,
-                "vc_steps": 10,
-                "max_steps": 100,
-                "max_steps_big": 100,
-                "cnn_grids": ("128^2",),
-            },
-            3: {
-                "train_n": 16,
+                "train_n": 32,
                 "scenes": 2,
                 "ritz": 100,
-                "steps": 20,
+                "steps": 30,
                 "mg_steps": 20,
                 "vc_steps": 5,
                 "max_steps": 60,
                 "max_steps_big": 60,
-                "cnn_grids": ("32^3",),
+                "grids": ("128^2",),
+                "cnn_grids": ("128^2",),
+                "mask_input": True,
+            },
+            3: {
+                "train_n": 16,
+                "scenes": 1,
+                "ritz": 60,
+                "steps": 10,
+                "mg_steps": 10,
+                "vc_steps": 3,
+                "max_steps": 40,
+                "max_steps_big": 40,
+                "grids": ("32^3",),
+                "cnn_grids": (),  # quick: k = 0, 1, 4 and lx.CG rows run in 2-D only
+                "mask_input": True,
             },
         }
     return {
@@ -92,7 +100,9 @@ def _config(quick: bool) -> dict:
             "vc_steps": 20,
             "max_steps": 400,
             "max_steps_big": 200,
+            "grids": ("128^2", "256^2", "512^2"),
             "cnn_grids": ("128^2", "256^2"),
+            "mask_input": True,
         },
         3: {
             "train_n": 32,
@@ -100,10 +110,12 @@ def _config(quick: bool) -> dict:
             "ritz": 200,
             "steps": 20,
             "mg_steps": 40,
-            "vc_steps": 5,
+            "vc_steps": 20,
             "max_steps": 100,
             "max_steps_big": 30,
+            "grids": ("32^3", "64^3"),
             "cnn_grids": ("32^3",),
+            "mask_input": True,
         },
     }
 
@@ -115,8 +127,14 @@ def _make_operator(shape):
     return make
 
 
-def train_models(dim: int, cfg: dict, *, seed: int = 0, progress: bool = False) -> dict:
-    """Train the paper CNN and the learned-BPX network on `dim`-D training scenes."""
+PARTS = ("cnn", "bpx", "vc")
+
+
+def train_models(
+    dim: int, cfg: dict, *, seed: int = 0, progress: bool = False, parts=PARTS
+) -> dict:
+    """Train the networks named in `parts` ("cnn": the paper CNN, "bpx": the learned-BPX
+    network, "vc": the learned V-cycle) on `dim`-D training scenes."""
     shape = (cfg["train_n"],) * dim
     t0 = time.perf_counter()
     masks, vecs = [], []
@@ -149,27 +167,34 @@ def train_models(dim: int, cfg: dict, *, seed: int = 0, progress: bool = False) 
         )
         return out, time.perf_counter() - t
 
-    fit_cnn, cnn_s = train(ls.DCDMNet(dim, key=jax.random.key(seed)), cfg["steps"], 1, 1e-3)
-    mg = ls.LearnedMGNet(dim, key=jax.random.key(seed + 2))
-    fit_mg, mg_s = train(mg, cfg["mg_steps"], 3, 1e-3)
-    vc0 = ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4))
-    fit_vc, vc_s = train(vc0, cfg["vc_steps"], 5, 3e-3)
-    return {
-        "cnn": fit_cnn.model,
-        "mg": fit_mg.model,
-        "vc": fit_vc.model,
-        "vc0": vc0,
-        "ritz_s": ritz_s,
-        "cnn_train_s": cnn_s,
-        "mg_train_s": mg_s,
-        "vc_train_s": vc_s,
-        "cnn_loss": float(np.mean(fit_cnn.losses[-20:])),
-        "cnn_loss_first": float(np.mean(fit_cnn.losses[:20])),
-        "mg_loss": float(np.mean(fit_mg.losses[-20:])),
-        "vc_loss": float(np.mean(fit_vc.losses[-5:])),
-        "vc_loss_first": float(np.mean(fit_vc.losses[:5])),
-        "train_grid": "x".join(map(str, shape)),
-    }
+    def loss_note(fit, n=20):
+        return float(np.mean(fit.losses[:n])), float(np.mean(fit.losses[-n:]))
+
+    info = {"ritz_s": ritz_s, "train_grid": "x".join(map(str, shape)), "train_s": ritz_s}
+    notes = [f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes {ritz_s:.0f} s"]
+    if "cnn" in parts:
+        net = ls.DCDMNet(dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed))
+        fit, sec = train(net, cfg["steps"], 1, cfg.get("cnn_lr", 1e-3))
+        info["cnn"] = fit.model
+        a, b = loss_note(fit)
+        notes.append(f"CNN {cfg['steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
+        info["train_s"] += sec
+    if "bpx" in parts:
+        net = ls.LearnedMGNet(dim, key=jax.random.key(seed + 2))
+        fit, sec = train(net, cfg["mg_steps"], 3, 1e-3)
+        info["mg"] = fit.model
+        a, b = loss_note(fit)
+        notes.append(f"BPX {cfg['mg_steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
+        info["train_s"] += sec
+    if "vc" in parts:
+        vc0 = ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4))
+        fit, sec = train(vc0, cfg["vc_steps"], 5, 3e-3)
+        info["vc"], info["vc0"] = fit.model, vc0
+        a, b = loss_note(fit, 5)
+        notes.append(f"V-cycle {cfg['vc_steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
+        info["train_s"] += sec
+    info["note"] = "; ".join(notes)
+    return info
 
 
 def _its_to(history, target):
@@ -253,12 +278,12 @@ def _cg_with_net_row(p, model, *, max_steps):
     }
 
 
-def dcdm_rows(problems, quick: bool = False, progress: bool = False):
+def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS):
     """Rows for every problem in `problems` (dicts from `benchmarks.linsolve.make_problem`).
 
-    Trains one CNN and one learned-BPX network per dimension present (2-D at 64^2 quick /
-    128^2 full, 3-D at 16^3 / 32^3), then solves each problem. The first row carries the
-    training record (`train_seconds` etc.).
+    Trains the networks named in `parts` (see `train_models`) once per dimension present
+    (sizes from `_config`), then solves each problem. The first row carries the training
+    record (`train_seconds` etc.).
     """
     cfgs = _config(quick)
     rows = []
@@ -267,29 +292,25 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False):
     models = {}
     for dim in dims:
         cfg = cfgs[dim]
-        info = train_models(dim, cfg, progress=progress)
+        info = train_models(dim, cfg, progress=progress, parts=parts)
         models[dim] = info
-        tsum = info["ritz_s"] + info["cnn_train_s"] + info["mg_train_s"] + info["vc_train_s"]
-        total_train += tsum
+        total_train += info["train_s"]
         rows.append(
             {
-                "method": f"DCDM training {dim}-D",
+                "method": f"DCDM training {dim}-D"
+                + ("" if tuple(parts) == PARTS else " (" + ", ".join(parts) + ")"),
                 "grid": info["train_grid"],
-                "setup_s": round(tsum, 1),
-                "note": (
-                    f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes {info['ritz_s']:.0f} s; "
-                    f"CNN {cfg['steps']} steps {info['cnn_train_s']:.0f} s loss "
-                    f"{info['cnn_loss_first']:.3f}->{info['cnn_loss']:.3f}; BPX "
-                    f"{cfg['mg_steps']} steps {info['mg_train_s']:.0f} s loss "
-                    f"{info['mg_loss']:.3f}; V-cycle {cfg['vc_steps']} steps "
-                    f"{info['vc_train_s']:.0f} s loss {info['vc_loss_first']:.3f}->"
-                    f"{info['vc_loss']:.3f}"
-                ),
+                "setup_s": round(info["train_s"], 1),
+                "note": info["note"],
             }
         )
+        if progress:
+            print(rows[-1], flush=True)
     for p in problems:
         dim = len(p["shape"])
         info, cfg = models[dim], cfgs[dim]
+        if p["grid"] not in cfg["grids"]:
+            continue
         base = {
             "grid": p["grid"],
             "rhs": p.get("rhs", "random"),
@@ -299,59 +320,48 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False):
         trained_at = f"trained {info['train_grid']}"
         big = p["grid"] not in cfg["cnn_grids"]
         cap = cfg["max_steps_big"] if big else cfg["max_steps"]
-        for k in (0, 1, 2, 4):
-            if big and k != 2:
-                rows.append(
-                    {**base, "method": f"DCDM k={k}", "note": "not run: CPU budget (k=2 only here)"}
-                )
-                continue
-            r = _cd_row(f"DCDM k={k}", p, info["cnn"], k=k, max_steps=cap, note=trained_at)
-            rows.append({**base, **r})
-        r = _cd_row(
-            "learned-BPX k=2", p, info["mg"], k=2, max_steps=cfg["max_steps"], note=trained_at
-        )
-        rows.append({**base, **r})
-        r = _cd_row(
-            "learned V-cycle k=2",
-            p,
-            info["vc"],
-            k=2,
-            max_steps=cfg["max_steps"],
-            note=trained_at + f", {cfg['vc_steps']} steps",
-        )
-        rows.append({**base, **r})
-        r = _cd_row(
-            "V-cycle net untrained k=2",
-            p,
-            info["vc0"],
-            k=2,
-            max_steps=cfg["max_steps"],
-            note="the learned V-cycle's initialisation (classical Jacobi V(1,1), float32)",
-        )
-        rows.append({**base, **r})
-        if big:
-            rows.append(
-                {**base, "method": "CNN as lx.CG preconditioner", "note": "not run: CPU budget"}
+        n0 = len(rows)
+        if "cnn" in parts:
+            for k in (0, 1, 2, 4):
+                if big and k != 2:
+                    note = "not run: CPU budget (k=2 only here)"
+                    rows.append({**base, "method": f"DCDM k={k}", "note": note})
+                    continue
+                r = _cd_row(f"DCDM k={k}", p, info["cnn"], k=k, max_steps=cap, note=trained_at)
+                rows.append({**base, **r})
+            if big:
+                note = "not run: CPU budget"
+                rows.append({**base, "method": "CNN as lx.CG preconditioner", "note": note})
+            else:
+                rows.append({**base, **_cg_with_net_row(p, info["cnn"], max_steps=cap)})
+        if "bpx" in parts:
+            r = _cd_row(
+                "learned-BPX k=2", p, info["mg"], k=2, max_steps=cfg["max_steps"], note=trained_at
             )
-        else:
-            rows.append({**base, **_cg_with_net_row(p, info["cnn"], max_steps=cap)})
+            rows.append({**base, **r})
+        if "vc" in parts:
+            r = _cd_row(
+                "learned V-cycle k=2",
+                p,
+                info["vc"],
+                k=2,
+                max_steps=cfg["max_steps"],
+                note=trained_at + f", {cfg['vc_steps']} steps",
+            )
+            rows.append({**base, **r})
+            r = _cd_row(
+                "V-cycle net untrained k=2",
+                p,
+                info["vc0"],
+                k=2,
+                max_steps=cfg["max_steps"],
+                note="the learned V-cycle's initialisation (classical Jacobi V(1,1), float32)",
+            )
+            rows.append({**base, **r})
         if progress:
-            for r in rows[-8:]:
-                print(
-                    {
-                        k: r.get(k)
-                        for k in (
-                            "method",
-                            "grid",
-                            "its",
-                            "net_evals",
-                            "solve_s",
-                            "true_rel_res",
-                            "note",
-                        )
-                    },
-                    flush=True,
-                )
+            for r in rows[n0:]:
+                keys = ("method", "grid", "its", "net_evals", "solve_s", "true_rel_res", "note")
+                print({k: r.get(k) for k in keys}, flush=True)
     rows[0]["train_seconds"] = round(total_train, 1)
     return rows
 
@@ -386,32 +396,7 @@ def dcdm_summary(rows) -> dict:
     }
 
 
-def main():
-    from benchmarks import linsolve as bl
-    from benchmarks._harness import machine, parse_args, print_table, write_results
-
-    jax.config.update("jax_enable_x64", True)
-    args = parse_args(__doc__.splitlines()[0])
-    quick = bool(args.quick)
-    import os
-
-    shapes = [(64, 64), (128, 128), (256, 256), (16, 16, 16), (32, 32, 32)]
-    if not quick:
-        shapes = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64)]
-    dims = {int(d) for d in os.environ.get("DCDM_DIMS", "2,3").split(",")}
-    shapes = [s for s in shapes if len(s) in dims]
-    seed = 1000
-    print(f"machine: {machine()}")
-    problems = [bl.make_problem(s, seed) for s in shapes]
-    rows = []
-    for p in problems:
-        A = ls.to_scipy_sparse(p["operator"]).tocsr()
-        base = {"grid": p["grid"], "rhs": "random", "unknowns": p["fluid"], "seed": seed}
-        rows.append({**base, **bl.scipy_cg_row(p, A)})
-        rows.append({**base, **bl.ic0_row(p, A)})
-        for r in bl.pyamg_rows(p, A):
-            rows.append({**base, **r})
-    rows += dcdm_rows(problems, quick=quick, progress=True)
+def _growth(rows):
     pairs = {"256^2": "128^2", "128^2": "64^2", "512^2": "256^2", "32^3": "16^3", "64^3": "32^3"}
     for r in rows:
         lo = pairs.get(r.get("grid"))
@@ -420,15 +405,104 @@ def main():
                 (
                     q.get("its")
                     for q in rows
-                    if q.get("method") == r["method"] and q.get("grid") == lo
+                    if q.get("method") == r["method"]
+                    and q.get("grid") == lo
+                    and q.get("rhs", "random") == r.get("rhs", "random")
                 ),
                 None,
             )
             if prev:
                 r["growth"] = round(r["its"] / prev, 3)
+
+
+def merge_into(path, new_rows, provenance):
+    """Merge `new_rows` into the results file `path` (rows with the same method, grid and
+    right-hand side are replaced, the "DCDM (all rows)" placeholder dropped), recompute the
+    growth column and the DCDM summary keys, and append `provenance` to its record."""
+    import json
+
+    with open(path) as f:
+        payload = json.load(f)
+
+    def key(r):
+        return (r.get("method"), r.get("grid"), r.get("rhs", "random"))
+
+    new_keys = {key(r) for r in new_rows}
+    rows = [
+        r
+        for r in payload["rows"]
+        if key(r) not in new_keys and r.get("method") != "DCDM (all rows)"
+    ]
+    rows += new_rows
+    _growth(rows)
+    summary = dict(payload.get("summary", {}))
+    for k, v in dcdm_summary(rows).items():
+        if v is not None or k not in summary:
+            summary[k] = v
+    payload["rows"], payload["summary"] = rows, summary
+    payload.setdefault("provenance", []).append(provenance)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+    print("merged", len(new_rows), "rows into", path)
+
+
+def main():
+    """Environment: `DCDM_DIMS` ("2,3"), `DCDM_PARTS` ("cnn,bpx,vc"), `DCDM_GRIDS` (test
+    grids, e.g. "128^2,256^2"; default all of the mode's), `DCDM_MERGE=1` (full mode: merge
+    the rows into `benchmarks/results/linsolve.json`, with provenance, instead of writing
+    `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows)."""
+    import sys
+
+    from benchmarks import linsolve as bl
+    from benchmarks._harness import machine, parse_args, print_table, RESULTS_DIR, write_results
+
+    jax.config.update("jax_enable_x64", True)
+    args = parse_args(__doc__.splitlines()[0])
+    quick = bool(args.quick)
+    shapes = [(64, 64), (128, 128), (256, 256), (16, 16, 16), (32, 32, 32)]
+    if not quick:
+        shapes = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64)]
+    dims = {int(d) for d in os.environ.get("DCDM_DIMS", "2,3").split(",")}
+    shapes = [s for s in shapes if len(s) in dims]
+    grids = os.environ.get("DCDM_GRIDS")
+    if grids:
+        shapes = [s for s in shapes if bl._grid_name(s) in grids.split(",")]
+    parts = tuple(p for p in PARTS if p in os.environ.get("DCDM_PARTS", ",".join(PARTS)))
+    seed = 1000
+    print(f"machine: {machine()}; parts {parts}; grids {[bl._grid_name(s) for s in shapes]}")
+    problems = [bl.make_problem(s, seed) for s in shapes]
+    rows = []
+    if os.environ.get("DCDM_NO_PEERS") != "1":
+        for p in problems:
+            A = ls.to_scipy_sparse(p["operator"]).tocsr()
+            base = {"grid": p["grid"], "rhs": "random", "unknowns": p["fluid"], "seed": seed}
+            rows.append({**base, **bl.scipy_cg_row(p, A)})
+            rows.append({**base, **bl.ic0_row(p, A)})
+            for r in bl.pyamg_rows(p, A):
+                rows.append({**base, **r})
+    t0 = time.perf_counter()
+    new = dcdm_rows(problems, quick=quick, progress=True, parts=parts)
+    rows += new
+    _growth(rows)
     summary = dcdm_summary(rows)
     print_table(rows, bl.COLUMNS + ["growth"], title=f"DCDM ({'quick' if quick else 'full'})")
     print("summary:", summary)
+    if os.environ.get("DCDM_MERGE") == "1" and not quick:
+        provenance = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": "python -m benchmarks._linsolve_dcdm "
+            + " ".join(sys.argv[1:])
+            + f" (DCDM_DIMS={','.join(map(str, sorted(dims)))} DCDM_PARTS={','.join(parts)}"
+            + (f" DCDM_GRIDS={grids}" if grids else "")
+            + " DCDM_MERGE=1)",
+            "rows": sorted({f"{r.get('method')} @ {r.get('grid')}" for r in new}),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "machine": machine(),
+        }
+        merge_into(os.path.join(RESULTS_DIR, "linsolve.json"), new, provenance)
+        return
     print(
         "wrote",
         write_results("linsolve_dcdm", "quick" if quick else "full", rows, summary, out=args.out),
