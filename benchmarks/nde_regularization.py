@@ -670,7 +670,7 @@ def main(argv=None):
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument(
         "--tasks",
-        default="b1,b2,b3",
+        default="b1,b2,b3,b3loose",
         help="subset of b1,b2,b3,b3loose to run (b3loose: the spiral at rtol=atol=1e-5)",
     )
     pre.add_argument(
