@@ -110,7 +110,7 @@ def _config(quick: bool) -> dict:
             "ritz": 200,
             "steps": 20,
             "mg_steps": 40,
-            "vc_steps": 20,
+            "vc_steps": 80,
             "max_steps": 100,
             "max_steps_big": 30,
             "grids": ("32^3", "64^3"),
@@ -172,26 +172,46 @@ def train_models(
 
     info = {"ritz_s": ritz_s, "train_grid": "x".join(map(str, shape)), "train_s": ritz_s}
     notes = [f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes {ritz_s:.0f} s"]
-    if "cnn" in parts:
-        net = ls.DCDMNet(dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed))
-        fit, sec = train(net, cfg["steps"], 1, cfg.get("cnn_lr", 1e-3))
-        info["cnn"] = fit.model
-        a, b = loss_note(fit)
-        notes.append(f"CNN {cfg['steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
-        info["train_s"] += sec
-    if "bpx" in parts:
-        net = ls.LearnedMGNet(dim, key=jax.random.key(seed + 2))
-        fit, sec = train(net, cfg["mg_steps"], 3, 1e-3)
-        info["mg"] = fit.model
-        a, b = loss_note(fit)
-        notes.append(f"BPX {cfg['mg_steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
-        info["train_s"] += sec
-    if "vc" in parts:
-        vc0 = ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4))
-        fit, sec = train(vc0, cfg["vc_steps"], 5, 3e-3)
-        info["vc"], info["vc0"] = fit.model, vc0
-        a, b = loss_note(fit, 5)
-        notes.append(f"V-cycle {cfg['vc_steps']} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
+    # part -> (label, untrained network, steps key, key offset, learning rate, loss window)
+    builders = {
+        "cnn": (
+            "CNN",
+            lambda: ls.DCDMNet(
+                dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed)
+            ),
+            "steps",
+            1,
+            cfg.get("cnn_lr", 1e-3),
+            20,
+        ),
+        "mg": (
+            "BPX",
+            lambda: ls.LearnedMGNet(dim, key=jax.random.key(seed + 2)),
+            "mg_steps",
+            3,
+            1e-3,
+            20,
+        ),
+        "vc": (
+            "V-cycle",
+            lambda: ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4)),
+            "vc_steps",
+            5,
+            3e-3,
+            5,
+        ),
+    }
+    for name, part in (("cnn", "cnn"), ("mg", "bpx"), ("vc", "vc")):
+        if part not in parts:
+            continue
+        label, build, steps_key, offset, lr, window = builders[name]
+        net = build()
+        fit, sec = train(net, cfg[steps_key], offset, lr)
+        info[name] = fit.model
+        if name == "vc":
+            info["vc0"] = net
+        a, b = loss_note(fit, window)
+        notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
         info["train_s"] += sec
     info["note"] = "; ".join(notes)
     return info
@@ -286,6 +306,9 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
     record (`train_seconds` etc.).
     """
     cfgs = _config(quick)
+    if os.environ.get("DCDM_VC_STEPS"):
+        for c in cfgs.values():
+            c["vc_steps"] = int(os.environ["DCDM_VC_STEPS"])
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
     total_train = 0.0
@@ -452,7 +475,8 @@ def main():
     """Environment: `DCDM_DIMS` ("2,3"), `DCDM_PARTS` ("cnn,bpx,vc"), `DCDM_GRIDS` (test
     grids, e.g. "128^2,256^2"; default all of the mode's), `DCDM_MERGE=1` (full mode: merge
     the rows into `benchmarks/results/linsolve.json`, with provenance, instead of writing
-    `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows)."""
+    `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
+    `DCDM_VC_STEPS` (training steps of the learned V-cycle, overriding the mode's)."""
     import sys
 
     from benchmarks import linsolve as bl
