@@ -10,7 +10,8 @@ Data are generated in float64 (so solutions match scipy to 1e-8), models train i
 `NEURALOP_SIZE=cpu` selects a size a 2-core CPU finishes in about 40 minutes (32 x 32
 training grid, 2x = 64 x 64, 1000 training / 200 test pairs, 14 epochs);
 `NEURALOP_SIZE=cpu64` the issue's 64 x 64 grid with 1000 / 200 pairs but only
-`NEURALOP_EPOCHS` (default 3) epochs and no data-generation timing; the issue's full size
+`NEURALOP_EPOCHS` (default 3) epochs at peak learning rate `NEURALOP_LR` (default 2e-3) and
+no data-generation timing; the issue's full size
 (64 x 64, 30 epochs) needs a GPU. `NEURALOP_ROWS=mgno_quarter,fno_12_32` trains a subset of
 the rows (ids: mgno, fno_matched, fno_12_32, mgno_quarter). `NEURALOP_ONLY=step` times only
 the training steps (models interleaved), at the configured size and at 64 x 64 / batch 8.
@@ -89,7 +90,7 @@ def _configs(quick):
             n_test=200,
             batch=8,
             epochs=int(os.environ.get("NEURALOP_EPOCHS", "3")),
-            lr=2e-3,
+            lr=float(os.environ.get("NEURALOP_LR", "2e-3")),
             mgno=dict(channels=16, n_layers=4, iterations=[(1, 0)] * 3 + [(2, 0)]),
         )
     return dict(
