@@ -415,6 +415,11 @@ class VCycle(eqx.Module):
         return us[0]
 
 
+def _check_finer_grids(finer_grids):
+    if finer_grids not in ("transfer", "direct"):
+        raise ValueError(f"`finer_grids` must be 'transfer' or 'direct', got {finer_grids!r}.")
+
+
 class MgNO(eqx.Module):
     """Multigrid neural operator: layers `u <- GELU(V(u) + W u + b)` and a 1x1 head.
 
@@ -491,8 +496,7 @@ class MgNO(eqx.Module):
     ):
         if n_layers < 1:
             raise ValueError(f"`n_layers` must be >= 1, got {n_layers}.")
-        if finer_grids not in ("transfer", "direct"):
-            raise ValueError(f"`finer_grids` must be 'transfer' or 'direct', got {finer_grids!r}.")
+        _check_finer_grids(finer_grids)
         keys = jax.random.split(key, 2 * n_layers + 1)
         cins = [in_channels] + [channels] * (n_layers - 1)
         self.vcycles = tuple(
@@ -521,8 +525,7 @@ class MgNO(eqx.Module):
 
     def with_finer_grids(self, finer_grids: str) -> "MgNO":
         """The same model (same weights) with another `finer_grids` mode."""
-        if finer_grids not in ("transfer", "direct"):
-            raise ValueError(f"`finer_grids` must be 'transfer' or 'direct', got {finer_grids!r}.")
+        _check_finer_grids(finer_grids)
         new = object.__new__(type(self))
         for f in dataclasses.fields(self):
             object.__setattr__(new, f.name, getattr(self, f.name))
