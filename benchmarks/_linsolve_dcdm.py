@@ -153,7 +153,7 @@ def train_models(
     ritz_s = time.perf_counter() - t0
     make = _make_operator(shape)
 
-    def train(net, steps, key_offset, learning_rate):
+    def train(net, steps, key_offset, learning_rate, checkpoint=None):
         t = time.perf_counter()
         out = ls.train_dcdm(
             net,
@@ -164,6 +164,8 @@ def train_models(
             key=jax.random.key(seed + key_offset),
             learning_rate=learning_rate,
             progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=100,
         )
         return out, time.perf_counter() - t
 
@@ -206,7 +208,11 @@ def train_models(
             continue
         label, build, steps_key, offset, lr, window = builders[name]
         net = build()
-        fit, sec = train(net, cfg[steps_key], offset, lr)
+        ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if name == "cnn" else None
+        if ckpt and os.path.exists(ckpt):
+            # a resumed run: this process's training time covers only the remaining steps
+            notes.append(f"{label} resumed from a checkpoint ({ckpt})")
+        fit, sec = train(net, cfg[steps_key], offset, lr, ckpt)
         info[name] = fit.model
         if name == "vc":
             info["vc0"] = net
@@ -306,9 +312,10 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
     record (`train_seconds` etc.).
     """
     cfgs = _config(quick)
-    if os.environ.get("DCDM_VC_STEPS"):
-        for c in cfgs.values():
-            c["vc_steps"] = int(os.environ["DCDM_VC_STEPS"])
+    for env, key in (("DCDM_VC_STEPS", "vc_steps"), ("DCDM_CNN_STEPS", "steps")):
+        if os.environ.get(env):
+            for c in cfgs.values():
+                c[key] = int(os.environ[env])
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
     total_train = 0.0
@@ -476,7 +483,9 @@ def main():
     grids, e.g. "128^2,256^2"; default all of the mode's), `DCDM_MERGE=1` (full mode: merge
     the rows into `benchmarks/results/linsolve.json`, with provenance, instead of writing
     `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
-    `DCDM_VC_STEPS` (training steps of the learned V-cycle, overriding the mode's)."""
+    `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
+    CNN, overriding the mode's), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
+    checkpoints every 100 steps and resumes from)."""
     import sys
 
     from benchmarks import linsolve as bl

@@ -111,20 +111,35 @@ def _batches(n, bs, epoch, seed):
 
 
 @functools.cache
-def _optimiser(lr, spe):
+def _optimiser(spe):
     """Adam with L2 weight decay lr/100, the learning rate halved every 10 epochs (the paper's
-    StepLR(10, 0.5)); cached so that equal settings reuse one compiled step."""
-    schedule = optax.exponential_decay(lr, 10 * spe, 0.5, staircase=True)
-    return optax.chain(optax.add_decayed_weights(lr / 100), optax.adam(schedule))
+    StepLR(10, 0.5)). The learning rate lives in the optimiser state (`inject_hyperparams`),
+    so runs at different learning rates share one compiled step."""
+
+    def adam_step_lr(lr):
+        return optax.chain(
+            optax.add_decayed_weights(lr / 100),
+            optax.adam(optax.exponential_decay(lr, 10 * spe, 0.5, staircase=True)),
+        )
+
+    return optax.inject_hyperparams(adam_step_lr)(lr=1e-3)
+
+
+def _init_optimiser(params, lr, spe):
+    optimiser = _optimiser(spe)
+    state = optimiser.init(params)
+    state.hyperparams["lr"] = jnp.asarray(lr, dtype=state.hyperparams["lr"].dtype)
+    return optimiser, state
 
 
 def train_jax(name, cls, in_ch, n_cls, P, idx, cfg, seed):
     tr, va, te = idx
     key = jr.key(seed)
-    model = cls(in_ch, HIDDEN, n_cls, num_layers=LAYERS, key=key)
+    model = cls(
+        in_ch, cfg.get("hidden", HIDDEN), n_cls, num_layers=cfg.get("layers", LAYERS), key=key
+    )
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    optimiser = _optimiser(cfg["lr"], cfg["spe"])
-    opt_state = optimiser.init(params)
+    optimiser, opt_state = _init_optimiser(params, cfg["lr"], cfg["spe"])
     train, val, test = P[tr], P[va], P[te]
     best = (np.inf, params, 0)
     bad = 0
@@ -382,6 +397,14 @@ def main(argv=None):
         "tuning step does (10 epochs, 0 %% missing, seed 0, validation loss)",
     )
     parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="the paper's full tuning step per model and data set: random search of 20 "
+        "settings (learning rate log-uniform in [1e-4, 1e-2], width 16/32/64/128, 1-4 layers) "
+        "with successive halving at 1 / 4 / 10 epochs (as Ray Tune's ASHA), 0 %% missing, "
+        "seed 0, validation loss",
+    )
+    parser.add_argument(
         "--models", default=None, help="comma-separated model names (a focused study, as --rates)"
     )
     parser.add_argument("--out", default=None)
@@ -421,7 +444,7 @@ def main(argv=None):
     if any(r not in RATES for r in rates):
         parser.error(f"--rates must be a subset of {RATES}, got {rates}")
     # a focused study: no PyTorch peer, its own table and file
-    subset = rates != RATES or list(models) != list(MODELS) or args.tune_lr
+    subset = rates != RATES or list(models) != list(MODELS) or args.tune_lr or args.tune
     if not names:
         print("No bundled data set found: install aeon (`pip install aeon --no-deps`).")
         return 1
@@ -440,6 +463,9 @@ def main(argv=None):
     comp = {}
     t_start = time.perf_counter()
     for name in names:
+        # every model shape and tuning setting compiles its own executables: free them per
+        # data set (a 5-data-set tuned run otherwise ran out of mappable memory in LLVM)
+        jax.clear_caches()
         series, labels, _ = load_uea_ucr(name)
         base = from_series(series, labels)
         n_total = len(base)
@@ -455,10 +481,14 @@ def main(argv=None):
             "min_epochs": 20 if not quick else epochs,
             "patience": 10,
         }
-        lrs = {m: lr for m in models}
+        settings = {m: {"lr": lr} for m in models}
         if args.tune_lr:
             lrs = tune_lr(name, base, models, cfg)
             tuned[name] = lrs
+            settings = {m: {"lr": v} for m, v in lrs.items()}
+        if args.tune:
+            settings = tune_paper(name, base, models, cfg)
+            tuned[name] = settings
         for seed in seeds:
             idx = paper_split(base.labels, seed)
             clean = standardise(base, base[idx[0]])
@@ -475,7 +505,7 @@ def main(argv=None):
                         data.num_classes,
                         P,
                         idx,
-                        {**cfg, "lr": lrs[mname]},
+                        {**cfg, **settings[mname]},
                         seed,
                     )
                     acc.setdefault((name, mname, rate), []).append(out["acc"])
@@ -542,6 +572,51 @@ def tune_lr(name, base, models, cfg) -> dict:
     return out
 
 
+TUNE_SAMPLES = 20
+TUNE_RUNGS = (1, 4, 10)  # epochs; the best quarter of each rung goes on to the next
+
+
+def tune_paper(name, base, models, cfg) -> dict:
+    """The paper's tuning step (Ray Tune ASHA, 20 samples, at most 10 epochs, 0 % missing,
+    seed 0) as a synchronous successive halving: the same 20 random settings for every model
+    (learning rate log-uniform in [1e-4, 1e-2], width in {16, 32, 64, 128}, 1-4 drift
+    layers), each trained from scratch to 1 epoch, the best quarter by validation loss to 4,
+    the best quarter of those to 10; the setting with the lowest validation loss wins."""
+    idx = paper_split(base.labels, 0)
+    data = drop_values(standardise(base, base[idx[0]]), 0.0, seed=0)
+    P = paths_from_data(data)
+    rng = np.random.default_rng(20240214)
+    samples = [
+        {
+            "lr": float(10 ** rng.uniform(-4, -2)),
+            "hidden": int(rng.choice([16, 32, 64, 128])),
+            "layers": int(rng.integers(1, 5)),
+        }
+        for _ in range(TUNE_SAMPLES)
+    ]
+    out = {}
+    for mname, cls in models.items():
+        alive = list(range(len(samples)))
+        losses = {}
+        for rung in TUNE_RUNGS:
+            for i in alive:
+                run_cfg = {**cfg, **samples[i], "epochs": rung, "min_epochs": rung}
+                res = train_jax(mname, cls, data.channels + 1, data.num_classes, P, idx, run_cfg, 0)
+                losses[i] = np.inf if res["diverged"] else res["best_val_loss"]
+            alive = sorted(alive, key=losses.get)
+            if rung != TUNE_RUNGS[-1]:
+                alive = alive[: max(1, len(alive) // 4)]
+        out[mname] = samples[alive[0]]
+        jax.clear_caches()
+        print(
+            f"  {name} {mname}: tuned to lr {out[mname]['lr']:.1e}, width "
+            f"{out[mname]['hidden']}, {out[mname]['layers']} layers (val loss "
+            f"{losses[alive[0]]:.3f})",
+            flush=True,
+        )
+    return out
+
+
 def _accuracy_cells(acc, name, model, rates) -> dict:
     """A table row's accuracy mean, std and text per rate from per-seed accuracies."""
     row = {"dataset": name, "model": model}
@@ -575,9 +650,13 @@ def focused_report(names, models, rates, acc, seeds, epochs, t_start, args, tune
             summary[f"best_stable_at_{key}"] = best
             margin = 100 * (means[best] - means["neural CDE"])
             summary[f"stable_vs_ncde_pp_at_{key}"] = float(margin)
-    summary.update({"epochs_max": epochs, "wall_s": time.perf_counter() - t_start})
+    summary["epochs_max"] = epochs
+    if t_start is not None:
+        summary["wall_s"] = time.perf_counter() - t_start
+    if getattr(args, "from_logs", None):
+        summary["from_logs"] = [os.path.basename(p) for p in args.from_logs]
     if tuned:
-        summary["tuned_lr"] = tuned
+        summary["tuned_lr" if args.tune_lr else "tuned"] = tuned
     cols = ["dataset", "model"] + [f"acc@{int(r * 100)}%" for r in rates]
     H.print_table(rows, cols, title="Test accuracy % (mean±std over seeds), focused study")
     for k, v in summary.items():
@@ -607,8 +686,10 @@ def build_rows(names, model_names, acc, step, comp, timing) -> list[dict]:
 
 
 _RUN_LINE = re.compile(
-    r"^\s+(\S+) seed (\d+) rate (\d+)% (.+?)\s+acc (\S+) step (\S+) ms \[\d+s\]$"
+    r"^\s+(\S+) seed (\d+) rate (\d+)% (.+?)\s+acc (\S+) step (\S+) ms \[\d+s\]"
+    r"(?: epochs \S+)?$"
 )
+_TUNED_LINE = re.compile(r"^\s+(\S+) (.+?): tuned to lr (\S+), width (\d+), (\d+) layers")
 _TIMING_LINE = re.compile(
     r"^\s+(\S+): interleaved step time LNSDE scimlx (\S+) ms, PyTorch (\S+) ms"
 )
@@ -618,10 +699,18 @@ def from_logs(paths: list[str], mode: str, epochs: int, out: str | None) -> int:
     """Rebuild the table from the per-run lines of benchmark logs (runs split across
     processes by seed, or a process stopped before its end): every figure is a measured
     per-run accuracy / median step time as printed; compile times are not in the logs."""
-    runs, timing = {}, {}
+    runs, timing, tuned = {}, {}, {}
     for p in paths:
         with open(p) as f:
             for line in f:
+                u = _TUNED_LINE.match(line.rstrip("\n"))
+                if u:
+                    name, model, lr, width, layers = u.groups()
+                    tuned.setdefault(name, {})[model] = {
+                        "lr": float(lr),
+                        "hidden": int(width),
+                        "layers": int(layers),
+                    }
                 m = _RUN_LINE.match(line.rstrip("\\n"))
                 if m:
                     name, seed, rate, model, a, st = m.groups()
@@ -639,6 +728,22 @@ def from_logs(paths: list[str], mode: str, epochs: int, out: str | None) -> int:
     for (name, model, rate, seed), (a, st) in sorted(runs.items()):
         acc.setdefault((name, model, rate), []).append(a)
         step.setdefault((name, model), []).append(st)
+    rates = tuple(r for r in RATES if any(k[2] == r for k in runs))
+    if rates != RATES or model_names != list(MODELS) + [TORCH]:
+        # a focused study (a subset of rates or models), e.g. a tuned run split in processes
+        missing = [
+            (n, m, r, sd)
+            for n in names
+            for m in model_names
+            for r in rates
+            for sd in seeds
+            if (n, m, r, sd) not in runs
+        ]
+        if missing:
+            print(f"incomplete logs: {len(missing)} runs missing, e.g. {missing[:3]}")
+            return 1
+        ns = argparse.Namespace(out=out, quick=mode == "quick", tune_lr=False, from_logs=paths)
+        return focused_report(names, model_names, rates, acc, seeds, epochs, None, ns, tuned)
     missing = [
         (n, m, r, sd)
         for n in names
