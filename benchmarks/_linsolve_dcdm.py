@@ -312,10 +312,22 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
     record (`train_seconds` etc.).
     """
     cfgs = _config(quick)
-    for env, key in (("DCDM_VC_STEPS", "vc_steps"), ("DCDM_CNN_STEPS", "steps")):
+    for env, key in (
+        ("DCDM_VC_STEPS", "vc_steps"),
+        ("DCDM_CNN_STEPS", "steps"),
+        ("DCDM_TRAIN_N", "train_n"),
+        ("DCDM_RITZ", "ritz"),
+    ):
         if os.environ.get(env):
             for c in cfgs.values():
                 c[key] = int(os.environ[env])
+    if os.environ.get("DCDM_GRIDS"):
+        # test grids named explicitly get every row (e.g. "64^2" for the growth from a 32^2
+        # training grid)
+        named = tuple(os.environ["DCDM_GRIDS"].split(","))
+        for c in cfgs.values():
+            c["grids"] = tuple(dict.fromkeys(c["grids"] + named))
+            c["cnn_grids"] = tuple(dict.fromkeys(c["cnn_grids"] + named))
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
     total_train = 0.0
@@ -484,7 +496,8 @@ def main():
     the rows into `benchmarks/results/linsolve.json`, with provenance, instead of writing
     `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
     `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
-    CNN, overriding the mode's), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
+    CNN, overriding the mode's), `DCDM_TRAIN_N` / `DCDM_RITZ` (training grid side and Ritz
+    vectors per scene), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
     checkpoints every 100 steps and resumes from)."""
     import sys
 
@@ -501,7 +514,12 @@ def main():
     shapes = [s for s in shapes if len(s) in dims]
     grids = os.environ.get("DCDM_GRIDS")
     if grids:
-        shapes = [s for s in shapes if bl._grid_name(s) in grids.split(",")]
+        # "n^d" names, within the mode's shapes or not
+        shapes = [
+            (int(g.split("^")[0]),) * int(g.split("^")[1])
+            for g in grids.split(",")
+            if int(g.split("^")[1]) in dims
+        ]
     parts = tuple(p for p in PARTS if p in os.environ.get("DCDM_PARTS", ",".join(PARTS)))
     seed = 1000
     print(f"machine: {machine()}; parts {parts}; grids {[bl._grid_name(s) for s in shapes]}")
@@ -525,11 +543,11 @@ def main():
     if os.environ.get("DCDM_MERGE") == "1" and not quick:
         provenance = {
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": "python -m benchmarks._linsolve_dcdm "
-            + " ".join(sys.argv[1:])
-            + f" (DCDM_DIMS={','.join(map(str, sorted(dims)))} DCDM_PARTS={','.join(parts)}"
-            + (f" DCDM_GRIDS={grids}" if grids else "")
-            + " DCDM_MERGE=1)",
+            "command": " ".join(
+                [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("DCDM_")]
+                + ["python -m benchmarks._linsolve_dcdm"]
+                + sys.argv[1:]
+            ),
             "rows": sorted({f"{r.get('method')} @ {r.get('grid')}" for r in new}),
             "wall_s": round(time.perf_counter() - t0, 1),
             "machine": machine(),

@@ -23,6 +23,7 @@ os.environ.setdefault("SCIMLX_PROGRESS", "0")
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import functools  # noqa: E402
+import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -405,6 +406,11 @@ def main(argv=None):
         "seed 0, validation loss",
     )
     parser.add_argument(
+        "--tuned-from",
+        default=None,
+        help="reuse the settings that --tune chose, from a results JSON (summary 'tuned')",
+    )
+    parser.add_argument(
         "--models", default=None, help="comma-separated model names (a focused study, as --rates)"
     )
     parser.add_argument("--out", default=None)
@@ -444,7 +450,17 @@ def main(argv=None):
     if any(r not in RATES for r in rates):
         parser.error(f"--rates must be a subset of {RATES}, got {rates}")
     # a focused study: no PyTorch peer, its own table and file
-    subset = rates != RATES or list(models) != list(MODELS) or args.tune_lr or args.tune
+    subset = (
+        rates != RATES
+        or list(models) != list(MODELS)
+        or args.tune_lr
+        or args.tune
+        or args.tuned_from
+    )
+    tuned_before = {}
+    if args.tuned_from:
+        with open(args.tuned_from) as f:
+            tuned_before = json.load(f)["summary"]["tuned"]
     if not names:
         print("No bundled data set found: install aeon (`pip install aeon --no-deps`).")
         return 1
@@ -488,6 +504,9 @@ def main(argv=None):
             settings = {m: {"lr": v} for m, v in lrs.items()}
         if args.tune:
             settings = tune_paper(name, base, models, cfg)
+            tuned[name] = settings
+        elif args.tuned_from:
+            settings = {m: tuned_before[name][m] for m in models}
             tuned[name] = settings
         for seed in seeds:
             idx = paper_split(base.labels, seed)
@@ -656,7 +675,7 @@ def focused_report(names, models, rates, acc, seeds, epochs, t_start, args, tune
     if getattr(args, "from_logs", None):
         summary["from_logs"] = [os.path.basename(p) for p in args.from_logs]
     if tuned:
-        summary["tuned_lr" if args.tune_lr else "tuned"] = tuned
+        summary["tuned_lr" if getattr(args, "tune_lr", False) else "tuned"] = tuned
     cols = ["dataset", "model"] + [f"acc@{int(r * 100)}%" for r in rates]
     H.print_table(rows, cols, title="Test accuracy % (mean±std over seeds), focused study")
     for k, v in summary.items():
