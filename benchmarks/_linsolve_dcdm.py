@@ -130,6 +130,46 @@ def _make_operator(shape):
 PARTS = ("cnn", "bpx", "vc")
 
 
+def _training_data(shape, scenes, ritz, seed):
+    """Fluid masks and Ritz vectors (float32) of the training scenes on `shape`."""
+    masks, vecs = [], []
+    for s in range(scenes):
+        solid = ls.obstacle_scene(shape, seed=s, split="train")
+        m = jnp.asarray(~solid).astype(jnp.float64)
+        _, V = ls.ritz_pairs(
+            ls.poisson(shape, solid=jnp.asarray(solid)),
+            steps=ritz,
+            key=jax.random.key(seed + s),
+            mask=m,
+        )
+        masks.append(m)
+        vecs.append(V.astype(jnp.float32))
+    return jnp.stack(masks), jnp.stack(vecs)
+
+
+def _finetune(model, dim, spec, cfg, seed, progress):
+    """Continue training `model` on a finer grid: `spec` = "n:steps:ritz:learning_rate"."""
+    n, steps, ritz, lr = spec.split(":")
+    shape = (int(n),) * dim
+    t0 = time.perf_counter()
+    masks, vecs = _training_data(shape, cfg["scenes"], int(ritz), seed)
+    fit = ls.train_dcdm(
+        model,
+        _make_operator(shape),
+        masks,
+        vecs,
+        steps=int(steps),
+        key=jax.random.key(seed + 7),
+        learning_rate=float(lr),
+        progress=progress,
+    )
+    sec = time.perf_counter() - t0
+    a, b = float(np.mean(fit.losses[:20])), float(np.mean(fit.losses[-20:]))
+    note = f"then {steps} steps at {n}^{dim} (Ritz m={ritz}, lr {lr}) {sec:.0f} s"
+    note += f" loss {a:.3f}->{b:.3f}"
+    return fit.model, sec, note, "x".join([n] * dim)
+
+
 def train_models(
     dim: int, cfg: dict, *, seed: int = 0, progress: bool = False, parts=PARTS
 ) -> dict:
@@ -137,19 +177,7 @@ def train_models(
     network, "vc": the learned V-cycle) on `dim`-D training scenes."""
     shape = (cfg["train_n"],) * dim
     t0 = time.perf_counter()
-    masks, vecs = [], []
-    for s in range(cfg["scenes"]):
-        solid = ls.obstacle_scene(shape, seed=s, split="train")
-        m = jnp.asarray(~solid).astype(jnp.float64)
-        _, V = ls.ritz_pairs(
-            ls.poisson(shape, solid=jnp.asarray(solid)),
-            steps=cfg["ritz"],
-            key=jax.random.key(seed + s),
-            mask=m,
-        )
-        masks.append(m)
-        vecs.append(V.astype(jnp.float32))
-    masks, vecs = jnp.stack(masks), jnp.stack(vecs)
+    masks, vecs = _training_data(shape, cfg["scenes"], cfg["ritz"], seed)
     ritz_s = time.perf_counter() - t0
     make = _make_operator(shape)
 
@@ -214,10 +242,18 @@ def train_models(
             notes.append(f"{label} resumed from a checkpoint ({ckpt})")
         fit, sec = train(net, cfg[steps_key], offset, lr, ckpt)
         info[name] = fit.model
+        spec = os.environ.get("DCDM_CNN_FINETUNE") if name == "cnn" else None
+        sec2 = 0.0
+        if spec:  # a curriculum: the CNN trained on, at a finer grid
+            info[name], sec2, note2, grid2 = _finetune(fit.model, dim, spec, cfg, seed, progress)
+            info["train_grid"] += " + " + grid2
         if name == "vc":
             info["vc0"] = net
         a, b = loss_note(fit, window)
         notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
+        if spec:
+            notes.append(f"{label} {note2}")
+        sec += sec2
         info["train_s"] += sec
     info["note"] = "; ".join(notes)
     return info
@@ -497,7 +533,8 @@ def main():
     `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
     `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
     CNN, overriding the mode's), `DCDM_TRAIN_N` / `DCDM_RITZ` (training grid side and Ritz
-    vectors per scene), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
+    vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr": the CNN trained on at a
+    finer n^d grid, a curriculum), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
     checkpoints every 100 steps and resumes from)."""
     import sys
 
