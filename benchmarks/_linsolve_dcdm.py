@@ -244,15 +244,21 @@ def train_models(
         info[name] = fit.model
         spec = os.environ.get("DCDM_CNN_FINETUNE") if name == "cnn" else None
         sec2 = 0.0
-        if spec:  # a curriculum: the CNN trained on, at a finer grid
-            info[name], sec2, note2, grid2 = _finetune(fit.model, dim, spec, cfg, seed, progress)
-            info["train_grid"] += " + " + grid2
+        notes2 = []
+        if spec:  # a curriculum: the CNN trained on, at finer grids in turn
+            info[name] = fit.model
+            for stage in spec.split(","):
+                info[name], sec_s, note_s, grid_s = _finetune(
+                    info[name], dim, stage, cfg, seed, progress
+                )
+                sec2 += sec_s
+                notes2.append(note_s)
+                info["train_grid"] += " + " + grid_s
         if name == "vc":
             info["vc0"] = net
         a, b = loss_note(fit, window)
         notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
-        if spec:
-            notes.append(f"{label} {note2}")
+        notes += [f"{label} {n}" for n in notes2]
         sec += sec2
         info["train_s"] += sec
     info["note"] = "; ".join(notes)
@@ -533,9 +539,9 @@ def main():
     `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
     `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
     CNN, overriding the mode's), `DCDM_TRAIN_N` / `DCDM_RITZ` (training grid side and Ritz
-    vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr": the CNN trained on at a
-    finer n^d grid, a curriculum), `DCDM_CNN_CHECKPOINT` (a file where the CNN's training
-    checkpoints every 100 steps and resumes from)."""
+    vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr[,...]": the CNN trained on
+    at finer n^d grids in turn, a curriculum), `DCDM_CNN_CHECKPOINT` (a file where the
+    CNN's training checkpoints every 100 steps and resumes from)."""
     import sys
 
     from benchmarks import linsolve as bl
