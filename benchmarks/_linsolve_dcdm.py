@@ -242,24 +242,19 @@ def train_models(
             notes.append(f"{label} resumed from a checkpoint ({ckpt})")
         fit, sec = train(net, cfg[steps_key], offset, lr, ckpt)
         info[name] = fit.model
-        spec = os.environ.get("DCDM_CNN_FINETUNE") if name == "cnn" else None
-        sec2 = 0.0
-        notes2 = []
-        if spec:  # a curriculum: the CNN trained on, at finer grids in turn
-            info[name] = fit.model
-            for stage in spec.split(","):
-                info[name], sec_s, note_s, grid_s = _finetune(
-                    info[name], dim, stage, cfg, seed, progress
-                )
-                sec2 += sec_s
-                notes2.append(note_s)
-                info["train_grid"] += " + " + grid_s
         if name == "vc":
             info["vc0"] = net
         a, b = loss_note(fit, window)
         notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
-        notes += [f"{label} {n}" for n in notes2]
-        sec += sec2
+        spec = os.environ.get("DCDM_CNN_FINETUNE") if name == "cnn" else None
+        for stage in spec.split(",") if spec else ():
+            # a curriculum: the CNN trained on, at finer grids in turn
+            info[name], sec_s, note_s, grid_s = _finetune(
+                info[name], dim, stage, cfg, seed, progress
+            )
+            sec += sec_s
+            notes.append(f"{label} {note_s}")
+            info["train_grid"] += " + " + grid_s
         info["train_s"] += sec
     info["note"] = "; ".join(notes)
     return info

@@ -628,7 +628,7 @@ def tune_paper(name, base, models, cfg) -> dict:
         out[mname] = samples[alive[0]]
         jax.clear_caches()
         print(
-            f"  {name} {mname}: tuned to lr {out[mname]['lr']:.1e}, width "
+            f"  {name} {mname}: tuned to lr {out[mname]['lr']:.6e}, width "
             f"{out[mname]['hidden']}, {out[mname]['layers']} layers (val loss "
             f"{losses[alive[0]]:.3f})",
             flush=True,
@@ -748,32 +748,21 @@ def from_logs(paths: list[str], mode: str, epochs: int, out: str | None) -> int:
         acc.setdefault((name, model, rate), []).append(a)
         step.setdefault((name, model), []).append(st)
     rates = tuple(r for r in RATES if any(k[2] == r for k in runs))
-    if rates != RATES or model_names != list(MODELS) + [TORCH]:
-        # a focused study (a subset of rates or models), e.g. a tuned run split in processes
-        missing = [
-            (n, m, r, sd)
-            for n in names
-            for m in model_names
-            for r in rates
-            for sd in seeds
-            if (n, m, r, sd) not in runs
-        ]
-        if missing:
-            print(f"incomplete logs: {len(missing)} runs missing, e.g. {missing[:3]}")
-            return 1
-        ns = argparse.Namespace(out=out, quick=mode == "quick", tune_lr=False, from_logs=paths)
-        return focused_report(names, model_names, rates, acc, seeds, epochs, None, ns, tuned)
     missing = [
         (n, m, r, sd)
         for n in names
         for m in model_names
-        for r in RATES
+        for r in rates
         for sd in seeds
         if (n, m, r, sd) not in runs
     ]
     if missing:
         print(f"incomplete logs: {len(missing)} runs missing, e.g. {missing[:3]}")
         return 1
+    if rates != RATES or model_names != list(MODELS) + [TORCH]:
+        # a focused study (a subset of rates or models), e.g. a tuned run split in processes
+        ns = argparse.Namespace(out=out, quick=mode == "quick", tune_lr=False, from_logs=paths)
+        return focused_report(names, model_names, rates, acc, seeds, epochs, None, ns, tuned)
     rows = build_rows(names, model_names, acc, step, {}, timing)
     summary = summarise(rows)
     summary.update(
