@@ -147,27 +147,92 @@ def _training_data(shape, scenes, ritz, seed):
     return jnp.stack(masks), jnp.stack(vecs)
 
 
-def _finetune(model, dim, spec, cfg, seed, progress):
-    """Continue training `model` on a finer grid: `spec` = "n:steps:ritz:learning_rate"."""
-    n, steps, ritz, lr = spec.split(":")
-    shape = (int(n),) * dim
-    t0 = time.perf_counter()
-    masks, vecs = _training_data(shape, cfg["scenes"], int(ritz), seed)
-    fit = ls.train_dcdm(
-        model,
-        _make_operator(shape),
-        masks,
-        vecs,
-        steps=int(steps),
-        key=jax.random.key(seed + 7),
-        learning_rate=float(lr),
-        progress=progress,
-    )
-    sec = time.perf_counter() - t0
-    a, b = float(np.mean(fit.losses[:20])), float(np.mean(fit.losses[-20:]))
-    note = f"then {steps} steps at {n}^{dim} (Ritz m={ritz}, lr {lr}) {sec:.0f} s"
-    note += f" loss {a:.3f}->{b:.3f}"
-    return fit.model, sec, note, "x".join([n] * dim)
+def _stages(cfg) -> list[tuple[int, int, int, float, float | None]]:
+    """The CNN's training stages `(n, steps, ritz, lr, seconds)`: the mode's base grid (unless
+    `steps` is 0), then each `DCDM_CNN_FINETUNE` stage "n:steps:ritz:lr[:seconds]"."""
+    stages = []
+    if cfg["steps"] > 0:
+        secs = os.environ.get("DCDM_CNN_SECONDS")
+        lr = cfg.get("cnn_lr", 1e-3)
+        stages.append(
+            (cfg["train_n"], cfg["steps"], cfg["ritz"], lr, float(secs) if secs else None)
+        )
+    spec = os.environ.get("DCDM_CNN_FINETUNE")
+    for stage in spec.split(",") if spec else ():
+        n, steps, ritz, lr, *secs = stage.split(":")
+        stages.append((int(n), int(steps), int(ritz), float(lr), float(secs[0]) if secs else None))
+    return stages
+
+
+def _model_path(env, dim):
+    folder = os.environ.get(env)
+    return os.path.join(folder, f"dcdm_cnn_{dim}d.eqx") if folder else None
+
+
+def _train_cnn(dim, cfg, seed, progress, base_data):
+    """The paper CNN through its stages (a curriculum over grids when several).
+
+    Starts fresh, or from `DCDM_MODELS_IN/dcdm_cnn_{dim}d.eqx` (whose training record is
+    carried on); saves after every stage to `DCDM_MODELS_OUT/dcdm_cnn_{dim}d.eqx`, so a run
+    killed mid-way keeps its finished stages. Returns the model and its training record."""
+    from scimlx._core._persistence import read_header
+
+    path_in, path_out = _model_path("DCDM_MODELS_IN", dim), _model_path("DCDM_MODELS_OUT", dim)
+    record = {"grids": [], "seconds": 0.0, "notes": []}
+    if path_in and os.path.exists(path_in):
+        net = ls.load_model(path_in)
+        meta = read_header(path_in).get("metadata", {})
+        record = {
+            "grids": [meta["train_grid"]] if meta.get("train_grid") else [],
+            "seconds": float(meta.get("train_s", 0.0)),
+            "notes": [f"CNN loaded from {os.path.basename(path_in)}: {meta.get('note', '')}"],
+        }
+    else:
+        net = ls.DCDMNet(dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed))
+    device = jax.devices()[0].device_kind
+    batch = int(os.environ.get("DCDM_BATCH", "10"))
+    for i, (n, steps, ritz, lr, secs) in enumerate(_stages(cfg)):
+        shape = (n,) * dim
+        t0 = time.perf_counter()
+        first = i == 0 and cfg["steps"] > 0
+        masks, vecs = base_data() if first else _training_data(shape, cfg["scenes"], ritz, seed)
+        ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if first else None
+        if ckpt and os.path.exists(ckpt):
+            # a resumed run: this process's training time covers only the remaining steps
+            record["notes"].append(f"CNN resumed from a checkpoint ({ckpt})")
+        fit = ls.train_dcdm(
+            net,
+            _make_operator(shape),
+            masks,
+            vecs,
+            steps=steps,
+            key=jax.random.key(seed + (1 if first else 7)),
+            learning_rate=lr,
+            batch_size=batch,
+            progress=progress,
+            checkpoint=ckpt,
+            checkpoint_every=100,
+            max_seconds=secs,
+        )
+        net, sec = fit.model, time.perf_counter() - t0
+        a, b = float(np.mean(fit.losses[:20])), float(np.mean(fit.losses[-20:]))
+        grid = "x".join([str(n)] * dim)
+        record["grids"].append(grid)
+        record["seconds"] += sec
+        note = f"CNN {fit.step} steps at {grid} (Ritz m={ritz} x {cfg['scenes']} scenes, lr {lr:g}"
+        note += f", batch {batch}) {sec:.0f} s incl. Ritz on {device}, loss {a:.3f}->{b:.3f}"
+        record["notes"].append(note)
+        if progress:
+            print(note, flush=True)
+        if path_out:
+            meta = {
+                "train_grid": " + ".join(record["grids"]),
+                "train_s": round(record["seconds"], 1),
+                "note": "; ".join(record["notes"]),
+                "device": device,
+            }
+            ls.save_model(path_out, net, metadata=meta)
+    return net, record
 
 
 def train_models(
@@ -176,12 +241,20 @@ def train_models(
     """Train the networks named in `parts` ("cnn": the paper CNN, "bpx": the learned-BPX
     network, "vc": the learned V-cycle) on `dim`-D training scenes."""
     shape = (cfg["train_n"],) * dim
-    t0 = time.perf_counter()
-    masks, vecs = _training_data(shape, cfg["scenes"], cfg["ritz"], seed)
-    ritz_s = time.perf_counter() - t0
+    data = {}
+
+    def base_data():
+        # the base grid's Ritz vectors, computed once, only when a part trains on them
+        if not data:
+            t0 = time.perf_counter()
+            data["v"] = _training_data(shape, cfg["scenes"], cfg["ritz"], seed)
+            data["s"] = time.perf_counter() - t0
+        return data["v"]
+
     make = _make_operator(shape)
 
-    def train(net, steps, key_offset, learning_rate, checkpoint=None):
+    def train(net, steps, key_offset, learning_rate):
+        masks, vecs = base_data()
         t = time.perf_counter()
         out = ls.train_dcdm(
             net,
@@ -192,29 +265,19 @@ def train_models(
             key=jax.random.key(seed + key_offset),
             learning_rate=learning_rate,
             progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=100,
         )
         return out, time.perf_counter() - t
 
-    def loss_note(fit, n=20):
-        return float(np.mean(fit.losses[:n])), float(np.mean(fit.losses[-n:]))
-
-    info = {"ritz_s": ritz_s, "train_grid": "x".join(map(str, shape)), "train_s": ritz_s}
-    notes = [f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes {ritz_s:.0f} s"]
+    info = {"train_grid": "x".join(map(str, shape)), "train_s": 0.0}
+    notes = []
+    if "cnn" in parts:
+        info["cnn"], record = _train_cnn(dim, cfg, seed, progress, base_data)
+        info["train_grid"] = " + ".join(record["grids"])
+        info["train_s"] += record["seconds"]
+        notes += record["notes"]
     # part -> (label, untrained network, steps key, key offset, learning rate, loss window)
     builders = {
-        "cnn": (
-            "CNN",
-            lambda: ls.DCDMNet(
-                dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed)
-            ),
-            "steps",
-            1,
-            cfg.get("cnn_lr", 1e-3),
-            20,
-        ),
-        "mg": (
+        "bpx": (
             "BPX",
             lambda: ls.LearnedMGNet(dim, key=jax.random.key(seed + 2)),
             "mg_steps",
@@ -231,31 +294,26 @@ def train_models(
             5,
         ),
     }
-    for name, part in (("cnn", "cnn"), ("mg", "bpx"), ("vc", "vc")):
+    for part, name in (("bpx", "mg"), ("vc", "vc")):
         if part not in parts:
             continue
-        label, build, steps_key, offset, lr, window = builders[name]
+        label, build, steps_key, offset, lr, window = builders[part]
         net = build()
-        ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if name == "cnn" else None
-        if ckpt and os.path.exists(ckpt):
-            # a resumed run: this process's training time covers only the remaining steps
-            notes.append(f"{label} resumed from a checkpoint ({ckpt})")
-        fit, sec = train(net, cfg[steps_key], offset, lr, ckpt)
+        fit, sec = train(net, cfg[steps_key], offset, lr)
         info[name] = fit.model
         if name == "vc":
             info["vc0"] = net
-        a, b = loss_note(fit, window)
+        a, b = float(np.mean(fit.losses[:window])), float(np.mean(fit.losses[-window:]))
         notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
-        spec = os.environ.get("DCDM_CNN_FINETUNE") if name == "cnn" else None
-        for stage in spec.split(",") if spec else ():
-            # a curriculum: the CNN trained on, at finer grids in turn
-            info[name], sec_s, note_s, grid_s = _finetune(
-                info[name], dim, stage, cfg, seed, progress
-            )
-            sec += sec_s
-            notes.append(f"{label} {note_s}")
-            info["train_grid"] += " + " + grid_s
         info["train_s"] += sec
+    if data and not ("cnn" in parts and cfg["steps"] > 0):
+        # the Ritz vectors were computed for the multigrid parts alone (a CNN base stage
+        # counts them in its own seconds)
+        grid = "x".join(map(str, shape))
+        notes.insert(
+            0, f"Ritz m={cfg['ritz']} x {cfg['scenes']} scenes at {grid} {data['s']:.0f} s"
+        )
+        info["train_s"] += data["s"]
     info["note"] = "; ".join(notes)
     return info
 
@@ -341,19 +399,15 @@ def _cg_with_net_row(p, model, *, max_steps):
     }
 
 
-def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS):
-    """Rows for every problem in `problems` (dicts from `benchmarks.linsolve.make_problem`).
-
-    Trains the networks named in `parts` (see `train_models`) once per dimension present
-    (sizes from `_config`), then solves each problem. The first row carries the training
-    record (`train_seconds` etc.).
-    """
+def configs(quick: bool) -> dict:
+    """The mode's configurations per dimension, with the environment's overrides."""
     cfgs = _config(quick)
     for env, key in (
         ("DCDM_VC_STEPS", "vc_steps"),
         ("DCDM_CNN_STEPS", "steps"),
         ("DCDM_TRAIN_N", "train_n"),
         ("DCDM_RITZ", "ritz"),
+        ("DCDM_SCENES", "scenes"),
     ):
         if os.environ.get(env):
             for c in cfgs.values():
@@ -365,6 +419,17 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
         for c in cfgs.values():
             c["grids"] = tuple(dict.fromkeys(c["grids"] + named))
             c["cnn_grids"] = tuple(dict.fromkeys(c["cnn_grids"] + named))
+    return cfgs
+
+
+def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS):
+    """Rows for every problem in `problems` (dicts from `benchmarks.linsolve.make_problem`).
+
+    Trains the networks named in `parts` (see `train_models`) once per dimension present
+    (sizes from `_config`), then solves each problem. The first row carries the training
+    record (`train_seconds` etc.).
+    """
+    cfgs = configs(quick)
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
     total_train = 0.0
@@ -535,8 +600,14 @@ def main():
     `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
     CNN, overriding the mode's), `DCDM_TRAIN_N` / `DCDM_RITZ` (training grid side and Ritz
     vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr[,...]": the CNN trained on
-    at finer n^d grids in turn, a curriculum), `DCDM_CNN_CHECKPOINT` (a file where the
-    CNN's training checkpoints every 100 steps and resumes from)."""
+    at finer n^d grids in turn, a curriculum; an optional fifth field is a wall-clock
+    budget in seconds for the stage, `DCDM_CNN_SECONDS` the same for the base stage),
+    `DCDM_BATCH` (the CNN's batch, default 10 as in the paper), `DCDM_SCENES` (training
+    scenes), `DCDM_CNN_CHECKPOINT` (a file where the CNN's base stage checkpoints every 100
+    steps and resumes from), `DCDM_MODELS_OUT` / `DCDM_MODELS_IN` (folders: save the CNN
+    after every stage as `dcdm_cnn_{dim}d.eqx` with its training record / start from such a
+    file, e.g. one trained on a GPU; with `DCDM_CNN_STEPS=0` and no fine-tuning it is only
+    evaluated), `DCDM_TRAIN_ONLY=1` (train and save, no test problems)."""
     import sys
 
     from benchmarks import linsolve as bl
@@ -561,6 +632,12 @@ def main():
     parts = tuple(p for p in PARTS if p in os.environ.get("DCDM_PARTS", ",".join(PARTS)))
     seed = 1000
     print(f"machine: {machine()}; parts {parts}; grids {[bl._grid_name(s) for s in shapes]}")
+    if os.environ.get("DCDM_TRAIN_ONLY") == "1":
+        cfgs = configs(quick)
+        for dim in sorted(dims):
+            info = train_models(dim, cfgs[dim], progress=True, parts=parts)
+            print(f"{dim}-D trained ({info['train_s']:.0f} s): {info['note']}", flush=True)
+        return
     problems = [bl.make_problem(s, seed) for s in shapes]
     rows = []
     if os.environ.get("DCDM_NO_PEERS") != "1":

@@ -196,12 +196,31 @@ def test_resume_with_more_steps_continues_training(tmp_path, getkey):
         scimlx.fit(loss, model, opt, steps=10, **kwargs)
 
 
+def test_time_budget_stops_resumably(tmp_path, getkey):
+    # A zero budget ends the run after its first step, checkpointed; the same call again
+    # trains on from there, and the two calls together equal one uninterrupted run.
+    model, data, loss, _ = _problem(getkey())
+    key, batch, opt = getkey(), scimlx.default_batch(data, 8), optax.adam(1e-2)
+    full = scimlx.fit(loss, model, opt, steps=12, key=key, batch=batch, progress=False)
+    kwargs = dict(key=key, batch=batch, progress=False, checkpoint=tmp_path / "t.ckpt")
+    part = scimlx.fit(loss, model, opt, steps=12, max_seconds=0.0, **kwargs)
+    assert part.step == 1 and part.losses.shape == (1,) and not part.stopped_early
+    rest = scimlx.fit(loss, model, opt, steps=12, **kwargs)
+    assert rest.step == 12
+    np.testing.assert_allclose(rest.losses, full.losses, rtol=1e-12)
+    assert tree_allclose(rest.model, full.model)
+
+
 def test_fit_argument_errors(getkey):
     model = eqx.nn.Linear(2, 1, key=getkey())
     with pytest.raises(ValueError, match="`steps`"):
         scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=-1, key=getkey())
     with pytest.raises(ValueError, match="`patience` needs `validate`"):
         scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), patience=2)
+    with pytest.raises(ValueError, match="`max_seconds`"):
+        scimlx.fit(
+            lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), max_seconds=-1.0
+        )
     with pytest.raises(ValueError, match="leading axis"):
         scimlx.default_batch((jnp.zeros((3, 2)), jnp.zeros((4,))), 2)
     with pytest.raises(ValueError, match="`batch_size`"):

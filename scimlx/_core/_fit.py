@@ -130,6 +130,7 @@ def fit(
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
+    max_seconds: float | None = None,
 ) -> FitResult:
     """Train `model` with `optimiser` on `loss` for `steps` steps, resumably.
 
@@ -160,6 +161,10 @@ def fit(
     - `validate`: `validate(model) -> float`, lower is better; evaluated every
       `validate_every` steps and at the end. The best model is kept.
     - `patience`: stop after this many validation rounds without improvement.
+    - `max_seconds`: a wall-clock budget for this call's steps: the run ends after the
+      first step that finishes past it (checked at the loss sync points, every few steps),
+      with `step < steps`, checkpointed; a later call with the same `checkpoint` trains
+      on. For fixed-time training on machines of unknown speed.
 
     **Returns:**
 
@@ -173,6 +178,8 @@ def fit(
         raise ValueError(f"`validate_every` must be positive, got {validate_every}.")
     if patience is not None and validate is None:
         raise ValueError("`patience` needs `validate`.")
+    if max_seconds is not None and not max_seconds >= 0:
+        raise ValueError(f"`max_seconds` must be non-negative, got {max_seconds}.")
 
     params, static = eqx.partition(model, filter_spec)
     opt_state = optimiser.init(params)
@@ -258,15 +265,23 @@ def fit(
             state["step"] = np.array(step, dtype=np.int64)
             validating = validate is not None and (step % validate_every == 0 or step == steps)
             saving = step % checkpoint_every == 0 and step < steps
-            if validating or saving or step == steps or len(pending) >= _SYNC_EVERY:
+            synced = validating or saving or step == steps or len(pending) >= _SYNC_EVERY
+            out_of_time = (
+                max_seconds is not None
+                and (synced or step == start + 1)
+                and time.perf_counter() - t_start >= max_seconds
+            )
+            if synced or out_of_time:
                 _sync()
             if validating:
                 _validate(state, step)
             bar.update(1)
             if saving:
                 _save(state)
-        # Every way out of the loop (step == steps, or early stopping right after a
-        # validation) has synced already: nothing is pending here.
+            if out_of_time:
+                break
+        # Every way out of the loop (step == steps, early stopping right after a
+        # validation, or the time budget) has synced already: nothing is pending here.
         if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
             _validate(state, step)
         seconds = time.perf_counter() - t_start

@@ -118,6 +118,7 @@ def train_dcdm(
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
     progress: bool = True,
+    max_seconds: float | None = None,
 ):
     r"""Train a DCDM direction network on Ritz right-hand sides (Adam, `scimlx.fit`).
 
@@ -137,8 +138,9 @@ def train_dcdm(
     - `steps`, `key`: number of optimiser steps and PRNG key.
     - `batch_size`, `learning_rate`: 10 and 1e-4 in the paper.
     - `low`, `low_scale`: the sampler's weighting (default $m/2 + m/20$ and 9).
-    - `checkpoint`, `checkpoint_every`, `validate`, `validate_every`, `progress`: passed
-      to `scimlx.fit`.
+    - `checkpoint`, `checkpoint_every`, `validate`, `validate_every`, `progress`,
+      `max_seconds` (a wall-clock budget: train for a fixed time, at most `steps` steps):
+      passed to `scimlx.fit`.
 
     **Returns:**
 
@@ -190,6 +192,7 @@ def train_dcdm(
         checkpoint_every=checkpoint_every,
         validate=validate,
         validate_every=validate_every,
+        max_seconds=max_seconds,
     )
 
 
