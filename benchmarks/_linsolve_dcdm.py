@@ -179,6 +179,7 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
 
     path_in, path_out = _model_path("DCDM_MODELS_IN", dim), _model_path("DCDM_MODELS_OUT", dim)
     record = {"grids": [], "seconds": 0.0, "notes": []}
+    loaded = 0
     if path_in and os.path.exists(path_in):
         net = ls.load_model(path_in)
         meta = read_header(path_in).get("metadata", {})
@@ -187,8 +188,19 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
             "seconds": float(meta.get("train_s", 0.0)),
             "notes": [f"CNN loaded from {os.path.basename(path_in)}: {meta.get('note', '')}"],
         }
+        loaded = max(1, str(meta.get("train_grid", "")).count("+") + 1)
     else:
-        net = ls.DCDMNet(dim, mask_input=cfg.get("mask_input", False), key=jax.random.key(seed))
+        # DCDM_CNN_PAIRS="pre,mid,post": residual pairs per stage ("2,5,3": the paper's N=128
+        # model; default "1,3,2", its N=64 model)
+        pre, mid, post = map(int, os.environ.get("DCDM_CNN_PAIRS", "1,3,2").split(","))
+        net = ls.DCDMNet(
+            dim,
+            pre_pairs=pre,
+            mid_pairs=mid,
+            post_pairs=post,
+            mask_input=cfg.get("mask_input", False),
+            key=jax.random.key(seed),
+        )
     device = jax.devices()[0].device_kind
     batch = int(os.environ.get("DCDM_BATCH", "10"))
     for i, (n, steps, ritz, lr, secs) in enumerate(_stages(cfg)):
@@ -197,6 +209,10 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
         first = i == 0 and cfg["steps"] > 0
         masks, vecs = base_data() if first else _training_data(shape, cfg["scenes"], ritz, seed)
         ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if first else None
+        stage_key = jax.random.key(seed + (1 if first else 7))
+        if loaded:
+            # a continued model draws new samples, not its earlier stages' again
+            stage_key = jax.random.fold_in(stage_key, loaded)
         if ckpt and os.path.exists(ckpt):
             # a resumed run: this process's training time covers only the remaining steps
             record["notes"].append(f"CNN resumed from a checkpoint ({ckpt})")
@@ -206,7 +222,7 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
             masks,
             vecs,
             steps=steps,
-            key=jax.random.key(seed + (1 if first else 7)),
+            key=stage_key,
             learning_rate=lr,
             batch_size=batch,
             progress=progress,
@@ -569,6 +585,8 @@ def merge_into(path, new_rows, provenance):
         payload = json.load(f)
 
     def key(r):
+        if str(r.get("method")).startswith("DCDM training"):
+            return (r.get("method"),)  # one training record per dimension and parts
         return (r.get("method"), r.get("grid"), r.get("rhs", "random"))
 
     new_keys = {key(r) for r in new_rows}
@@ -602,7 +620,8 @@ def main():
     vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr[,...]": the CNN trained on
     at finer n^d grids in turn, a curriculum; an optional fifth field is a wall-clock
     budget in seconds for the stage, `DCDM_CNN_SECONDS` the same for the base stage),
-    `DCDM_BATCH` (the CNN's batch, default 10 as in the paper), `DCDM_SCENES` (training
+    `DCDM_BATCH` (the CNN's batch, default 10 as in the paper), `DCDM_CNN_PAIRS` ("2,5,3":
+    the paper's N=128 CNN; default "1,3,2", its N=64 one), `DCDM_SCENES` (training
     scenes), `DCDM_CNN_CHECKPOINT` (a file where the CNN's base stage checkpoints every 100
     steps and resumes from), `DCDM_MODELS_OUT` / `DCDM_MODELS_IN` (folders: save the CNN
     after every stage as `dcdm_cnn_{dim}d.eqx` with its training record / start from such a
