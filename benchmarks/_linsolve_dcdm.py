@@ -395,10 +395,11 @@ def _cg_with_net_row(p, model, *, max_steps):
         )
         sol = lx.linear_solve(op, b, solver, options={"preconditioner": pre}, throw=False)
         r = b - op.mv(sol.value)
-        return sol, jnp.linalg.norm(r) / jnp.linalg.norm(b)
+        # lineax CG stops before its first step, reporting success, if b.Mb <= 0
+        return sol, jnp.linalg.norm(r) / jnp.linalg.norm(b), jnp.vdot(b, pre.mv(b))
 
     t = time_compiled(solve, op, b, model, mask, repeats=1)
-    sol, rel = t["output"]
+    sol, rel, bmb = t["output"]
     ok = bool(sol.result == lx.RESULTS.successful) and float(rel) <= TOL * 1.01
     its = int(sol.stats["num_steps"])
     return {
@@ -411,8 +412,14 @@ def _cg_with_net_row(p, model, *, max_steps):
         "total_s": t["median_s"],
         "compile_s": t["compile_s"],
         "true_rel_res": float(rel),
-        "note": "" if ok else f"failed after {its} its ({lx.RESULTS[sol.result]!s:.40})",
+        "note": "" if ok else _cg_failure(sol, its, float(bmb)),
     }
+
+
+def _cg_failure(sol, its, bmb):
+    if its == 0 and sol.result == lx.RESULTS.successful:
+        return f"lineax reported success at step 0 with x = 0: b.Mb = {bmb:.2g} <= 0 (not SPD)"
+    return f"failed after {its} its ({lx.RESULTS[sol.result]!s:.40})"
 
 
 def configs(quick: bool) -> dict:
