@@ -546,20 +546,39 @@ def dcdm_summary(rows) -> dict:
                 return r.get(key)
         return None
 
+    def ratio(a, b):
+        return None if (a is None or not b) else a / b
+
     d256, d128 = get("DCDM k=2", "256^2"), get("DCDM k=2", "128^2")
-    cg256 = get("scipy CG", "256^2")
-    train = next((r["train_seconds"] for r in rows if "train_seconds" in r), None)
+    d64c, d32c = get("DCDM k=2", "64^3"), get("DCDM k=2", "32^3")
+
+    def train_s(part):
+        # the training records of the rows' networks (one per dimension; "(cnn, ...)" or all)
+        found = [
+            r["setup_s"]
+            for r in rows
+            if str(r.get("method")).startswith("DCDM training")
+            and ("(" not in r["method"] or part in r["method"])
+        ]
+        return round(sum(found), 1) if found else None
+
     return {
         "dcdm_its_256": d256,
-        "dcdm_its_64cube": get("DCDM k=2", "64^3"),
-        "dcdm_vs_cg_its_ratio_256": None if (d256 is None or not cg256) else d256 / cg256,
-        "dcdm_growth_128_to_256": None if (d256 is None or not d128) else d256 / d128,
+        "dcdm_its_64cube": d64c,
+        "dcdm_vs_cg_its_ratio_256": ratio(d256, get("scipy CG", "256^2")),
+        "dcdm_vs_cg_its_ratio_64cube": ratio(d64c, get("scipy CG", "64^3")),
+        "ic0_over_dcdm_its_256": ratio(get("IC(0)-PCG", "256^2"), d256),
+        "ic0_over_dcdm_its_64cube": ratio(get("IC(0)-PCG", "64^3"), d64c),
+        "dcdm_growth_128_to_256": ratio(d256, d128),
+        "dcdm_growth_32cube_to_64cube": ratio(d64c, d32c),
         "learned_mg_its_256": get("learned V-cycle k=2", "256^2"),
         "learned_mg_its_64cube": get("learned V-cycle k=2", "64^3"),
         "learned_vcycle_untrained_its_256": get("V-cycle net untrained k=2", "256^2"),
         "learned_bpx_its_256": get("learned-BPX k=2", "256^2"),
         "dcdm_its_128": d128,
-        "train_seconds": train,
+        "dcdm_its_32cube": d32c,
+        "train_seconds": train_s("cnn"),
+        "learned_vcycle_train_seconds": train_s("vc"),
     }
 
 
