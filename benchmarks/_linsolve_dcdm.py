@@ -453,6 +453,9 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
     record (`train_seconds` etc.).
     """
     cfgs = configs(quick)
+    # DCDM_ROWS: which CNN rows to run, from "0,1,2,4,cg" (the k values and the lx.CG misuse)
+    wanted = os.environ.get("DCDM_ROWS")
+    wanted = None if not wanted else set(wanted.split(","))
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
     total_train = 0.0
@@ -490,13 +493,17 @@ def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS
         n0 = len(rows)
         if "cnn" in parts:
             for k in (0, 1, 2, 4):
-                if big and k != 2:
+                if wanted is not None and str(k) not in wanted:
+                    continue
+                if big and k != 2 and wanted is None:
                     note = "not run: CPU budget (k=2 only here)"
                     rows.append({**base, "method": f"DCDM k={k}", "note": note})
                     continue
                 r = _cd_row(f"DCDM k={k}", p, info["cnn"], k=k, max_steps=cap, note=trained_at)
                 rows.append({**base, **r})
-            if big:
+            if wanted is not None and "cg" not in wanted:
+                pass
+            elif big and wanted is None:
                 note = "not run: CPU budget"
                 rows.append({**base, "method": "CNN as lx.CG preconditioner", "note": note})
             else:
@@ -652,7 +659,9 @@ def main():
     steps and resumes from), `DCDM_MODELS_OUT` / `DCDM_MODELS_IN` (folders: save the CNN
     after every stage as `dcdm_cnn_{dim}d.eqx` with its training record / start from such a
     file, e.g. one trained on a GPU; with `DCDM_CNN_STEPS=0` and no fine-tuning it is only
-    evaluated), `DCDM_TRAIN_ONLY=1` (train and save, no test problems)."""
+    evaluated), `DCDM_TRAIN_ONLY=1` (train and save, no test problems), `DCDM_ROWS` (the CNN
+    rows to run, from "0,1,2,4,cg": k values and the lx.CG misuse; default all, k=2 alone on
+    the grids beyond the mode's CNN grids), `DCDM_RHS` ("random", "divergence" or both)."""
     import sys
 
     from benchmarks import linsolve as bl
@@ -683,12 +692,13 @@ def main():
             info = train_models(dim, cfgs[dim], progress=True, parts=parts)
             print(f"{dim}-D trained ({info['train_s']:.0f} s): {info['note']}", flush=True)
         return
-    problems = [bl.make_problem(s, seed) for s in shapes]
+    kinds = os.environ.get("DCDM_RHS", "random").split(",")
+    problems = [bl.make_problem(s, seed, rhs=kind) for kind in kinds for s in shapes]
     rows = []
     if os.environ.get("DCDM_NO_PEERS") != "1":
         for p in problems:
             A = ls.to_scipy_sparse(p["operator"]).tocsr()
-            base = {"grid": p["grid"], "rhs": "random", "unknowns": p["fluid"], "seed": seed}
+            base = {"grid": p["grid"], "rhs": p["rhs"], "unknowns": p["fluid"], "seed": seed}
             rows.append({**base, **bl.scipy_cg_row(p, A)})
             rows.append({**base, **bl.ic0_row(p, A)})
             for r in bl.pyamg_rows(p, A):
