@@ -661,7 +661,8 @@ def main():
     file, e.g. one trained on a GPU; with `DCDM_CNN_STEPS=0` and no fine-tuning it is only
     evaluated), `DCDM_TRAIN_ONLY=1` (train and save, no test problems), `DCDM_ROWS` (the CNN
     rows to run, from "0,1,2,4,cg": k values and the lx.CG misuse; default all, k=2 alone on
-    the grids beyond the mode's CNN grids), `DCDM_RHS` ("random", "divergence" or both)."""
+    the grids beyond the mode's CNN grids; "none": peers only), `DCDM_RHS` ("random",
+    "divergence" or both)."""
     import sys
 
     from benchmarks import linsolve as bl
@@ -718,11 +719,12 @@ def main():
                 + ["python -m benchmarks._linsolve_dcdm"]
                 + sys.argv[1:]
             ),
-            "rows": sorted({f"{r.get('method')} @ {r.get('grid')}" for r in new}),
+            "rows": sorted({f"{r.get('method')} @ {r.get('grid')} ({r.get('rhs')})" for r in rows}),
             "wall_s": round(time.perf_counter() - t0, 1),
             "machine": machine(),
         }
-        merge_into(os.path.join(RESULTS_DIR, "linsolve.json"), new, provenance)
+        # the peer rows computed here (e.g. for divergence right-hand sides) are merged too
+        merge_into(os.path.join(RESULTS_DIR, "linsolve.json"), rows, provenance)
         return
     print(
         "wrote",
