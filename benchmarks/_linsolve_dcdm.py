@@ -193,11 +193,14 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
         # DCDM_CNN_PAIRS="pre,mid,post": residual pairs per stage ("2,5,3": the paper's N=128
         # model; default "1,3,2", its N=64 model)
         pre, mid, post = map(int, os.environ.get("DCDM_CNN_PAIRS", "1,3,2").split(","))
+        # DCDM_CNN_LEVELS: pooling levels (1: the paper; "none": as many as the grid allows)
+        levels = os.environ.get("DCDM_CNN_LEVELS", "1")
         net = ls.DCDMNet(
             dim,
             pre_pairs=pre,
             mid_pairs=mid,
             post_pairs=post,
+            levels=None if levels == "none" else int(levels),
             mask_input=cfg.get("mask_input", False),
             key=jax.random.key(seed),
         )
@@ -654,7 +657,8 @@ def main():
     at finer n^d grids in turn, a curriculum; an optional fifth field is a wall-clock
     budget in seconds for the stage, `DCDM_CNN_SECONDS` the same for the base stage),
     `DCDM_BATCH` (the CNN's batch, default 10 as in the paper), `DCDM_CNN_PAIRS` ("2,5,3":
-    the paper's N=128 CNN; default "1,3,2", its N=64 one), `DCDM_SCENES` (training
+    the paper's N=128 CNN; default "1,3,2", its N=64 one), `DCDM_CNN_LEVELS` (pooling
+    levels, default 1 as in the paper; "none": as many as the grid allows), `DCDM_SCENES` (training
     scenes), `DCDM_CNN_CHECKPOINT` (a file where the CNN's base stage checkpoints every 100
     steps and resumes from), `DCDM_MODELS_OUT` / `DCDM_MODELS_IN` (folders: save the CNN
     after every stage as `dcdm_cnn_{dim}d.eqx` with its training record / start from such a

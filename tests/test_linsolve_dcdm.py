@@ -86,6 +86,33 @@ def test_dcdm_cnn_layers_and_shapes():
         DCDMNet(4, key=jax.random.key(0))
 
 
+def _reach(net, n):
+    """How far (Chebyshev distance, cells) the output at the centre sees the input."""
+    c = n // 2
+    g = jax.grad(lambda x: net(x)[c, c])(jax.random.normal(jax.random.key(1), (n, n)))
+    return int(np.max(np.abs(np.argwhere(np.abs(np.asarray(g)) > 0) - c)))
+
+
+def test_dcdm_cnn_levels_reach(tmp_path):
+    # One pooling level (the paper's network, default pairs) sees 22 cells at every grid
+    # size; with `levels=None` the levels, which share their weights, grow with the grid and
+    # the reach covers it.
+    kw = dict(key=jax.random.key(0))
+    paper, deep = DCDMNet(2, **kw), DCDMNet(2, levels=None, **kw)
+    assert _reach(paper, 64) == _reach(paper, 128) == 22
+    assert _reach(deep, 64) == 32 and _reach(deep, 128) == 64
+    # the same weights: levels only change how often the half-resolution pairs are applied
+    n_params = [
+        sum(x.size for x in jax.tree.leaves(eqx.filter(m, eqx.is_array))) for m in (paper, deep)
+    ]
+    assert n_params[0] == n_params[1]
+    save_model(tmp_path / "deep.eqx", deep)
+    back = load_model(tmp_path / "deep.eqx")
+    assert back.levels is None and back.min_size == 4
+    with pytest.raises(ValueError, match="`levels`"):
+        DCDMNet(2, levels=0, key=jax.random.key(0))
+
+
 def test_dcdm_cnn_mask_input(tmp_path):
     net = DCDMNet(
         2,
