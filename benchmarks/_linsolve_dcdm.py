@@ -147,21 +147,26 @@ def _training_data(shape, scenes, ritz, seed):
     return jnp.stack(masks), jnp.stack(vecs)
 
 
-def _stages(cfg) -> list[tuple[int, int, int, float, float | None]]:
-    """The CNN's training stages `(n, steps, ritz, lr, seconds)`: the mode's base grid (unless
-    `steps` is 0), then each `DCDM_CNN_FINETUNE` stage "n:steps:ritz:lr[:seconds]"."""
+def _stages(cfg) -> list[tuple[bool, int, int, int, float, float | None]]:
+    """The CNN's training stages `(base, n, steps, ritz, lr, seconds)`: the mode's base grid
+    (unless `steps` is 0), then each `DCDM_CNN_FINETUNE` stage "n:steps:ritz:lr[:seconds]"."""
     stages = []
     if cfg["steps"] > 0:
         secs = os.environ.get("DCDM_CNN_SECONDS")
         lr = cfg.get("cnn_lr", 1e-3)
-        stages.append(
-            (cfg["train_n"], cfg["steps"], cfg["ritz"], lr, float(secs) if secs else None)
-        )
+        secs = float(secs) if secs else None
+        stages.append((True, cfg["train_n"], cfg["steps"], cfg["ritz"], lr, secs))
     spec = os.environ.get("DCDM_CNN_FINETUNE")
     for stage in spec.split(",") if spec else ():
         n, steps, ritz, lr, *secs = stage.split(":")
-        stages.append((int(n), int(steps), int(ritz), float(lr), float(secs[0]) if secs else None))
+        secs = float(secs[0]) if secs else None
+        stages.append((False, int(n), int(steps), int(ritz), float(lr), secs))
     return stages
+
+
+def _loss_ends(fit, n=20):
+    """Mean training loss over the first and the last `n` steps."""
+    return float(np.mean(fit.losses[:n])), float(np.mean(fit.losses[-n:]))
 
 
 def _model_path(env, dim):
@@ -179,16 +184,17 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
 
     path_in, path_out = _model_path("DCDM_MODELS_IN", dim), _model_path("DCDM_MODELS_OUT", dim)
     record = {"grids": [], "seconds": 0.0, "notes": []}
-    loaded = 0
+    loaded = 0  # stages the model had before this run
     if path_in and os.path.exists(path_in):
         net = ls.load_model(path_in)
         meta = read_header(path_in).get("metadata", {})
+        grid = meta.get("train_grid")
         record = {
-            "grids": [meta["train_grid"]] if meta.get("train_grid") else [],
+            "grids": grid.split(" + ") if grid else [],
             "seconds": float(meta.get("train_s", 0.0)),
             "notes": [f"CNN loaded from {os.path.basename(path_in)}: {meta.get('note', '')}"],
         }
-        loaded = max(1, str(meta.get("train_grid", "")).count("+") + 1)
+        loaded = max(1, len(record["grids"]))
     else:
         # DCDM_CNN_PAIRS="pre,mid,post": residual pairs per stage ("2,5,3": the paper's N=128
         # model; default "1,3,2", its N=64 model)
@@ -206,10 +212,9 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
         )
     device = jax.devices()[0].device_kind
     batch = int(os.environ.get("DCDM_BATCH", "10"))
-    for i, (n, steps, ritz, lr, secs) in enumerate(_stages(cfg)):
+    for first, n, steps, ritz, lr, secs in _stages(cfg):
         shape = (n,) * dim
         t0 = time.perf_counter()
-        first = i == 0 and cfg["steps"] > 0
         masks, vecs = base_data() if first else _training_data(shape, cfg["scenes"], ritz, seed)
         ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if first else None
         stage_key = jax.random.key(seed + (1 if first else 7))
@@ -234,7 +239,7 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
             max_seconds=secs,
         )
         net, sec = fit.model, time.perf_counter() - t0
-        a, b = float(np.mean(fit.losses[:20])), float(np.mean(fit.losses[-20:]))
+        a, b = _loss_ends(fit)
         grid = "x".join([str(n)] * dim)
         record["grids"].append(grid)
         record["seconds"] += sec
@@ -322,7 +327,7 @@ def train_models(
         info[name] = fit.model
         if name == "vc":
             info["vc0"] = net
-        a, b = float(np.mean(fit.losses[:window])), float(np.mean(fit.losses[-window:]))
+        a, b = _loss_ends(fit, window)
         notes.append(f"{label} {cfg[steps_key]} steps {sec:.0f} s loss {a:.3f}->{b:.3f}")
         info["train_s"] += sec
     if data and not ("cnn" in parts and cfg["steps"] > 0):
