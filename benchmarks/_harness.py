@@ -5,11 +5,13 @@ Every `benchmarks/<area>.py` uses it, so that all areas time, print and record t
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -80,6 +82,98 @@ def time_host(fn: Callable[..., Any], *args: Any, repeats: int = 3, **kwargs: An
     }
 
 
+def time_interleaved(
+    fns: dict[str, tuple[Callable[..., Any], tuple]], rounds: int, sample_s: float = 0.02
+) -> dict[str, dict]:
+    """Time several functions in turns (round-robin), so that changes of a shared machine's
+    load hit them alike; the order of the turns rotates every round.
+
+    Works for jitted JAX functions and for host peers (NumPy, SciPy, pyamg, PyTorch) alike:
+    every call is followed by `jax.block_until_ready`, which leaves non-JAX outputs alone.
+
+    `fns`: `{name: (fn, args)}`. Each function is called once to compile (timed:
+    `compile_s`), once more to size a sample: a sample is `inner` calls (each waited for),
+    enough for about `sample_s` seconds, so sub-millisecond functions are not timed by single
+    calls. Each turn starts with one untimed call, so that a sample measures the function
+    called repeatedly (as in a training loop), not the first call after another function
+    freed or took memory (on a 2-core CPU, the first call after a mode with a large
+    footprint was up to 5x slower).
+
+    **Returns:** `{name: {"min_s", "median_s", "max_s", "times", "inner", "rounds",
+    "compile_s", "output"}}` (per-call seconds); `{}` when `fns` is empty.
+    """
+    if rounds < 1:
+        raise ValueError(f"`rounds` must be >= 1, got {rounds}.")
+    if not fns:
+        return {}
+    out, inner, times = {}, {}, {}
+    for name, (fn, args) in fns.items():
+        t0 = time.perf_counter()
+        res = block(fn(*args))
+        out[name] = dict(compile_s=time.perf_counter() - t0, output=res, rounds=rounds)
+        t0 = time.perf_counter()
+        block(fn(*args))
+        inner[name] = int(max(1, min(200, sample_s / max(time.perf_counter() - t0, 1e-7))))
+        times[name] = []
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, args = fns[name]
+            block(fn(*args))  # untimed: see the docstring
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                block(fn(*args))
+            times[name].append((time.perf_counter() - t0) / inner[name])
+    for name in names:
+        ts = times[name]
+        out[name].update(
+            min_s=min(ts),
+            median_s=statistics.median(ts),
+            max_s=max(ts),
+            times=ts,
+            inner=inner[name],
+        )
+    return out
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int | None = None):
+    """Pin the host peers' thread pools (OpenBLAS/MKL/OpenMP via threadpoolctl, PyTorch's
+    intra-op pool) to `n` threads for the duration of the block; default: the number of
+    cores, which is what XLA's CPU backend uses. Yields `n`, to be recorded as
+    `peer_threads`."""
+    if n is None:
+        n = os.cpu_count() or 1
+    if n < 1:
+        raise ValueError(f"`n` must be >= 1, got {n}.")
+    stack = contextlib.ExitStack()
+    with stack:
+        threadpoolctl = optional_import("threadpoolctl")
+        if threadpoolctl is not None:
+            stack.enter_context(threadpoolctl.threadpool_limits(limits=n))
+        torch = sys.modules.get("torch")  # only where a peer already uses it
+        if torch is not None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(n)
+            stack.callback(torch.set_num_threads, before)
+        yield n
+
+
+def load_avg() -> list[float] | None:
+    """The 1/5/15-minute load averages (`None` where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_is_busy(load: list[float] | None = None) -> bool:
+    """`True` when the 1-minute load average exceeds the number of cores: timings taken now
+    are inflated, and ratios of host peers to JAX are less reliable."""
+    load = load_avg() if load is None else load
+    return bool(load) and load[0] > (os.cpu_count() or 1)
+
+
 def peak_memory_bytes(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> int | None:
     """Peak device memory of one call, from the compiled executable's memory analysis.
 
@@ -121,6 +215,8 @@ def machine() -> dict:
         "jax": jax.__version__,
         "python": platform.python_version(),
         "x64": bool(jax.config.jax_enable_x64),
+        "load_avg": load_avg(),
+        "busy": machine_is_busy(),
     }
 
 

@@ -28,6 +28,7 @@ from ._harness import (  # noqa: E402
     peak_memory_bytes,
     print_table,
     time_compiled,
+    time_interleaved,
     write_results,
 )
 
@@ -139,7 +140,7 @@ def cost_section(quick: bool, repeats: int):
                     rows.append(row)
                     cell.append(row)
                 # all modes of the cell timed round-robin, so that load changes hit them alike
-                res = round_robin(timed_fns, repeats)
+                res = time_interleaved(timed_fns, repeats)
                 for row in cell:
                     t = res[row["method"]]
                     row.update(
@@ -175,44 +176,6 @@ def cost_section(quick: bool, repeats: int):
                     flush=True,
                 )
     return rows
-
-
-def round_robin(fns, rounds, sample_s=0.02):
-    """Time several compiled functions in turns (round-robin), so that changes of a shared
-    machine's load hit them alike; the order of the turns rotates every round.
-
-    `fns`: `{name: (fn, args)}`. Each function is called once to compile (timed: `compile_s`),
-    once more to size a sample: a sample is `inner` calls (each waited for), enough for about
-    `sample_s` seconds, so sub-millisecond functions are not timed by single calls. Each turn
-    starts with one untimed call, so that a sample measures the function called repeatedly (as
-    in a training loop), not the first call after another function freed or took memory (on
-    this machine, the first call after a mode with a large footprint, e.g. the associative
-    scan, was up to 5x slower for the chunked form).
-
-    **Returns:** `{name: {"min_s", "median_s", "times", "inner", "rounds", "compile_s",
-    "output"}}` (per-call seconds)."""
-    out, inner, times = {}, {}, {}
-    for name, (fn, args) in fns.items():
-        t0 = time.perf_counter()
-        res = jax.block_until_ready(fn(*args))
-        out[name] = dict(compile_s=time.perf_counter() - t0, output=res, rounds=rounds)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        inner[name] = int(max(1, min(200, sample_s / max(time.perf_counter() - t0, 1e-7))))
-        times[name] = []
-    names = list(fns)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn, args = fns[name]
-            jax.block_until_ready(fn(*args))  # untimed: see the docstring
-            t0 = time.perf_counter()
-            for _ in range(inner[name]):
-                jax.block_until_ready(fn(*args))
-            times[name].append((time.perf_counter() - t0) / inner[name])
-    for name in names:
-        ts = times[name]
-        out[name].update(min_s=min(ts), median_s=float(np.median(ts)), times=ts, inner=inner[name])
-    return out
 
 
 def _fwdbwd(method, chunk_size=None):
@@ -253,7 +216,7 @@ def chunk_sweep_section(quick: bool, repeats: int):
         variants = {"recurrence": (_fwdbwd("recurrence"), args)}
         for q in qs:
             variants[f"chunked_Q{q}"] = (_fwdbwd("chunked", q), args)
-        res = round_robin(variants, repeats)
+        res = time_interleaved(variants, repeats)
         rec = res["recurrence"]["min_s"]
         for name, t in res.items():
             rows.append(
