@@ -5,7 +5,10 @@ import importlib.metadata
 from ._core import (
     atomic_write_bytes as atomic_write_bytes,
     CheckpointError as CheckpointError,
+    compilation_cache_from_env as _compilation_cache_from_env,
     default_batch as default_batch,
+    default_cache_dir as default_cache_dir,
+    enable_compilation_cache as enable_compilation_cache,
     fit as fit,
     FitResult as FitResult,
     is_successful as is_successful,
@@ -16,6 +19,9 @@ from ._core import (
     save as save,
 )
 from ._tour import tour as tour
+
+
+_compilation_cache_from_env()
 
 
 _SUBPACKAGES = ("data", "dsf", "ensemble", "linsolve", "nde", "neuralop", "sde")

@@ -2,6 +2,10 @@
 
 import importlib
 import importlib.util
+import inspect
+import json
+import shutil
+import textwrap
 import time
 import traceback
 from dataclasses import dataclass
@@ -14,10 +18,11 @@ class Stage:
     capability: str
 
 
-# Each capability adds its stage here; a stage module exposes `tour_stage() -> dict` with
-# keys "what", "figure" and "ok".
+# Each capability adds its stage here; a stage module exposes
+# `tour_stage(quick: bool = False) -> dict` with keys "what", "figure" and "ok". `quick`
+# shrinks the stage to a smoke run (seconds); the default is the tour a user takes.
 STAGES: tuple[Stage, ...] = (
-    Stage("node", "scimlx._core._tour_node", "foundation: neural ODE fit with diffrax"),
+    Stage("node", "scimlx._core._tour_node", "neural ODE fitted with diffrax and scimlx.fit"),
     Stage("nde", "scimlx.nde._tour", "neural DEs whose solvers stay cheap (regularization)"),
     Stage("sde", "scimlx.sde._tour", "stable neural SDEs on irregular series with missing values"),
     Stage("linsolve", "scimlx.linsolve._tour", "PDE operators and multigrid-preconditioned CG"),
@@ -41,12 +46,14 @@ def available_stages() -> list[Stage]:
     return out
 
 
-def run_stage(stage: Stage) -> dict:
+def run_stage(stage: Stage, *, quick: bool = False) -> dict:
     """Run one stage; never raises: a failure is reported in the returned row."""
     start = time.perf_counter()
     try:
         module = importlib.import_module(stage.module)
-        out = module.tour_stage()
+        fn = module.tour_stage
+        takes_quick = "quick" in inspect.signature(fn).parameters
+        out = fn(quick=quick) if takes_quick else fn()
         row = {
             "stage": stage.name,
             "what": out["what"],
@@ -61,21 +68,52 @@ def run_stage(stage: Stage) -> dict:
             "figure": f"{type(e).__name__}: {e}",
             "status": "FAILED",
         }
-    row["seconds"] = f"{time.perf_counter() - start:.1f}"
+    row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
 
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """A plain-text table with a header line."""
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    line = "  ".join(c.ljust(widths[c]) for c in columns)
-    sep = "  ".join("-" * widths[c] for c in columns)
-    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join([line, sep, *body])
+def format_summary(rows: list[dict], width: int | None = None, *, verbose: bool = False) -> str:
+    """The tour's summary: one line per stage (stage, status, seconds, figure), the figure
+    wrapped to fit `width` columns (default: the terminal's, at most 100). With `verbose`,
+    each stage's description follows its figure."""
+    if width is None:
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+    name_w = max(5, *(len(r["stage"]) for r in rows)) if rows else 5
+    status_w = max(6, *(len(r["status"]) for r in rows)) if rows else 6
+    head = f"{'stage'.ljust(name_w)}  {'status'.ljust(status_w)}  {'time':>6}  "
+    indent = " " * len(head)
+    text_w = max(width - len(head), 20)
+    lines = [head + "result", "-" * min(width, len(head) + text_w)]
+    for r in rows:
+        first = f"{r['stage'].ljust(name_w)}  {r['status'].ljust(status_w)}  "
+        first += f"{float(r['seconds']):5.0f}s  "
+        body = textwrap.wrap(str(r["figure"]), text_w) or [""]
+        if verbose:
+            body += textwrap.wrap(str(r["what"]), text_w)
+        lines.append(first + body[0])
+        lines.extend(indent + b for b in body[1:])
+    return "\n".join(lines)
 
 
-def tour(names: list[str] | None = None) -> list[dict]:
-    """Run the named stages (all available ones by default) and print a summary table."""
+def tour(
+    names: list[str] | None = None,
+    *,
+    quick: bool = False,
+    verbose: bool = False,
+    report: str | None = None,
+) -> list[dict]:
+    """Run the named stages (all available ones by default) and print a summary.
+
+    **Arguments:**
+
+    - `names`: stage names (see `scimlx tour --list`); `None` runs every available stage.
+    - `quick`: a smoke run of each stage (smaller problems, fewer steps), for CI and tests.
+    - `verbose`: print each stage's description under its figure.
+    - `report`: if given, write the rows (stage, status, seconds, figure, description) to
+      this JSON file.
+
+    **Returns:** the rows, one dict per stage.
+    """
     stages = available_stages()
     if names:
         known = {s.name: s for s in stages}
@@ -84,9 +122,18 @@ def tour(names: list[str] | None = None) -> list[dict]:
             raise ValueError(f"Unknown tour stage(s) {unknown}; available: {sorted(known)}.")
         stages = [known[n] for n in names]
     rows = []
+    t0 = time.perf_counter()
     for i, stage in enumerate(stages):
-        print(f"[{i + 1}/{len(stages)}] {stage.name}: {stage.capability}", flush=True)
-        rows.append(run_stage(stage))
+        print(f"[{i + 1}/{len(stages)}] {stage.name}: {stage.capability} ...", flush=True)
+        rows.append(run_stage(stage, quick=quick))
+        row = rows[-1]
+        print(f"      {row['status']} in {row['seconds']:.0f} s: {row['figure']}", flush=True)
     print()
-    print(format_table(rows, ["stage", "what", "figure", "seconds", "status"]))
+    print(format_summary(rows, verbose=verbose))
+    plural = "stage" if len(rows) == 1 else "stages"
+    print(f"\n{len(rows)} {plural} in {time.perf_counter() - t0:.0f} s.", flush=True)
+    if report:
+        with open(report, "w") as f:
+            json.dump({"quick": quick, "rows": rows}, f, indent=2)
+        print(f"report written to {report}")
     return rows

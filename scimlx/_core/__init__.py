@@ -1,3 +1,8 @@
+from ._cache import (
+    compilation_cache_from_env as compilation_cache_from_env,
+    default_cache_dir as default_cache_dir,
+    enable_compilation_cache as enable_compilation_cache,
+)
 from ._checks import (
     check_floating as check_floating,
     check_ndim as check_ndim,

@@ -140,10 +140,12 @@ def fit_damped_oscillator(
     }
 
 
-def tour_stage() -> dict:
-    out = fit_damped_oscillator()
+def tour_stage(quick: bool = False) -> dict:
+    """Fit the neural ODE to a damped oscillator (`quick`: 150 instead of 700 steps per
+    stage; `ok` when the relative fit error is below 1e-2, 1e-1 when quick)."""
+    out = fit_damped_oscillator(steps=150 if quick else 700)
     return {
         "what": "neural ODE (Tsit5 + PID, diffrax) fitted to a damped oscillator",
         "figure": f"rel. fit error {out['rel_error']:.1e}, {out['num_steps']} solver steps",
-        "ok": out["rel_error"] < 1e-2,
+        "ok": out["rel_error"] < (1e-1 if quick else 1e-2),
     }

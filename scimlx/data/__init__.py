@@ -15,5 +15,8 @@ from ._protocol import (
     standardise as standardise,
     TimeSeriesData as TimeSeriesData,
 )
-from ._synthetic import synthetic_irregular as synthetic_irregular
+from ._synthetic import (
+    seven_segment_digits as seven_segment_digits,
+    synthetic_irregular as synthetic_irregular,
+)
 from ._ts import parse_ts as parse_ts, read_ts as read_ts

@@ -12,14 +12,15 @@ from ._evaluate import METHODS
 from ._layers import LinearAttention, S6
 
 
-def tour_stage() -> dict:
-    """Evaluate S6 and linear attention (d = 8, n = 8, L = 512, float32) in all four modes.
+def tour_stage(quick: bool = False) -> dict:
+    """Evaluate S6 and linear attention (d = 8, n = 8, L = 512, float32; `quick`: L = 128) in
+    all four modes.
 
     **Returns:** `{"what", "figure", "ok"}`: `ok` when every mode agrees with the recurrence to a
     relative 1e-4 (float32); the figure gives the largest discrepancy and `method="auto"`'s choice.
     """
     t0 = time.perf_counter()
-    L, d, n = 512, 8, 8
+    L, d, n = (128 if quick else 512), 8, 8
     key = jr.key(0)
     u = jr.normal(jr.fold_in(key, 0), (L, d), jnp.float32)
     layers = {

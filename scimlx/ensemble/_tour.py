@@ -47,11 +47,14 @@ def _final(sol):
     return sol.ys[-1]
 
 
-def tour_stage(n: int = 2000, seed: int = 0) -> dict:
-    """Sweep the prey and predator rates of Lotka-Volterra over `n` members (rtol 1e-6),
+def tour_stage(n: int = 2000, seed: int = 0, quick: bool = False) -> dict:
+    """Sweep the prey and predator rates of Lotka-Volterra over `n` members (`quick`: 256;
+    rtol 1e-6),
     reduce the final state to mean, std and quantiles with `run_ensemble` (lane-refill
     schedule), and check
     the mean against a plain `jax.vmap` of the same solve."""
+    if quick:
+        n = 256
     rng = np.random.default_rng(seed)
     dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
     ps = np.exp(rng.uniform(np.log(0.3), np.log(3.0), (n, 2))).astype(dtype)
@@ -62,7 +65,9 @@ def tour_stage(n: int = 2000, seed: int = 0) -> dict:
     }
     t0 = time.perf_counter()
     # Lane refill: 128 members in flight; a finished lane loads the next member.
-    res = run_ensemble(_MEMBER, ps, reducers=reducers, chunk_size=1000, lanes=128, progress=False)
+    res = run_ensemble(
+        _MEMBER, ps, reducers=reducers, chunk_size=min(n, 1000), lanes=128, progress=False
+    )
     wall = time.perf_counter() - t0
     plain = np.asarray(jax.jit(jax.vmap(lambda p: _solve(p).ys[-1]))(ps))
     rel = float(np.max(np.abs(res.stats["mean"] - plain.mean(0)) / np.abs(plain.mean(0))))
@@ -72,7 +77,7 @@ def tour_stage(n: int = 2000, seed: int = 0) -> dict:
     return {
         "what": (
             f"{n}-member Lotka-Volterra rate sweep (Tsit5, rtol 1e-6), lane-refill schedule "
-            "(128 lanes) in chunks of 1000"
+            f"(128 lanes) in chunks of {min(n, 1000)}"
         ),
         "figure": (
             f"{n / wall:.0f} members/s incl. compile; prey at t=20: median {q[1, 0]:.2f} "

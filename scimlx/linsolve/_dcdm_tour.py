@@ -14,7 +14,7 @@ from ._operators import poisson
 from ._scenes import obstacle_scene, random_rhs
 
 
-def tour_stage(steps: int = 60, train_n: int = 32, test_n: int = 64) -> dict:
+def tour_stage(steps: int = 60, train_n: int = 32, test_n: int = 64, quick: bool = False) -> dict:
     """Train a learned-BPX DCDM direction network on 32^2 scenes, solve an unseen 64^2 scene.
 
     Two training layouts, 100 Lanczos Ritz vectors each, `steps` Adam steps on the paper's
@@ -26,12 +26,15 @@ def tour_stage(steps: int = 60, train_n: int = 32, test_n: int = 64) -> dict:
 
     - `steps`: training steps (about 30 s on 2 CPU cores with the defaults).
     - `train_n`, `test_n`: training and test grid sides.
+    - `quick`: 20 steps on 16^2 scenes, tested on 32^2.
 
     **Returns:**
 
     `{"what", "figure", "ok"}`: `ok` when DCDM reaches the tolerance in at most a third of
     CG's iterations.
     """
+    if quick:
+        steps, train_n, test_n = 20, 16, 32
     t0 = time.perf_counter()
     shape = (train_n, train_n)
     masks, vecs = [], []

@@ -11,8 +11,9 @@ from ._operators import poisson
 from ._scenes import obstacle_scene, random_rhs
 
 
-def tour_stage() -> dict:
-    """Solve a 128^2 pressure Poisson problem with obstacles by CG and by multigrid-PCG.
+def tour_stage(quick: bool = False) -> dict:
+    """Solve a 128^2 (`quick`: 64^2) pressure Poisson problem with obstacles by CG and by
+    multigrid-PCG.
 
     **Returns:**
 
@@ -21,7 +22,7 @@ def tour_stage() -> dict:
     iterations and needs at least 10x fewer iterations than plain CG.
     """
     t0 = time.perf_counter()
-    shape = (128, 128)
+    shape = (64, 64) if quick else (128, 128)
     solid = jnp.asarray(obstacle_scene(shape, seed=0, split="test"))
     op = poisson(shape, solid=solid)
     b = random_rhs(solid, key=jax.random.key(0))
@@ -36,7 +37,7 @@ def tour_stage() -> dict:
     ok = res <= 1.5 * tol and its_mg <= 15 and its_cg >= 10 * its_mg
     return {
         "what": (
-            f"128^2 Poisson with {float(solid.mean()):.0%} obstacles: CG vs multigrid-PCG "
+            f"{shape[0]}^2 Poisson with {float(solid.mean()):.0%} obstacles: CG vs multigrid-PCG "
             f"({len(vc.operators)} levels), {time.perf_counter() - t0:.1f} s"
         ),
         "figure": f"CG {its_cg} its, MG-PCG {its_mg} its to {tol:.0e}, rel. residual {res:.1e}",

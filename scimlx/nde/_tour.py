@@ -4,9 +4,12 @@ error-estimate regularization; reports the prediction NFE ratio."""
 import time
 
 
-def tour_stage() -> dict:
+def tour_stage(quick: bool = False) -> dict:
     """Trains a small neural-ODE digits classifier twice (vanilla, global error
     regularization) for a few dozen Adam steps and compares the prediction NFE.
+
+    The digits are [`scimlx.data.seven_segment_digits`][] (8 x 8 images, generated).
+    `quick`: 20 steps instead of 60.
 
     **Returns:**
 
@@ -18,16 +21,16 @@ def tour_stage() -> dict:
     import jax.numpy as jnp
     import jax.random as jr
     import optax
-    from sklearn.datasets import load_digits
 
+    from ..data import seven_segment_digits
     from ._models import NeuralODEClassifier
     from ._regularizers import GlobalErrorEstimate
 
     start = time.perf_counter()
     with jax.enable_x64(True):
-        x, y = load_digits(return_X_y=True)
-        x = jnp.asarray(x / 16.0)
-        y = jnp.asarray(y)
+        x, y = seven_segment_digits(1800, seed=0)
+        x, y = jnp.asarray(x, jnp.float64), jnp.asarray(y)
+        steps = 20 if quick else 60
         xtr, ytr, xte, yte = x[:1400], y[:1400], x[1400:], y[1400:]
         ctrl = dfx.PIDController(rtol=1e-6, atol=1e-6)
 
@@ -59,7 +62,7 @@ def tour_stage() -> dict:
                 upd, state = opt.update(g, state, params)
                 return optax.apply_updates(params, upd), state
 
-            for i in range(60):
+            for i in range(steps):
                 params, state = step(params, state, i)
             logits, sol = eqx.filter_jit(lambda m: m(xte))(eqx.combine(params, static))
             acc = float(jnp.mean(jnp.argmax(logits, -1) == yte))
@@ -69,9 +72,10 @@ def tour_stage() -> dict:
         nfe_r, acc_r = run((GlobalErrorEstimate(weight=0.3),))
     ratio = nfe_r / nfe_v
     return {
-        "what": "neural-ODE digits classifier, 60 Adam steps, vanilla vs global "
+        "what": f"neural-ODE digits classifier, {steps} Adam steps, vanilla vs global "
         f"error-estimate regularization ({time.perf_counter() - start:.0f} s)",
-        "figure": f"prediction NFE {nfe_v} -> {nfe_r} (ratio {ratio:.2f}), "
-        f"test acc {acc_v * 100:.1f}% -> {acc_r * 100:.1f}%",
-        "ok": bool(ratio <= 1.0 and acc_r > 0.5),
+        "figure": f"prediction NFE {nfe_v} -> {nfe_r} ({ratio:.2f}x) with the error-estimate "
+        f"penalty; accuracy {acc_v * 100:.0f}% -> {acc_r * 100:.0f}%",
+        # chance is 10 %; 20 quick steps reach about 30 %
+        "ok": bool(ratio <= 1.0 and acc_r > (0.2 if quick else 0.5)),
     }

@@ -10,10 +10,13 @@ from ._models import LNSDE
 from ._train import evaluate, paths_from_data, train_classifier
 
 
-def tour_stage(epochs: int = 60) -> dict:
+def tour_stage(epochs: int = 60, quick: bool = False) -> dict:
     """Train an LNSDE (about 40 s on 2 cores, compile included) on a 3-class synthetic
     irregular set with 50 % of values missing; report test accuracy and the spread of the
-    predicted probabilities over SDE samples."""
+    predicted probabilities over SDE samples. `quick`: 10 epochs; `ok` when the test
+    accuracy is above 50 % (chance: 33 %), 40 % when quick."""
+    if quick:
+        epochs = 10
     t0 = time.perf_counter()
     data = synthetic_irregular(240, length=24, channels=2, num_classes=3, missing=0.5, seed=0)
     tr, va, te = paper_split(data.labels, 0)
@@ -43,5 +46,5 @@ def tour_stage(epochs: int = 60) -> dict:
             f"{metrics['predictive_std']:.3f} over 4 SDE samples, "
             f"{time.perf_counter() - t0:.0f} s"
         ),
-        "ok": bool(np.isfinite(metrics["loss"]) and acc > 0.5),
+        "ok": bool(np.isfinite(metrics["loss"]) and acc > (0.4 if quick else 0.5)),
     }
