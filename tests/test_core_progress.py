@@ -52,3 +52,26 @@ def test_disabled_by_environment(monkeypatch):
 def test_negative_total_named():
     with pytest.raises(ValueError, match="`total`"):
         scimlx.ProgressBar(-1)
+
+
+def test_eta_ignores_the_compiling_first_step(monkeypatch):
+
+    from scimlx._core import _progress
+
+    monkeypatch.setenv("SCIMLX_PROGRESS", "1")
+    now = [0.0]
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: now[0])
+    out = io.StringIO()
+    bar = scimlx.ProgressBar(20, "train", unit="step", file=out, note="compiling...", initial=5)
+    text = out.getvalue()
+    assert "train: resuming at 5/20" in text and "train: compiling..." in text
+    now[0] = 10.0  # the first step after start took 10 s (it includes compilation)
+    bar.update(1)
+    assert "? step/s" in bar.line()  # no rate from a single step
+    for _ in range(4):
+        now[0] += 0.1
+        bar.update(1)
+    # 4 steps in 0.4 s after the first: 10 step/s, 10 steps left -> 1 s, not ~30 s
+    assert "10 step/s" in bar.line() and "<00:01," in bar.line()
+    with pytest.raises(ValueError, match="`initial`"):
+        scimlx.ProgressBar(3, initial=4)

@@ -61,6 +61,12 @@ class ProgressBar:
     - `lines`: in non-terminal output, roughly how many lines to print in all.
     - `file`: where to write; standard error by default.
     - `disable`: force the bar off.
+    - `initial`: units already done (a resumed run); the bar says it resumes there.
+    - `note`: printed once when the bar starts, e.g. `"compiling..."` before a jitted
+      loop's first step, so a long first wait is explained.
+
+    The rate and the ETA are measured from the first update on, so the first unit of work,
+    which usually includes JAX's compilation, does not distort them.
     """
 
     def __init__(
@@ -72,13 +78,17 @@ class ProgressBar:
         lines: int = 10,
         file: Any = None,
         disable: bool = False,
+        initial: int = 0,
+        note: str | None = None,
     ):
         if total < 0:
             raise ValueError(f"`total` must be non-negative, got {total}.")
+        if not 0 <= initial <= total:
+            raise ValueError(f"`initial` must be in [0, total={total}], got {initial}.")
         self.total = int(total)
         self.desc = desc
         self.unit = unit
-        self.n = 0
+        self.n = int(initial)
         self.postfix: dict[str, Any] = {}
         self.file = sys.stderr if file is None else file
         self.disable = disable or not _enabled()
@@ -87,12 +97,21 @@ class ProgressBar:
         self._next_print = self._every
         self._start = time.perf_counter()
         self._last_draw = 0.0
+        self._ref: tuple[float, int] | None = None  # (time, count) at the first update
         self.closed = False
+        if not self.disable:
+            desc_ = f"{self.desc}: " if self.desc else ""
+            if initial:
+                print(f"{desc_}resuming at {initial}/{total}", file=self.file, flush=True)
+            if note:
+                print(f"{desc_}{note}", file=self.file, flush=True)
 
     # --- Python side -------------------------------------------------------------
     def update(self, n: int = 1, **postfix: Any) -> None:
         """Advance by `n` units and record named figures shown after the bar."""
         self.n += int(n)
+        if self._ref is None:
+            self._ref = (time.perf_counter(), self.n)
         if postfix:
             self.postfix.update(postfix)
         if self.disable:
@@ -112,9 +131,13 @@ class ProgressBar:
 
     def line(self) -> str:
         """The current text of the bar."""
-        elapsed = time.perf_counter() - self._start
-        rate = self.n / elapsed if elapsed > 0 else float("nan")
-        remaining = (self.total - self.n) / rate if rate and rate > 0 else float("nan")
+        now = time.perf_counter()
+        elapsed = now - self._start
+        rate = float("nan")
+        if self._ref is not None and self.n > self._ref[1] and now > self._ref[0]:
+            rate = (self.n - self._ref[1]) / (now - self._ref[0])
+        remaining = (self.total - self.n) / rate if rate > 0 else float("nan")
+        rate_s = f"{rate:.3g}" if math.isfinite(rate) else "?"
         frac = self.n / self.total if self.total else 1.0
         width = 20
         filled = int(round(width * min(frac, 1.0)))
@@ -123,7 +146,7 @@ class ProgressBar:
         desc = f"{self.desc}: " if self.desc else ""
         return (
             f"{desc}{100 * frac:3.0f}% |{bar}| {self.n}/{self.total} "
-            f"[{_fmt_seconds(elapsed)}<{_fmt_seconds(remaining)}, {rate:.3g} {self.unit}/s]"
+            f"[{_fmt_seconds(elapsed)}<{_fmt_seconds(remaining)}, {rate_s} {self.unit}/s]"
             + (f" {extras}" if extras else "")
         )
 
