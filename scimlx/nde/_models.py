@@ -26,6 +26,16 @@ def _apply_rows(fn: Callable, y: Array, dim: int) -> Array:
     return out.reshape(lead + out.shape[-1:])
 
 
+class _RowwiseField(eqx.Module):
+    """`f(t, y, args)` applied to every row of a batched state `(*batch, dim)`."""
+
+    vector_field: Callable
+    dim: int = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        return _apply_rows(lambda r: self.vector_field(t, r, args), y, self.dim)
+
+
 class MLPVectorField(eqx.Module):
     r"""The time-dependent MLP vector field of the TayNODE/ERNODE MNIST experiments,
     $f(t, y) = \tanh(W_2 [\tanh(W_1 [y; t] + b_1); t] + b_2)$, with an optional
@@ -130,9 +140,10 @@ class NeuralODE(eqx.Module):
         self.max_steps = max_steps
 
     def _terms(self) -> dfx.ODETerm:
-        vf = self.vector_field
-        dim = self.dim
-        return dfx.ODETerm(lambda t, y, args: _apply_rows(lambda r: vf(t, r, args), y, dim))
+        # A Module, not a closure: its arrays stay traced arguments of the jitted solve and
+        # its static part compares equal from call to call, so a new `y0` or new parameter
+        # values reuse the compiled solve (a fresh lambda would recompile every call).
+        return dfx.ODETerm(_RowwiseField(self.vector_field, self.dim))
 
     def __call__(
         self,
