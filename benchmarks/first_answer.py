@@ -9,6 +9,14 @@ Inside the subprocess JAX's monitoring events attribute the first call's time to
 the steady-state run time and counts retraces. Peers run in the same subprocess after ours,
 threads pinned to the same count (OpenBLAS/OpenMP), timed for setup + solve.
 
+Columns: `import_s` (Python start to the snippet's imports done), `first_s` (the first call),
+`trace_s` and `compile_s` (tracing + lowering and XLA compilation since the process started,
+so they include small programs compiled during imports and setup), `second_s` (the same entry
+point on new array values), `retraces_second_call` / `recompiles_second_call` (what that
+second call traced or compiled again; 0 is the goal), `first_over_peer` (our
+`import_s + first_s` over the peer's setup + solve: the user's whole wait against the other
+tool's, whose import is not counted).
+
 Run from the repository root: `python -m benchmarks.first_answer [--quick]`.
 """
 
