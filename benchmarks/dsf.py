@@ -916,7 +916,7 @@ def report(quick, args, t_start, cost, sweep, growth, mq, grad=None, **provenanc
     errs = [r["rel_err_vs_f64"] for r in cost if "rel_err_vs_f64" in r]
     autos = [r["auto_over_best"] for r in auto_rows if r["auto_over_best"] is not None]
     summary = {
-        "max_mode_discrepancy_f32": max(errs),
+        "max_mode_discrepancy_f32": max(errs, default=None),
         "max_param_grad_rel_err_chunked_f32": max(r["grad_rel_err_chunked"] for r in grad),
         "max_param_grad_rel_err_recurrence_f32": max(r["grad_rel_err_recurrence"] for r in grad),
         "chunk_over_rec_fwdbwd_L1024": ratio(
