@@ -1,7 +1,11 @@
-"""scimlx.dsf benchmark: (1) cost of each DSF evaluation mode against sequence length;
+"""scimlx.dsf benchmark: (1) cost of each DSF evaluation mode against sequence length, and
+the float32 accuracy of the chunked form's parameter gradients for the scalar-decay layers;
 (2) multi-query associative recall (MQAR) with softmax, linear, normalised attention, S6 and SSD.
 
 Run: `python -m benchmarks.dsf [--quick] [--seeds N]` from the repository root.
+`DSF_SECTIONS_FROM=path` re-makes tables, summary and results JSON from a sections file or a
+results JSON of an earlier run (keeping that run's date and machine record), measuring the
+gradient section now if that run had none (its date and load are then recorded separately).
 """
 
 import math
@@ -20,9 +24,10 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import scimlx.dsf as dsf  # noqa: E402
-from scimlx.dsf._auto import choose_method, CHUNK_SIZE  # noqa: E402
+from scimlx.dsf._auto import choose_chunk_size, choose_method, CHUNK_SIZE  # noqa: E402
 
 from ._harness import (  # noqa: E402
+    load_avg,
     optional_import,
     parse_args,
     peak_memory_bytes,
@@ -66,9 +71,10 @@ def modes_for(fam):
 
 
 def cost_section(quick: bool, repeats: int):
-    # quick: every (family, task, mode) row at two lengths; full: L = 64 ... 16384
-    Ls_fwd = [256, 1024] if quick else [64, 256, 1024, 4096, 16384]
-    Ls_bwd = [256, 1024] if quick else [64, 256, 1024, 4096]
+    # quick: every (family, task, mode) row at one length (the L = 1024 training targets come
+    # from the recurrence and chunked rows of the sweep, section 1b); full: L = 64 ... 16384
+    Ls_fwd = [256] if quick else [64, 256, 1024, 4096, 16384]
+    Ls_bwd = [256] if quick else [64, 256, 1024, 4096]
     # DSF_LS_FWD / DSF_LS_BWD="256,1024" override the lengths (a shortened full run says so)
     if os.environ.get("DSF_LS_FWD"):
         Ls_fwd = [int(v) for v in os.environ["DSF_LS_FWD"].split(",")]
@@ -162,6 +168,9 @@ def cost_section(quick: bool, repeats: int):
                 # on a shared machine the fastest of the repeats is the robust statistic: best and
                 # auto are judged by min_ms (median_ms is reported beside it)
                 timed = [r for r in cell if r.get("median_ms") is not None]
+                if not timed:  # every mode of the cell refused or skipped
+                    print(f"  {fam:9s} L={L:5d} {task:10s} no mode timed", flush=True)
+                    continue
                 best = min(timed, key=lambda r: r["min_ms"])
                 auto = choose_method(sys32, L, training=training)
                 auto_row = next((r for r in timed if r["method"] == auto), None)
@@ -205,8 +214,8 @@ def chunk_sweep_section(quick: bool, repeats: int):
     L = 1024
     key = jr.key(0)
     sweeps = {
-        "scalar": (16, 32, 64) if quick else (16, 32, 64, 128),
-        "per_state": (4, 8, 16) if quick else (1, 2, 4, 8, 16, 32),
+        "scalar": (CHUNK_SIZE["scalar"],) if quick else (16, 32, 64, 128),
+        "per_state": (CHUNK_SIZE["per_state"],) if quick else (1, 2, 4, 8, 16, 32),
     }
     rows = []
     for fam, qs in sweeps.items():
@@ -312,6 +321,107 @@ def growth_section(quick: bool, repeats: int):
             f"(ns/unit {a['ns_per_unit']:.3g} -> {b['ns_per_unit']:.3g})",
             flush=True,
         )
+    return rows
+
+
+# Scalar-decay families: one decay per step shared by the states of a head (linear and normalised
+# attention, Mamba-2 SSD) or of a channel (the paper's SSD, RG-LRU, qLSTM), as `make_mixer` names.
+GRAD_FAMILIES = ("linear", "normalized", "ssd", "ssd_paper", "rglru", "qlstm", "qlstm_reversed")
+
+
+def _softplus_inverse(v):
+    return math.log(math.expm1(v))
+
+
+def strong_decays(name, layer):
+    """The layer with parameters set for log-decays of about -10 to -60 per step (decays of
+    the gated layers saturating towards 0); attention's normalised decays eta_{i-1}/eta_i get
+    the same magnitude of either sign from a wide normaliser."""
+    if name in ("ssd", "ssd_paper"):  # A = -12, Delta about 2.5
+        return eqx.tree_at(
+            lambda m: (m.A_log, m.b_dt),
+            layer,
+            (
+                jnp.full_like(layer.A_log, math.log(12.0)),
+                jnp.full_like(layer.b_dt, _softplus_inverse(2.5)),
+            ),
+        )
+    if name == "rglru":  # log a = -8 r softplus(a_param) = -48 r
+        return eqx.tree_at(lambda m: m.a_param, layer, jnp.full_like(layer.a_param, 6.0))
+    if name in ("qlstm", "qlstm_reversed"):  # forget pre-activation -30 (reversed: +30)
+        f = layer.b.shape[0] // 4
+        return eqx.tree_at(
+            lambda m: m.b, layer, layer.b.at[:f].set(30.0 if name == "qlstm_reversed" else -30.0)
+        )
+    if name == "linear":  # elu+1 query features spanning e^-30 ... 30
+        return eqx.tree_at(lambda m: m.Wq, layer, 30.0 * layer.Wq)
+    if name == "normalized":  # log eta = w_eta . u spanning about +-15 (eta^-1 up to ~1e7)
+        return eqx.tree_at(lambda m: m.w_eta, layer, 7.0 * layer.w_eta)
+    raise ValueError(name)
+
+
+def _max_leaf_rel_err(tree, ref):
+    """(error, leaf): the largest over leaves of max|g - g_ref| / max|g_ref|."""
+    worst = (0.0, None)
+    for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(tree)[0], jax.tree.leaves(ref), strict=True
+    ):
+        b = np.asarray(b)
+        diff, scale = np.max(np.abs(np.asarray(a, np.float64) - b)), np.max(np.abs(b))
+        # a parameter the output does not depend on (qLSTM's alpha without reversed sigmoid)
+        e = float(diff / scale) if scale > 0 else (0.0 if diff == 0 else math.inf)
+        if e >= worst[0]:
+            worst = (e, jax.tree_util.keystr(path))
+    return worst
+
+
+def grad_accuracy_section():
+    """Gradient of a fixed linear functional of the output, sum(w * y), with respect to every
+    parameter of each scalar-decay layer: the chunked form in float32 (default block length)
+    against the recurrence in float64, at the initial parameters ("ordinary" decays) and with
+    strong decays. The float32 recurrence's own error is the floor beside it."""
+    print("== 1d. parameter gradients of the chunked form, float32 vs float64 ==", flush=True)
+    L, d, n = 256, 16, 8
+    u64 = jr.normal(jr.key(2), (L, d), jnp.float64)
+    w64 = jr.normal(jr.key(3), (L, d), jnp.float64)
+    u32, w32 = u64.astype(F32), w64.astype(F32)
+
+    def loss(layer, u, w, method):
+        return jnp.sum(w * layer(u, method=method))
+
+    grad = eqx.filter_jit(eqx.filter_grad(loss))
+    rows = []
+    for i, name in enumerate(GRAD_FAMILIES):
+        base = dsf.make_mixer(
+            name, d, d_state=n, n_heads=2, dtype=jnp.float64, key=jr.fold_in(jr.key(4), i)
+        )
+        for decays in ("ordinary", "strong"):
+            layer = base if decays == "ordinary" else strong_decays(name, base)
+            system, _ = dsf.to_dsf(layer, u64)
+            ll = np.asarray(system.log_lam)
+            head = jax.tree.map(lambda a: a[0], system) if ll.ndim == 4 else system
+            ref = grad(layer, u64, w64, "recurrence")
+            layer32 = jax.tree.map(lambda a: a.astype(F32) if eqx.is_inexact_array(a) else a, layer)
+            err_c, leaf_c = _max_leaf_rel_err(grad(layer32, u32, w32, "chunked"), ref)
+            err_r, leaf_r = _max_leaf_rel_err(grad(layer32, u32, w32, "recurrence"), ref)
+            rows.append(
+                dict(
+                    family=name,
+                    decays=decays,
+                    log_decay_min=float(ll.min()),
+                    log_decay_max=float(ll.max()),
+                    chunk_size=choose_chunk_size(head),
+                    grad_rel_err_chunked=err_c,
+                    worst_leaf_chunked=leaf_c,
+                    grad_rel_err_recurrence=err_r,
+                    worst_leaf_recurrence=leaf_r,
+                )
+            )
+            print(
+                f"  {name:15s} {decays:8s} log-decay [{ll.min():6.1f}, {ll.max():5.1f}]: "
+                f"chunked {err_c:.1e} ({leaf_c}), recurrence {err_r:.1e}",
+                flush=True,
+            )
     return rows
 
 
@@ -546,19 +656,41 @@ def main():
 
         with open(resume) as f:
             saved = json.load(f)
+        if "chunk_sweep" in saved:  # a results JSON (e.g. the committed one), not a sections file
+            run = saved
+            saved = dict(
+                cost=[r for r in run["rows"] if "method" in r],
+                sweep=run["chunk_sweep"],
+                growth=run["growth"],
+                mq=run["mqar_runs"],
+                grad=run.get("grad_accuracy"),
+                # the record of the run that measured these sections is kept as it was
+                date=run["date"],
+                machine=run["machine"],
+                mqar_source=run.get("mqar_source"),
+                lengths_override=run.get("lengths_override", {}),
+                total_s_of_run=run["summary"].get("total_s"),
+                sections_from=resume,
+            )
+        if not saved.get("grad"):  # runs from before the gradient section: measured now
+            saved["grad"] = grad_accuracy_section()
+            saved["grad_measured"] = dict(
+                date=time.strftime("%Y-%m-%d %H:%M:%S"), load_avg=load_avg()
+            )
         return report(quick, args, t_start, **saved)
     print("== 1. cost vs L (float32, d=64, n=16; softmax m=16) ==", flush=True)
     cost = cost_section(quick, repeats=5 if quick else 7)
     sweep = chunk_sweep_section(quick, repeats=5 if quick else 7)
     growth = growth_section(quick, repeats=3 if quick else 5)
+    grad = grad_accuracy_section()
     import json
 
     # saved before MQAR too (with no MQAR rows), so that a run stopped during MQAR keeps them
     path = (args.out or "/tmp/dsf") + ".sections.json"
     with open(path, "w") as f:
-        json.dump(dict(cost=cost, sweep=sweep, growth=growth, mq=[]), f, default=str)
+        json.dump(dict(cost=cost, sweep=sweep, growth=growth, grad=grad, mq=[]), f, default=str)
     mq = mqar_section(quick, seeds)
-    sections = dict(cost=cost, sweep=sweep, growth=growth, mq=mq)
+    sections = dict(cost=cost, sweep=sweep, growth=growth, grad=grad, mq=mq)
     with open(path, "w") as f:
         json.dump(sections, f, default=str)
     print(f"measured sections saved to {path}", flush=True)
@@ -566,39 +698,58 @@ def main():
 
 
 def print_targets(summary):
-    """The issue's speed targets, met or missed, from the summary of this run."""
+    """The issue's targets, met or missed, from the summary of this run."""
     w = summary["auto_worst_cell"]
 
     def verdict(ok):
         return "met" if ok else "MISSED"
 
+    def chunk_ratio(key):
+        # the cost section's L = 1024 cell, else (quick mode) the sweep's default block length
+        if summary[key] is not None:
+            return summary[key], ""
+        return summary[key + "_sweep_default"], " [sweep, section 1b]"
+
+    scalar, src_s = chunk_ratio("chunk_over_rec_fwdbwd_L1024")
+    per_state, src_p = chunk_ratio("chunk_over_rec_fwdbwd_L1024_per_state")
+    auto_what = (
+        f"auto / fastest mode, worst cell ({w['family']} L={w['L']} {w['task']}: "
+        f"auto={w['auto']}, fastest={w['best']})"
+        if w
+        else "auto / fastest mode"
+    )
+    auto = summary["auto_over_best_mode"]
     lines = [
         (
-            "scalar decay: chunked / recurrence, fwd+bwd L=1024 batch 16",
-            summary["chunk_over_rec_fwdbwd_L1024"],
+            "scalar decay: chunked / recurrence, fwd+bwd L=1024 batch 16" + src_s,
+            scalar,
             ">= 5",
-            (summary["chunk_over_rec_fwdbwd_L1024"] or 0) >= 5,
+            (scalar or 0) >= 5,
+            "x",
         ),
         (
-            "per-state (S6): chunked / recurrence, fwd+bwd L=1024 batch 16",
-            summary["chunk_over_rec_fwdbwd_L1024_per_state"],
+            "per-state (S6): chunked / recurrence, fwd+bwd L=1024 batch 16" + src_p,
+            per_state,
             ">= 2",
-            (summary["chunk_over_rec_fwdbwd_L1024_per_state"] or 0) >= 2,
+            (per_state or 0) >= 2,
+            "x",
         ),
+        (auto_what, auto, "<= 1.10", auto is not None and auto <= 1.10, "x"),
         (
-            f"auto / fastest mode, worst cell ({w['family']} L={w['L']} {w['task']}: "
-            f"auto={w['auto']}, fastest={w['best']})",
-            summary["auto_over_best_mode"],
-            "<= 1.10",
-            summary["auto_over_best_mode"] <= 1.10,
+            "scalar-decay layers, chunked float32 parameter gradients vs float64 recurrence",
+            summary["max_param_grad_rel_err_chunked_f32"],
+            "<= 1e-5",
+            summary["max_param_grad_rel_err_chunked_f32"] <= 1e-5,
+            "",
         ),
     ]
     print("== targets (times: minimum over round-robin rounds) ==")
-    for what, val, target, ok in lines:
-        if val is None:  # e.g. DSF_LS_BWD without 1024
+    for what, val, target, ok, unit in lines:
+        if val is None or val != val:  # e.g. DSF_LS_BWD without 1024
             print(f"  {what}: not measured in this run (target {target})")
             continue
-        print(f"  {what}: {val:.2f}x (target {target}): {verdict(ok)}")
+        shown = f"{val:.2f}x" if unit == "x" else f"{val:.1e}"
+        print(f"  {what}: {shown} (target {target}): {verdict(ok)}")
     print(
         "  second measurement of the same default chunk length in the sweep (section 1b): "
         f"scalar {summary['chunk_over_rec_fwdbwd_L1024_sweep_default']:.2f}x, per-state "
@@ -607,7 +758,7 @@ def print_targets(summary):
     print()
 
 
-def report(quick, args, t_start, cost, sweep, growth, mq):
+def report(quick, args, t_start, cost, sweep, growth, mq, grad=None, **provenance):
     print_table(
         cost,
         [
@@ -748,9 +899,26 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
             key=lambda r: r["min_ms"],
         )
 
+    print_table(
+        grad,
+        [
+            "family",
+            "decays",
+            "log_decay_min",
+            "log_decay_max",
+            "chunk_size",
+            "grad_rel_err_chunked",
+            "worst_leaf_chunked",
+            "grad_rel_err_recurrence",
+        ],
+        title="parameter gradients in float32 (chunked and recurrence) vs the float64 recurrence",
+    )
     errs = [r["rel_err_vs_f64"] for r in cost if "rel_err_vs_f64" in r]
+    autos = [r["auto_over_best"] for r in auto_rows if r["auto_over_best"] is not None]
     summary = {
-        "max_mode_discrepancy_f32": max(errs),
+        "max_mode_discrepancy_f32": max(errs, default=None),
+        "max_param_grad_rel_err_chunked_f32": max(r["grad_rel_err_chunked"] for r in grad),
+        "max_param_grad_rel_err_recurrence_f32": max(r["grad_rel_err_recurrence"] for r in grad),
         "chunk_over_rec_fwdbwd_L1024": ratio(
             cell("scalar", 1024, "fwdbwd_b16", "recurrence"),
             cell("scalar", 1024, "fwdbwd_b16", "chunked"),
@@ -767,10 +935,11 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
             "rec_over_this"
         ],
         "per_state_sweep_best_variant": sweep_best("per_state")["variant"],
-        "auto_over_best_mode": max(r["auto_over_best"] for r in cost if r.get("auto_over_best")),
+        "auto_over_best_mode": max(autos) if autos else None,
         "auto_worst_cell": max(
             (r for r in auto_rows if r["auto_over_best"] is not None),
             key=lambda r: r["auto_over_best"],
+            default=None,
         ),
         "quadratic_growth_1024_to_4096": growth_of("softmax", "matrix"),
         "softmax_chunked_growth_1024_to_4096": growth_of("softmax", "chunked"),
@@ -790,7 +959,7 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
         },
         "mqar_seeds": {m: [r["seed"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS},
         "mqar_acc_per_seed": {m: [r["acc"] for r in mq if r["mixer"] == m] for m in MQAR_MIXERS},
-        "total_s": time.perf_counter() - t_start,
+        "total_s": provenance.pop("total_s_of_run", None) or time.perf_counter() - t_start,
     }
     print_table([summary], list(summary), title="summary")
     print_targets(summary)
@@ -805,11 +974,13 @@ def report(quick, args, t_start, cost, sweep, growth, mq):
             "paper_ordering": PAPER_ORDER,
             "chunk_sweep": sweep,
             "growth": growth,
+            "grad_accuracy": grad,
             "auto_table_measured": auto_table,
             "mqar_source": os.environ.get("DSF_MQAR_RESULTS", "this run"),
             "lengths_override": {
                 k: os.environ.get(k) for k in ("DSF_LS_FWD", "DSF_LS_BWD") if os.environ.get(k)
             },
+            **provenance,
         },
     )
 

@@ -198,53 +198,42 @@ def ref_qlstm(layer, u):
     return y
 
 
+# every configuration built here is tested: the test list is the keys of this table
+_CASES = {
+    "softmax": lambda d, n, key: (dsf.SoftmaxAttention(d, 2, n, key=key), ref_softmax),
+    "linear": lambda d, n, key: (dsf.LinearAttention(d, 2, n, key=key), ref_linear),
+    "linear_output_norm": lambda d, n, key: (
+        dsf.LinearAttention(d, 1, n, where="output", key=key),
+        ref_linear,
+    ),
+    "linear_unnormalised": lambda d, n, key: (
+        dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=key),
+        ref_linear,
+    ),
+    "normalized_exp": lambda d, n, key: (dsf.NormalizedAttention(d, 2, n, key=key), ref_normalized),
+    "normalized_sigmoid": lambda d, n, key: (
+        dsf.NormalizedAttention(d, 1, n, norm="sigmoid", key=key),
+        ref_normalized,
+    ),
+    "s4d": lambda d, n, key: (dsf.S4D(d, n, key=key), ref_s4d),
+    "s5": lambda d, n, key: (dsf.S5(d, n, key=key), ref_s5),
+    "lru": lambda d, n, key: (dsf.LRU(d, n, key=key), ref_lru),
+    "s6": lambda d, n, key: (dsf.S6(d, n, key=key), ref_s6),
+    "s6_zoh": lambda d, n, key: (dsf.S6(d, n, discretization="zoh", key=key), ref_s6),
+    "ssd": lambda d, n, key: (dsf.SSD(d, 2, n, key=key), ref_ssd),
+    "ssd_paper": lambda d, n, key: (dsf.SSD(d, 1, n, per_channel_dt=True, key=key), ref_ssd),
+    "rglru": lambda d, n, key: (dsf.RGLRU(d, 2, key=key), ref_rglru),
+    "qlstm": lambda d, n, key: (dsf.QLSTM(d, key=key), ref_qlstm),
+    "qlstm_reversed": lambda d, n, key: (
+        dsf.QLSTM(d, reversed_sigmoid=True, key=key),
+        ref_qlstm,
+    ),
+}
+LAYERS = list(_CASES)
+
+
 def _make(name, key):
-    d, n = D_MODEL, N
-    return {
-        "softmax": lambda: (dsf.SoftmaxAttention(d, 2, n, key=key), ref_softmax),
-        "linear": lambda: (dsf.LinearAttention(d, 2, n, key=key), ref_linear),
-        "linear_output_norm": lambda: (
-            dsf.LinearAttention(d, 1, n, where="output", key=key),
-            ref_linear,
-        ),
-        "linear_unnormalised": lambda: (
-            dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=key),
-            ref_linear,
-        ),
-        "normalized_exp": lambda: (dsf.NormalizedAttention(d, 2, n, key=key), ref_normalized),
-        "normalized_sigmoid": lambda: (
-            dsf.NormalizedAttention(d, 1, n, norm="sigmoid", key=key),
-            ref_normalized,
-        ),
-        "s4d": lambda: (dsf.S4D(d, n, key=key), ref_s4d),
-        "s5": lambda: (dsf.S5(d, n, key=key), ref_s5),
-        "lru": lambda: (dsf.LRU(d, n, key=key), ref_lru),
-        "s6": lambda: (dsf.S6(d, n, key=key), ref_s6),
-        "s6_zoh": lambda: (dsf.S6(d, n, discretization="zoh", key=key), ref_s6),
-        "ssd": lambda: (dsf.SSD(d, 2, n, key=key), ref_ssd),
-        "ssd_paper": lambda: (dsf.SSD(d, 1, n, per_channel_dt=True, key=key), ref_ssd),
-        "rglru": lambda: (dsf.RGLRU(d, 2, key=key), ref_rglru),
-        "qlstm": lambda: (dsf.QLSTM(d, key=key), ref_qlstm),
-        "qlstm_reversed": lambda: (dsf.QLSTM(d, reversed_sigmoid=True, key=key), ref_qlstm),
-    }[name]()
-
-
-LAYERS = [
-    "softmax",
-    "linear",
-    "linear_unnormalised",
-    "normalized_exp",
-    "s4d",
-    "s5",
-    "lru",
-    "s6",
-    "s6_zoh",
-    "ssd",
-    "ssd_paper",
-    "rglru",
-    "qlstm",
-    "qlstm_reversed",
-]
+    return _CASES[name](D_MODEL, N, key)
 
 
 def _perturb(layer, key):

@@ -46,8 +46,14 @@ AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
     #   batch 16 and the KV recurrence's compiled peak is 82 GiB, so chunked is the only mode
     #   that runs.
     # - softmax inference, L = 1024: matrix and chunked within 15% either way.
+    # - scalar training, L = 64 (chunked form with segment-sum block decays, 2026-12-02 09:35-09:45
+    #   UTC, load average 20-23): chunked faster than matrix in two round-robin runs, 2.75 vs
+    #   3.98 ms (`benchmarks.dsf` cost section at L = 64) and 1.65 vs 2.79 ms (batch 16, 7
+    #   rounds, minimum). In the run behind results/dsf.json the matrix was 1.12x faster than
+    #   the previous chunked kernel (0.91 vs 1.02 ms), which the current one beats by 1.18x
+    #   (1.65 vs 1.95 ms in the second run): chunked at every length.
     ("cpu", "scalar", False): ((math.inf, "chunked"),),
-    ("cpu", "scalar", True): ((64, "matrix"), (math.inf, "chunked")),
+    ("cpu", "scalar", True): ((math.inf, "chunked"),),
     ("cpu", "per_state", False): ((math.inf, "recurrence"),),
     ("cpu", "per_state", True): ((64, "recurrence"), (math.inf, "chunked")),
     ("cpu", "softmax", False): (

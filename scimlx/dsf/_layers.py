@@ -47,7 +47,8 @@ class AbstractDSFLayer(eqx.Module):
     """A sequence mixer whose action is a DSF: `y = output(evaluate(system(u)), u)`.
 
     Subclasses implement `system(u) -> (dsf, x)` (leaves with a leading head axis for multi-head
-    layers, in which case `x` is `(H, L, p)`) and `output(y, u)`.
+    layers, in which case `x` is `(H, L, p)`, p = d / H; see [`scimlx.dsf.to_dsf`][]) and
+    `output(y, u)`.
     """
 
     method: eqx.AbstractVar[str]
@@ -88,6 +89,17 @@ class AbstractDSFLayer(eqx.Module):
 @functools.singledispatch
 def to_dsf(layer, u: Float[Array, "L d"]) -> tuple[AbstractDSF, Float[Array, "..."]]:
     """The DSF form of `layer` on input `u`: returns `(dsf, x)` with y = output(evaluate(dsf, x)).
+
+    **Heads axis.** For the multi-head layers (`SoftmaxAttention`, `LinearAttention`,
+    `NormalizedAttention`, `SSD`) `dsf` is a *stack* of one system per head: every leaf has a
+    leading axis of size H (also for H = 1, and for `SSD(per_channel_dt=True)`, whose one
+    "head" holds every channel), and `x` is `(H, L, d / H)`, head h driving its system with
+    channels h d/H ... (h+1) d/H - 1 of the value stream. Evaluate it with `jax.vmap` over that
+    axis (as `layer(u)` does). The paper writes one DSF per layer; that system is the
+    block-diagonal combination of the per-head systems (states and channels of the heads
+    concatenated in head order), which is not formed here. The other layers (S4D, S5, LRU, S6,
+    RG-LRU, qLSTM) return one unstacked system with `x` of shape `(L, d)`; RG-LRU's
+    `num_heads` only makes its gate weights block-diagonal.
 
     A `functools.singledispatch` function: register other layer types with `to_dsf.register`.
     """
@@ -614,8 +626,14 @@ class RGLRU(AbstractDSFLayer):
     """Real-Gated Linear Recurrent Unit (Griffin/Hawk; recurrentgemma `RGLRU`, no segment resets).
 
     r_i = sigma(W_a u_i + b_a), i_i = sigma(W_x u_i + b_x) (block-diagonal, `num_heads` blocks),
-    log a_i = -c r_i softplus(Lambda), h_i = a_i h_{i-1} + sqrt(1 - a_i^2) (i_i u_i), y_i = h_i.
+    log a_i = -c r_i softplus(a_param), h_i = a_i h_{i-1} + sqrt(1 - a_i^2) (i_i u_i), y_i = h_i.
     (recurrentgemma clips the gradient of the sqrt at 1000; here it is the plain sqrt.)
+
+    **Sign convention.** `a_param` is recurrentgemma's `a_param`, which is *minus* the Lambda of
+    the Griffin paper (De et al. 2024): the paper writes a = sigma(Lambda) and a_i = a^(c r_i),
+    so log a_i = c r_i log sigma(Lambda) = -c r_i softplus(-Lambda), i.e. a_param = -Lambda.
+    Weights copied from the paper's notation must be negated; weights from recurrentgemma are
+    used as they are.
     """
 
     W_a: Float[Array, "h p p"]
