@@ -31,4 +31,8 @@ from ._persistence import (
     save as save,
 )
 from ._progress import ProgressBar as ProgressBar
-from ._results import is_successful as is_successful, RESULTS as RESULTS
+from ._results import (
+    as_result as as_result,
+    is_successful as is_successful,
+    RESULTS as RESULTS,
+)

@@ -20,8 +20,9 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from equinox._enum import EnumerationItem
 from jaxtyping import Array, ArrayLike, Int, PyTree, Shaped
+
+from .._core._results import code_of, item_with_codes
 
 
 class DiffEqProblem(eqx.Module):
@@ -100,9 +101,7 @@ class DiffEqMember(eqx.Module):
 
 
 def _code(res) -> Array:
-    if isinstance(res, EnumerationItem):
-        return jnp.asarray(res._value).astype(jnp.int32)  # pyright: ignore
-    return jnp.asarray(res).astype(jnp.int32)
+    return code_of(res)
 
 
 def _setup(member: DiffEqMember, x):
@@ -395,12 +394,12 @@ def refill_batch(
 
 
 def _max_steps_code() -> int:
-    return int(diffrax.RESULTS.max_steps_reached._value)  # pyright: ignore
+    return int(code_of(diffrax.RESULTS.max_steps_reached))
 
 
 def _result_item(code):
     """A batched `diffrax.RESULTS` item holding the integer codes `code`."""
-    return eqx.tree_at(lambda r: r._value, diffrax.RESULTS.successful, code.astype(jnp.int32))
+    return item_with_codes(code, diffrax.RESULTS)
 
 
 @eqx.filter_jit

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import atomic_write_bytes, RESULTS
+from .._core import atomic_write_bytes, is_successful, RESULTS
 from ..linsolve._cg import pcg_solve
 from ..linsolve._multigrid import multigrid
 from ..linsolve._operators import DiffusionOperator
@@ -230,7 +230,7 @@ def darcy_dataset(
         for start in range(0, n_samples, batch_size):
             kb = keys[start : start + batch_size]
             a, u, res = _generate_batch(kb, resolution, n_modes, alpha, tau, high, low, rtol)
-            ok = np.asarray(res._value) == RESULTS.successful._value  # pyright: ignore
+            ok = np.asarray(is_successful(res))
             if not ok.all():
                 raise RuntimeError(
                     f"Darcy solve failed (not converged to rtol={rtol}) for samples "
