@@ -26,9 +26,13 @@ from ._persistence import (
     atomic_write_bytes as atomic_write_bytes,
     CheckpointError as CheckpointError,
     clean_orphans as clean_orphans,
+    clean_orphans_in as clean_orphans_in,
+    CorruptedFileError as CorruptedFileError,
     load as load,
+    read_arrays as read_arrays,
     read_header as read_header,
     save as save,
+    write_arrays as write_arrays,
 )
 from ._progress import ProgressBar as ProgressBar
 from ._results import (

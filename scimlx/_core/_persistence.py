@@ -9,11 +9,13 @@ import socket
 import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 
 
 FORMAT_NAME = "scimlx"
@@ -102,8 +104,13 @@ def clean_orphans(path: str | os.PathLike) -> list[str]:
     The paths removed.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path) + "."
+    return clean_orphans_in(os.path.dirname(os.path.abspath(path)), os.path.basename(path) + ".")
+
+
+def clean_orphans_in(directory: str | os.PathLike, prefix: str = "") -> list[str]:
+    """Remove the orphaned temporary files (see `clean_orphans`) of every file in
+    `directory` whose name starts with `prefix`."""
+    directory = os.fspath(directory)
     removed = []
     try:
         names = os.listdir(directory)
@@ -111,12 +118,14 @@ def clean_orphans(path: str | os.PathLike) -> list[str]:
         return removed
     now = time.time()
     for name in names:
-        if not (name.startswith(base) and name.endswith(_TMP_SUFFIX)):
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
             continue
-        parts = name[len(base) : -len(_TMP_SUFFIX)].split(".")
+        parts = name[: -len(_TMP_SUFFIX)].split(".")
         full = os.path.join(directory, name)
-        if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit():
-            orphan = int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1]))
+        # <target name (may hold dots)>.<host>.<pid>.<random>
+        if len(parts) >= 4 and parts[-3] == _HOST and parts[-2].isdigit():
+            pid = int(parts[-2])
+            orphan = pid != os.getpid() and not _pid_alive(pid)
         else:
             try:
                 orphan = now - os.stat(full).st_mtime > _FOREIGN_TMP_AGE_S
@@ -165,6 +174,59 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+class CorruptedFileError(CheckpointError):
+    """A checksummed array file (an ensemble store's chunk, a data cache) is truncated,
+    altered or unreadable. `path` names the file."""
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path} is corrupted ({reason}).")
+
+
+_CHECKSUM_KEY = "__sha256__"
+
+
+def _arrays_digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_arrays(path: str | os.PathLike, arrays: dict) -> None:
+    """Write a dict of NumPy arrays as `.npz` together with their SHA-256, atomically
+    (see `atomic_write_bytes`). Read back with `read_arrays`."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, **{_CHECKSUM_KEY: np.asarray(_arrays_digest(arrays))})  # pyright: ignore
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_arrays(path: str | os.PathLike) -> dict:
+    """Read a file written by `write_arrays`, verifying its checksum.
+
+    **Raises:**
+
+    `FileNotFoundError` if there is no file; `CorruptedFileError` naming the file if it
+    is truncated, altered, unreadable or has no checksum.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise CorruptedFileError(path, f"unreadable: {type(e).__name__}: {e}") from None
+    want = arrays.pop(_CHECKSUM_KEY, None)
+    if want is None:
+        raise CorruptedFileError(path, "no checksum: written by another program or version")
+    if str(want) != _arrays_digest(arrays):
+        raise CorruptedFileError(path, "its checksum does not match its content")
+    return arrays
 
 
 def _write_all(f, data: bytes) -> None:
@@ -233,7 +295,7 @@ def _split(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         raise CheckpointError(f"{path!r} is truncated: its header is incomplete.")
     try:
         header = json.loads(raw[len(_MAGIC) : end])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path!r} has a corrupted header: {e}.") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path!r} has a corrupted header (not a JSON object).")
