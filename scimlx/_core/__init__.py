@@ -10,6 +10,7 @@ from ._checks import (
     check_positive as check_positive,
     check_range as check_range,
     check_shape as check_shape,
+    check_sizes as check_sizes,
     check_tolerances as check_tolerances,
     check_weight as check_weight,
     error_if_negative as error_if_negative,

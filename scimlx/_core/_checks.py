@@ -73,6 +73,12 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
     return value
 
 
+def check_sizes(**sizes: Any) -> None:
+    """Each keyword is a size (a count of channels, layers, states, ...): an integer >= 1."""
+    for name, value in sizes.items():
+        check_int(name, value, minimum=1)
+
+
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     """Raise a `ValueError` naming `name` unless `value` is > 0 (>= 0 with `allow_zero`).
 
