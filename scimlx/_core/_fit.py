@@ -259,8 +259,9 @@ def fit(
         "bad_rounds": np.array(0, dtype=np.int64),
         "stopped": np.array(False),
     }
-    identity = _identity(params, opt_state, optimiser, key)
+    identity = None
     if checkpoint is not None:
+        identity = _identity(params, opt_state, optimiser, key)
         _check_writable(checkpoint)
         clean_orphans(checkpoint)
         if os.path.exists(checkpoint):
