@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from ._core import (
+    as_result as as_result,
     atomic_write_bytes as atomic_write_bytes,
     CheckpointError as CheckpointError,
     compilation_cache_from_env as _compilation_cache_from_env,

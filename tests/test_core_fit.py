@@ -151,13 +151,14 @@ def test_nonfinite_loss_names_its_step_and_is_not_checkpointed(tmp_path, getkey)
         return jnp.asarray(jnp.nan if step == 20 else 1.0)
 
     ckpt = tmp_path / "run.ckpt"
+    key = getkey()
     with pytest.raises(FloatingPointError, match="at step 20"):
         scimlx.fit(
             loss,
             model,
             optax.sgd(0.01),
             steps=40,
-            key=getkey(),
+            key=key,
             batch=batch,
             progress=False,
             checkpoint=ckpt,
@@ -169,7 +170,7 @@ def test_nonfinite_loss_names_its_step_and_is_not_checkpointed(tmp_path, getkey)
         model,
         optax.sgd(0.01),
         steps=20,
-        key=getkey(),
+        key=key,
         batch=batch,
         progress=False,
         checkpoint=ckpt,
@@ -247,3 +248,58 @@ def test_second_fit_call_reuses_the_compiled_step(getkey):
     )
     assert len(traces) == n_first
     assert second.step == 3 and np.all(np.isfinite(second.losses))
+
+
+def test_unwritable_checkpoint_is_refused_before_training(tmp_path, getkey):
+    model, data, loss, _ = _problem(getkey())
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    calls = []
+
+    def batch(step, key):
+        calls.append(step)
+        return scimlx.default_batch(data, 8)(step, key)
+
+    for bad in (blocker / "run.ckpt", tmp_path):
+        with pytest.raises(ValueError, match="`checkpoint`"):
+            scimlx.fit(
+                loss, model, optax.sgd(0.1), steps=5, key=getkey(), batch=batch,
+                progress=False, checkpoint=bad,
+            )  # fmt: skip
+    assert calls == []  # no step was taken
+
+
+def test_resume_refuses_another_run(tmp_path, getkey):
+    model, data, loss, _ = _problem(getkey())
+    key, batch, ckpt = getkey(), scimlx.default_batch(data, 8), tmp_path / "r.ckpt"
+    kw = dict(batch=batch, progress=False, checkpoint=ckpt)
+    scimlx.fit(loss, model, optax.adam(1e-2), steps=4, key=key, **kw)
+    with pytest.raises(ValueError, match="optimiser state's structure differs"):
+        scimlx.fit(loss, model, optax.sgd(1e-2), steps=8, key=key, **kw)
+    with pytest.raises(ValueError, match="optimiser differs"):
+        scimlx.fit(loss, model, optax.adam(3e-2), steps=8, key=key, **kw)
+    with pytest.raises(ValueError, match="`key` differs"):
+        scimlx.fit(loss, model, optax.adam(1e-2), steps=8, key=getkey(), **kw)
+    other = eqx.nn.Linear(3, 2, key=getkey())
+
+    def loss2(m, b, k):
+        return jnp.mean(jax.vmap(m)(b[0]) ** 2)
+
+    with pytest.raises(ValueError, match="model's structure"):
+        scimlx.fit(loss2, other, optax.adam(1e-2), steps=8, key=key, **kw)
+    # The same run resumes.
+    out = scimlx.fit(loss, model, optax.adam(1e-2), steps=8, key=key, **kw)
+    assert out.step == 8
+
+
+def test_nonfinite_validation_is_an_error(tmp_path, getkey):
+    model, data, loss, _ = _problem(getkey())
+    values = iter([1.0, float("nan")])
+    with pytest.raises(
+        FloatingPointError, match=r"`validate` returned a non-finite value \(nan\) at step 4"
+    ):
+        scimlx.fit(
+            loss, model, optax.adam(1e-2), steps=6, key=getkey(),
+            batch=scimlx.default_batch(data, 8), progress=False,
+            validate=lambda m: next(values), validate_every=2,
+        )  # fmt: skip

@@ -42,7 +42,11 @@ def test_load_by_class_name_and_by_callable(tmp_path, getkey):
     model = Net(5, key=getkey())
     path = tmp_path / "m.eqx"
     scimlx.save(path, model, hyperparameters={"width": 5})
-    assert tree_allclose(scimlx.load(path), model, rtol=0, atol=0)
+    # A class outside scimlx is imported only when allowed (importing runs its code).
+    with pytest.raises(scimlx.CheckpointError, match="outside scimlx.*allow="):
+        scimlx.load(path)
+    assert tree_allclose(scimlx.load(path, allow=[Net]), model, rtol=0, atol=0)
+    assert tree_allclose(scimlx.load(path, allow=[Net.__module__]), model, rtol=0, atol=0)
     loaded = scimlx.load(path, like=lambda width: Net(width, key=jr.key(1)))
     assert tree_allclose(loaded, model, rtol=0, atol=0)
 
@@ -60,8 +64,8 @@ def test_truncated_file_raises(tmp_path, getkey):
     raw = path.read_bytes()
     for cut in (len(raw) // 2, len(raw) - 1, 10):
         path.write_bytes(raw[:cut])
-        with pytest.raises(scimlx.CheckpointError, match="truncated|corrupted"):
-            scimlx.load(path)
+        with pytest.raises(scimlx.CheckpointError, match="m.eqx.*(truncated|corrupted)"):
+            scimlx.load(path, allow=[Net])
 
 
 def test_corrupted_payload_raises(tmp_path, getkey):
@@ -71,7 +75,7 @@ def test_corrupted_payload_raises(tmp_path, getkey):
     raw[-3] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(scimlx.CheckpointError, match="checksum"):
-        scimlx.load(path)
+        scimlx.load(path, allow=[Net])
 
 
 def test_other_format_version_raises(tmp_path, getkey, monkeypatch):
@@ -160,3 +164,65 @@ def test_killed_writer_leaves_a_loadable_checkpoint(tmp_path):
     assert i >= 3
     assert np.all(np.asarray(loaded["big"]) == i)
     assert scimlx.read_header(path)["metadata"]["i"] == i
+
+
+_SELF_KILLING_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    import scimlx
+    from scimlx._core import _persistence
+    real = _persistence._write_all
+
+    def write_then_die(f, data):
+        f.write(data[: len(data) // 2])
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    scimlx.save(sys.argv[1], {"x": np.arange(3.0)})
+    _persistence._write_all = write_then_die
+    scimlx.save(sys.argv[1], {"x": np.arange(3.0) + 1})
+    """
+)
+
+
+def _tmp_files(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_kill_during_save_leaves_no_orphan_after_next_save_or_load(tmp_path):
+    path = tmp_path / "ckpt.eqx"
+    script = tmp_path / "writer.py"
+    script.write_text(_SELF_KILLING_WRITER)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for then in ("save", "load"):
+        proc = subprocess.run([sys.executable, str(script), str(path)], env=env)
+        assert proc.returncode == -signal.SIGKILL
+        assert len(_tmp_files(tmp_path)) == 1  # the killed save's half-written file
+        like = {"x": np.zeros(3)}
+        if then == "save":
+            scimlx.save(path, {"x": np.arange(3.0) + 2})
+            assert np.array_equal(scimlx.load(path, like=like)["x"], np.arange(3.0) + 2)
+        else:
+            assert np.array_equal(scimlx.load(path, like=like)["x"], np.arange(3.0))
+        assert _tmp_files(tmp_path) == []
+
+
+def test_saved_file_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        scimlx.save(tmp_path / "a.eqx", {"x": np.zeros(2)})
+        os.umask(0o077)
+        scimlx.save(tmp_path / "b.eqx", {"x": np.zeros(2)})
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "a.eqx").st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(tmp_path / "b.eqx").st_mode & 0o777) == oct(0o600)
+
+
+def test_header_without_fields_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "h.eqx"
+    for head in (b"[1, 2]", b'{"format": "scimlx", "format_version": 1}'):
+        path.write_bytes(_persistence._MAGIC + head + b"\n" + b"payload")
+        with pytest.raises(scimlx.CheckpointError, match="h.eqx.*corrupted header"):
+            scimlx.load(path)

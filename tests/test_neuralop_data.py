@@ -82,7 +82,21 @@ def test_darcy_cache_header_verified(tmp_path):
     assert not np.allclose(d3.a, d1.a)
     with np.load(path) as z:
         assert json.loads(str(z["header"]))["params"]["seed"] == 4
-    path.write_bytes(b"garbage")  # a corrupt file is regenerated
-    np.testing.assert_array_equal(darcy_cached(path, 2, 16, seed=4).u, d3.u)
+    # A damaged file (random bytes, truncated, or one value altered) is named and regenerated.
+    good = path.read_bytes()
+    arrays = dict(np.load(path))
+    arrays["u"] = arrays["u"] * 2.0
+    altered = tmp_path / "altered.npz"
+    np.savez(altered, **arrays)
+    damaged = {
+        "random": np.random.default_rng(0).bytes(len(good)),
+        "truncated": good[: len(good) // 2],
+        "altered": altered.read_bytes(),
+    }
+    for name, raw in damaged.items():
+        path.write_bytes(raw)
+        with pytest.warns(UserWarning, match="darcy.npz is corrupted.*Regenerating"):
+            np.testing.assert_array_equal(darcy_cached(path, 2, 16, seed=4).u, d3.u)
+        assert path.read_bytes() == good, name
     with pytest.raises(ValueError, match="variant"):
         darcy_dataset(1, 16, seed=0, variant="bumpy")

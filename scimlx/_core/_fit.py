@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,8 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from ._persistence import load, read_header, save
+from ._fingerprint import callable_digest, tree_digest, tree_signature
+from ._persistence import clean_orphans, load, read_header, save
 from ._progress import ProgressBar
 
 
@@ -73,10 +75,65 @@ def _train_step(loss, optimiser, static, has_aux, p, o, b, key, step):
 _SYNC_EVERY = 16
 
 
-def _resume(checkpoint, state: dict, steps: int, validate_every: int) -> dict:
+def _identity(params, opt_state, optimiser, key) -> dict:
+    """What a checkpoint must agree on to be resumed by this run."""
+    return {
+        "model": tree_signature(params),
+        "optimiser_state": tree_signature(opt_state),
+        "optimiser": callable_digest(optimiser),
+        "key": tree_digest(key),
+    }
+
+
+_IDENTITY_WORDS = {
+    "model": "the model's structure (its trained leaves, their shapes or dtypes) differs",
+    "optimiser_state": "the optimiser state's structure differs (another optimiser)",
+    "optimiser": "the optimiser differs (another optimiser or other hyperparameters)",
+    "key": "`key` differs",
+}
+
+
+def _check_identity(checkpoint, meta: dict, identity: dict) -> None:
+    saved = meta.get("identity")
+    if not isinstance(saved, dict):  # written by an older scimlx: nothing to compare
+        return
+    differ = [k for k in identity if k in saved and saved[k] != identity[k]]
+    if differ:
+        reasons = "; ".join(_IDENTITY_WORDS[k] for k in differ)
+        raise ValueError(
+            f"`checkpoint` {os.fspath(checkpoint)!r} was written by another run: {reasons}. "
+            "Resume with the same model, optimiser and key, or give a new checkpoint path "
+            "(or delete the file) to start afresh."
+        )
+
+
+def _check_writable(checkpoint) -> None:
+    """Fail before training if the checkpoint cannot be written."""
+    path = os.fspath(checkpoint)
+    if os.path.isdir(path):
+        raise ValueError(f"`checkpoint` must be a file path, got the directory {path!r}.")
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"`checkpoint` {path!r} cannot be written ({e.strerror or e}): choose a writable "
+            "folder. Checked before the first step so that no training is lost."
+        ) from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"`checkpoint` {path!r} exists but is not writable.")
+
+
+def _resume(
+    checkpoint, state: dict, steps: int, validate_every: int, identity: dict | None = None
+) -> dict:
     """Loads a checkpoint written by `fit`, possibly by a run asked for another `steps`
     (to train on from where it stopped)."""
     meta = read_header(checkpoint).get("metadata", {})
+    if identity is not None:
+        _check_identity(checkpoint, meta, identity)
     saved_steps = int(meta.get("steps", steps))
     saved_n_val = int(meta.get("n_validations", saved_steps // validate_every + 2))
     like = dict(state)
@@ -157,9 +214,14 @@ def fit(
     - `desc`: the bar's label.
     - `checkpoint`: a file path. If it exists the run resumes from it; every
       `checkpoint_every` steps and at the end, the training state is saved there
-      atomically (a kill mid-write keeps the previous checkpoint).
+      atomically (a kill mid-write keeps the previous checkpoint). The path is checked
+      for writing before the first step. A checkpoint written with another model
+      structure, optimiser (state structure or hyperparameters) or `key` is refused
+      with a `ValueError` saying which.
     - `validate`: `validate(model) -> float`, lower is better; evaluated every
-      `validate_every` steps and at the end. The best model is kept.
+      `validate_every` steps and at the end. The best model is kept. A non-finite
+      value (NaN or inf) raises a `FloatingPointError` (the last checkpoint, if any,
+      holds the state of the previous save).
     - `patience`: stop after this many validation rounds without improvement.
     - `max_seconds`: a wall-clock budget for this call's steps: the run ends after the
       first step that finishes past it (checked at the loss sync points, every few steps),
@@ -197,19 +259,37 @@ def fit(
         "bad_rounds": np.array(0, dtype=np.int64),
         "stopped": np.array(False),
     }
-    if checkpoint is not None and os.path.exists(checkpoint):
-        state = _resume(checkpoint, state, steps, validate_every)
+    identity = None
+    if checkpoint is not None:
+        identity = _identity(params, opt_state, optimiser, key)
+        _check_writable(checkpoint)
+        clean_orphans(checkpoint)
+        if os.path.exists(checkpoint):
+            state = _resume(checkpoint, state, steps, validate_every, identity)
 
     def train_step(p, o, b, step):
         return _train_step(loss, optimiser, static, has_aux, p, o, b, key, step)
 
     def _save(st):
         if checkpoint is not None:
-            meta = {"step": int(st["step"]), "steps": steps, "n_validations": len(st["val_steps"])}
+            meta = {
+                "step": int(st["step"]),
+                "steps": steps,
+                "n_validations": len(st["val_steps"]),
+                "identity": identity,
+            }
             save(checkpoint, st, metadata=meta)
 
     def _validate(st, step):
         value = float(validate(eqx.combine(st["params"], static)))
+        if not math.isfinite(value):
+            # Refuse rather than keep an earlier model silently: a NaN never compares
+            # better, so the initial model would be handed back as "the best".
+            raise FloatingPointError(
+                f"`validate` returned a non-finite value ({value}) at step {step}. Check "
+                "the validation data and the model's outputs for NaNs; the training state "
+                "up to here is in `checkpoint` (if given)."
+            )
         n_rounds = int(np.sum(st["val_steps"] >= 0))
         st["val_steps"][n_rounds] = step
         st["val_values"][n_rounds] = value

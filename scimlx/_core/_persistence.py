@@ -5,12 +5,17 @@ import importlib
 import io
 import json
 import os
+import socket
+import stat
 import tempfile
-from collections.abc import Callable
+import time
+import zipfile
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 
 
 FORMAT_NAME = "scimlx"
@@ -51,19 +56,113 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_TMP_SUFFIX = ".tmp"
+_HOST = socket.gethostname().replace(".", "_") or "host"
+# Temporary files older than this whose writer cannot be checked (another host, or a name
+# from an older scimlx) count as orphans.
+_FOREIGN_TMP_AGE_S = 3600.0
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    except OSError:  # pragma: no cover
+        return True
+    return True
+
+
+def clean_orphans(path: str | os.PathLike) -> list[str]:
+    """Remove temporary files that an interrupted write to `path` left behind.
+
+    [`scimlx.save`][] (and every other scimlx atomic write) writes `path` through a
+    temporary file `<name>.<host>.<pid>.<random>.tmp` beside it. A writer killed before it
+    moved that file into place leaves it behind. A temporary file is an orphan when its
+    writer (same host) is no longer running; one from another host, or without a
+    recognisable name, when it is older than an hour. Called by `save`, `load` and
+    `fit` for their path.
+
+    **Returns:**
+
+    The paths removed.
+    """
+    path = os.fspath(path)
+    return clean_orphans_in(os.path.dirname(os.path.abspath(path)), os.path.basename(path) + ".")
+
+
+def clean_orphans_in(directory: str | os.PathLike, prefix: str = "") -> list[str]:
+    """Remove the orphaned temporary files (see `clean_orphans`) of every file in
+    `directory` whose name starts with `prefix`."""
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        parts = name[: -len(_TMP_SUFFIX)].split(".")
+        full = os.path.join(directory, name)
+        # <target name (may hold dots)>.<host>.<pid>.<random>
+        if len(parts) >= 4 and parts[-3] == _HOST and parts[-2].isdigit():
+            pid = int(parts[-2])
+            orphan = pid != os.getpid() and not _pid_alive(pid)
+        else:
+            try:
+                orphan = now - os.stat(full).st_mtime > _FOREIGN_TMP_AGE_S
+            except OSError:
+                continue
+        if orphan:
+            try:
+                os.unlink(full)
+                removed.append(full)
+            except OSError:
+                pass
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that `path` always holds either its old or its new content.
 
     The bytes go to a temporary file in the same directory, are flushed and fsynced, and
-    the file is then moved over `path` with `os.replace` (atomic on POSIX and Windows).
-    A crash or kill at any moment leaves the previous file intact.
+    the file is then moved over `path` with `os.replace` (atomic on POSIX and Windows),
+    and the directory is fsynced. A crash or kill at any moment leaves the previous file
+    intact; the temporary file a kill leaves behind is removed by the next write to
+    `path` (see `clean_orphans`). A new file gets the permissions of the user's umask
+    (`0o666 & ~umask`); an existing file keeps its permissions.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    clean_orphans(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    prefix = f"{os.path.basename(path)}.{_HOST}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=_TMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
@@ -75,6 +174,59 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_dir(directory)
+
+
+class CorruptedFileError(CheckpointError):
+    """A checksummed array file (an ensemble store's chunk, a data cache) is truncated,
+    altered or unreadable. `path` names the file."""
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path)
+        super().__init__(f"{self.path} is corrupted ({reason}).")
+
+
+_CHECKSUM_KEY = "__sha256__"
+
+
+def _arrays_digest(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_arrays(path: str | os.PathLike, arrays: dict) -> None:
+    """Write a dict of NumPy arrays as `.npz` together with their SHA-256, atomically
+    (see `atomic_write_bytes`). Read back with `read_arrays`."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays, **{_CHECKSUM_KEY: np.asarray(_arrays_digest(arrays))})  # pyright: ignore
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_arrays(path: str | os.PathLike) -> dict:
+    """Read a file written by `write_arrays`, verifying its checksum.
+
+    **Raises:**
+
+    `FileNotFoundError` if there is no file; `CorruptedFileError` naming the file if it
+    is truncated, altered, unreadable or has no checksum.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise CorruptedFileError(path, f"unreadable: {type(e).__name__}: {e}") from None
+    want = arrays.pop(_CHECKSUM_KEY, None)
+    if want is None:
+        raise CorruptedFileError(path, "no checksum: written by another program or version")
+    if str(want) != _arrays_digest(arrays):
+        raise CorruptedFileError(path, "its checksum does not match its content")
+    return arrays
 
 
 def _write_all(f, data: bytes) -> None:
@@ -98,7 +250,8 @@ def save(
     `module:qualname`, `hyperparameters`, `metadata`, the payload's length and SHA-256)
     followed by `equinox.tree_serialise_leaves(tree)`. It is written to a temporary file
     and moved into place with `os.replace`, so an interrupted save never corrupts the last
-    good file.
+    good file; the temporary file a killed save leaves behind is removed by the next save
+    to (or `load` of) `path`. A new file gets the permissions of the user's umask.
 
     **Arguments:**
 
@@ -142,8 +295,10 @@ def _split(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         raise CheckpointError(f"{path!r} is truncated: its header is incomplete.")
     try:
         header = json.loads(raw[len(_MAGIC) : end])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path!r} has a corrupted header: {e}.") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path!r} has a corrupted header (not a JSON object).")
     if header.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path!r} is not a scimlx file (format {header.get('format')!r}).")
     version = header.get("format_version")
@@ -152,6 +307,11 @@ def _split(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
             f"{path!r} has format version {version!r}; this scimlx reads version "
             f"{FORMAT_VERSION}. Re-save it with a matching scimlx version."
         )
+    missing = [k for k in ("class", "payload_bytes", "sha256") if k not in header]
+    if missing:
+        raise CheckpointError(f"{path!r} has a corrupted header: it lacks {missing}.")
+    header.setdefault("hyperparameters", {})
+    header.setdefault("metadata", {})
     payload = raw[end + 1 :]
     if len(payload) != header["payload_bytes"]:
         raise CheckpointError(
@@ -169,26 +329,61 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
-def _template_from_class(header: dict[str, Any]) -> Any:
-    module_name, _, qualname = header["class"].partition(":")
+def _allowed(class_path: str, allow: Iterable[Any]) -> bool:
+    module_name = class_path.partition(":")[0]
+    if module_name == "scimlx" or module_name.startswith("scimlx."):
+        return True
+    for entry in allow:
+        if isinstance(entry, type):
+            if _class_path_of(entry) == class_path:
+                return True
+        elif isinstance(entry, str):
+            if entry == class_path or module_name == entry or module_name.startswith(entry + "."):
+                return True
+        else:
+            raise TypeError(
+                f"`allow` must hold classes or module names (strings), got {type(entry).__name__}."
+            )
+    return False
+
+
+def _class_path_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _template_from_class(header: dict[str, Any], path: str, allow: Iterable[Any]) -> Any:
+    class_path = header["class"]
+    if not _allowed(class_path, allow):
+        raise CheckpointError(
+            f"{path!r} was saved from the class {class_path!r}, outside scimlx. `load` "
+            "without `like=` only imports scimlx classes (importing a module runs its code): "
+            "pass `like=` (a template or a callable), or `allow=[ThatClass]` (or its module "
+            "name) if you trust the file."
+        )
+    module_name, _, qualname = class_path.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         raise CheckpointError(
-            f"Cannot rebuild the saved class {header['class']!r}: {e}. Pass `like=`."
+            f"Cannot rebuild the class {class_path!r} saved in {path!r}: {e}. Pass `like=`."
         ) from None
     try:
         return obj(**header["hyperparameters"], key=jax.random.key(0))
     except TypeError as e:
         raise CheckpointError(
-            f"Cannot rebuild {header['class']!r} from its saved hyperparameters "
-            f"{header['hyperparameters']!r} and `key=`: {e}. Pass `like=`."
+            f"Cannot rebuild {class_path!r} (saved in {path!r}) from its saved "
+            f"hyperparameters {header['hyperparameters']!r} and `key=`: {e}. Pass `like=`."
         ) from None
 
 
-def load(path: str | os.PathLike, like: Any | Callable[..., Any] | None = None) -> Any:
+def load(
+    path: str | os.PathLike,
+    like: Any | Callable[..., Any] | None = None,
+    *,
+    allow: Iterable[Any] = (),
+) -> Any:
     """Load a file written by [`scimlx.save`][].
 
     **Arguments:**
@@ -198,7 +393,14 @@ def load(path: str | os.PathLike, like: Any | Callable[..., Any] | None = None) 
         - a pytree (e.g. a freshly initialised model), used as is;
         - a callable, called as `like(**hyperparameters)`;
         - `None`: the class recorded in the header is imported and called as
-          `cls(**hyperparameters, key=jax.random.key(0))`.
+          `cls(**hyperparameters, key=jax.random.key(0))`. Only classes of scimlx
+          itself are imported this way, and those named by `allow`: importing a
+          module runs its code, so a file from an untrusted source must not choose it.
+    - `allow`: with `like=None`, further classes (the class objects, or module names
+      as strings, which allow every class of that module and its submodules) that the
+      file may name.
+
+    Temporary files that an interrupted save to `path` left behind are removed first.
 
     **Returns:**
 
@@ -207,11 +409,13 @@ def load(path: str | os.PathLike, like: Any | Callable[..., Any] | None = None) 
     **Raises:**
 
     `CheckpointError` (a `ValueError`) if the file is not a scimlx file, has another
-    format version, is truncated or corrupted, or does not match the template.
+    format version, is truncated or corrupted, does not match the template, or (with
+    `like=None`) names a class that is neither in scimlx nor in `allow`.
     """
+    clean_orphans(path)
     header, payload = _split(path)
     if like is None:
-        template = _template_from_class(header)
+        template = _template_from_class(header, os.fspath(path), allow)
     elif callable(like) and not isinstance(like, eqx.Module):
         template = like(**header["hyperparameters"])
     else:

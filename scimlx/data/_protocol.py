@@ -21,6 +21,29 @@ class TimeSeriesData(eqx.Module):
     lengths: Int[np.ndarray, " N"]
     labels: np.ndarray
 
+    def __check_init__(self):
+        if np.ndim(self.times) != 2:  # one series, `data[i]`
+            return
+        n = np.shape(self.times)[0]
+        for name in ("values", "lengths", "labels"):
+            m = np.shape(getattr(self, name))[0] if np.ndim(getattr(self, name)) else None
+            if m != n:
+                raise ValueError(
+                    f"`{name}` must hold one entry per series ({n} series, from `times`), "
+                    f"got shape {np.shape(getattr(self, name))}."
+                )
+        if np.shape(self.values)[1] != np.shape(self.times)[1]:
+            raise ValueError(
+                f"`values` must have shape (N, L, C) with L = {np.shape(self.times)[1]} "
+                f"(from `times`), got {np.shape(self.values)}."
+            )
+        lengths = np.asarray(self.lengths)
+        if lengths.size and (lengths.min() < 1 or lengths.max() > np.shape(self.times)[1]):
+            raise ValueError(
+                f"`lengths` must lie in [1, {np.shape(self.times)[1]}], got values from "
+                f"{lengths.min()} to {lengths.max()}."
+            )
+
     def __len__(self):
         return self.times.shape[0]
 
@@ -61,7 +84,19 @@ def from_series(
     """
     if len(series) == 0:
         raise ValueError("`series` is empty.")
-    C = series[0].shape[0]
+    labels = np.asarray(labels)
+    if labels.ndim == 0 or labels.shape[0] != len(series):
+        raise ValueError(
+            f"`labels` must hold one label per series: {len(series)} series, got labels of "
+            f"shape {labels.shape}."
+        )
+    series = [np.asarray(s) for s in series]
+    C = series[0].shape[0] if series[0].ndim == 2 else 0
+    if C == 0:
+        raise ValueError(
+            f"`series` must hold arrays of shape (channels, length) with channels >= 1, got "
+            f"{series[0].shape} for series 0."
+        )
     lengths = []
     for i, s in enumerate(series):
         if s.ndim != 2 or s.shape[0] != C:
@@ -74,7 +109,7 @@ def from_series(
         values[i, :n] = s[:, :n].T
     grid = np.linspace(0.0, 1.0, L, dtype=dtype) if L > 1 else np.zeros(1, dtype)
     times = np.tile(grid, (len(series), 1))
-    return TimeSeriesData(times, values, np.asarray(lengths, np.int64), np.asarray(labels))
+    return TimeSeriesData(times, values, np.asarray(lengths, np.int64), labels)
 
 
 def _allocate(counts: np.ndarray, n: int, rng) -> np.ndarray:

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core._checks import check_sizes
 from ._dsf import AbstractDSF, ChannelDSF, DiagonalDSF, normalised_linear_attention_dsf, SoftmaxDSF
 from ._evaluate import evaluate
+from ._validate import check_dt_range, check_layer_input, check_radius_range
 
 
 def _dtype(dtype):
@@ -76,6 +78,7 @@ class AbstractDSFLayer(eqx.Module):
 
         **Returns:** `(L, d_model)`.
         """
+        check_layer_input(self, u)
         dsf, x = self.system(u)
         m = self.method if method is None else method
 
@@ -339,6 +342,8 @@ class S4D(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
+        check_sizes(d_model=d_model, d_state=d_state)
+        check_dt_range(dt_min, dt_max)
         dt = _dtype(dtype)
         k = jr.split(key, 3)
         self.A_log = jnp.log(
@@ -386,6 +391,8 @@ class S5(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
+        check_sizes(d_model=d_model, d_state=d_state)
+        check_dt_range(dt_min, dt_max)
         dt = _dtype(dtype)
         k = jr.split(key, 5)
         P = d_state
@@ -437,6 +444,8 @@ class LRU(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
+        check_sizes(d_model=d_model, d_state=d_state)
+        check_radius_range(r_min, r_max)
         dt = _dtype(dtype)
         k = jr.split(key, 7)
         P = d_state
@@ -502,6 +511,8 @@ class S6(AbstractDSFLayer):
     ):
         if discretization not in ("mamba", "zoh"):
             raise ValueError(f"`discretization` must be 'mamba' or 'zoh', got {discretization!r}.")
+        check_sizes(d_model=d_model, d_state=d_state)
+        check_dt_range(dt_min, dt_max)
         dt = _dtype(dtype)
         r = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         k = jr.split(key, 5)
@@ -572,6 +583,8 @@ class SSD(AbstractDSFLayer):
             raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
         if per_channel_dt and n_heads != 1:
             raise ValueError("`per_channel_dt=True` (the paper's code) uses one head.")
+        check_sizes(d_model=d_model, d_state=d_state)
+        check_dt_range(dt_min, dt_max)
         dt = _dtype(dtype)
         k = jr.split(key, 5)
         nb = d_model if per_channel_dt else n_heads

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._core._checks import check_int, check_sizes
 from ._layers import (
     AbstractDSFLayer,
     LinearAttention,
@@ -21,6 +22,7 @@ from ._layers import (
     SoftmaxAttention,
     SSD,
 )
+from ._validate import check_tokens
 
 
 MIXERS = (
@@ -116,6 +118,8 @@ class SequenceModel(eqx.Module):
         dtype: str | None = None,
         key: PRNGKeyArray,
     ):
+        check_sizes(vocab_size=vocab_size, d_model=d_model, n_layers=n_layers)
+        check_int("max_len", max_len, minimum=0)
         dt = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
         k = jr.split(key, 3 + 2 * n_layers)
         self.embedding = jr.normal(k[0], (vocab_size, d_model), dt) / math.sqrt(d_model)
@@ -155,7 +159,12 @@ class SequenceModel(eqx.Module):
     def hidden(
         self, tokens: Int[Array, " L"], *, method: str | None = None, training: bool = False
     ) -> Float[Array, "L d"]:
-        """Final normalised hidden states, `(L, d_model)`."""
+        """Final normalised hidden states, `(L, d_model)`.
+
+        Token ids outside `[0, vocab_size)` raise (a `ValueError` for concrete ids, an
+        `equinox.EquinoxRuntimeError` under `jit`), rather than being clamped.
+        """
+        tokens = check_tokens(tokens, self.embedding.shape[0])
         L = tokens.shape[0]
         u = self.embedding[tokens]
         if self.positions is not None:

@@ -19,4 +19,4 @@ from ._runner import (
     EnsembleResult as EnsembleResult,
     run_ensemble as run_ensemble,
 )
-from ._store import load_outputs as load_outputs
+from ._store import load_outputs as load_outputs, StoreCorruptionError as StoreCorruptionError

@@ -20,8 +20,11 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from equinox._enum import EnumerationItem
+import numpy as np
 from jaxtyping import Array, ArrayLike, Int, PyTree, Shaped
+
+from .._core._checks import check_int, check_nonempty, check_range
+from .._core._results import code_names, code_of, item_with_codes
 
 
 class DiffEqProblem(eqx.Module):
@@ -100,9 +103,7 @@ class DiffEqMember(eqx.Module):
 
 
 def _code(res) -> Array:
-    if isinstance(res, EnumerationItem):
-        return jnp.asarray(res._value).astype(jnp.int32)  # pyright: ignore
-    return jnp.asarray(res).astype(jnp.int32)
+    return code_of(res)
 
 
 def _setup(member: DiffEqMember, x):
@@ -395,12 +396,12 @@ def refill_batch(
 
 
 def _max_steps_code() -> int:
-    return int(diffrax.RESULTS.max_steps_reached._value)  # pyright: ignore
+    return code_names(diffrax.RESULTS).index("max_steps_reached")
 
 
 def _result_item(code):
     """A batched `diffrax.RESULTS` item holding the integer codes `code`."""
-    return eqx.tree_at(lambda r: r._value, diffrax.RESULTS.successful, code.astype(jnp.int32))
+    return item_with_codes(code, diffrax.RESULTS)
 
 
 @eqx.filter_jit
@@ -438,8 +439,16 @@ def refill_solve(
     """
     if not isinstance(member, DiffEqMember):
         raise TypeError(f"`member` must be a DiffEqMember, got {type(member).__name__}.")
-    if int(lanes) < 1:
-        raise ValueError(f"`lanes` must be a positive integer, got {lanes}.")
-    if not 0.0 < float(refill_fraction) <= 1.0:
-        raise ValueError(f"`refill_fraction` must be in (0, 1], got {refill_fraction}.")
+    lanes = check_int("lanes", lanes, minimum=1)
+    check_range("refill_fraction", refill_fraction, lower=0.0, upper=1.0, lower_open=True)
+    leaves = jax.tree.leaves(inputs)
+    if not leaves:
+        raise ValueError("`inputs` has no array leaves: nothing to solve.")
+    sizes = {int(np.shape(x)[0]) if np.ndim(x) else -1 for x in leaves}
+    if -1 in sizes or len(sizes) != 1:
+        raise ValueError(
+            "Every leaf of `inputs` needs the same leading member axis, got leading sizes "
+            f"{sorted(sizes)} (-1: a scalar)."
+        )
+    check_nonempty("inputs", sizes.pop(), what="members")
     return _refill_jit(member, inputs, lanes=int(lanes), refill_fraction=float(refill_fraction))[0]

@@ -4,6 +4,7 @@ import functools
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -11,15 +12,24 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from equinox._enum import EnumerationItem
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, ArrayLike, Key, PyTree, Real, Shaped
 
+from .._core._checks import check_int
+from .._core._fingerprint import callable_digest, tree_digest
 from .._core._progress import ProgressBar
-from .._core._results import RESULTS
+from .._core._results import code_names, code_of, enumeration_of, is_result, RESULTS
 from ._reducers import AbstractReducer, Quantiles
 from ._refill import DiffEqMember, refill_batch
-from ._store import load_arrays, save_arrays, save_json, Store
+from ._store import (
+    digest_of,
+    load_arrays,
+    load_json,
+    save_arrays,
+    save_json,
+    Store,
+    StoreCorruptionError,
+)
 
 
 _AXIS = "members"
@@ -49,16 +59,21 @@ class _Spec(eqx.Module):
 def _code_of(res) -> jax.Array:
     if res is None:
         return jnp.zeros((), jnp.int32)
-    if isinstance(res, EnumerationItem):
-        return jnp.asarray(res._value).astype(jnp.int32)  # pyright: ignore
-    return jnp.asarray(res).astype(jnp.int32)
+    if not is_result(res):
+        dtype = jnp.result_type(res)
+        if not jnp.issubdtype(dtype, jnp.integer) or jnp.ndim(res) != 0:
+            raise TypeError(
+                "`result` must return one member's RESULTS item or a scalar integer code, got "
+                f"{dtype} of shape {jnp.shape(res)}."
+            )
+    return code_of(res)
 
 
 def _result_of(spec: _Spec, out):
     if spec.result_fn is not None:
         return spec.result_fn(out)
     res = getattr(out, "result", None)
-    return res if isinstance(res, EnumerationItem) else None
+    return res if is_result(res) else None
 
 
 def _quantity(reducer: AbstractReducer, out):
@@ -287,7 +302,7 @@ def _probe(spec: _Spec, member0):
         return _result_of(spec, out), tuple(_quantity(r, out) for r in spec.reducers)
 
     res, qs = eqx.filter_eval_shape(f, avals)
-    enum = res._enumeration if isinstance(res, EnumerationItem) else RESULTS  # pyright: ignore
+    enum = enumeration_of(res) if is_result(res) else RESULTS
     value = (enum, tuple(jax.tree.structure(q) for q in qs))
     if key is not None:
         if len(_PROBE_CACHE) > 64:
@@ -297,10 +312,7 @@ def _probe(spec: _Spec, member0):
 
 
 def _names(enum) -> list[str]:
-    names = [""] * len(enum._name_to_item)
-    for name, item in enum._name_to_item.items():
-        names[int(item._value)] = name
-    return names
+    return code_names(enum)
 
 
 def _compiled_bytes(spec, xs, valid) -> int:
@@ -474,10 +486,12 @@ def run_ensemble(
             "`schedule='refill'` needs `fn` to be a scimlx.ensemble.DiffEqMember (it steps "
             f"the solver itself); got {type(fn).__name__}."
         )
-    if lanes is not None and int(lanes) < 1:
-        raise ValueError(f"`lanes` must be a positive integer, got {lanes}.")
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size}.")
+    if lanes is not None:
+        lanes = check_int("lanes", lanes, minimum=1)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    if total is not None:
+        total = check_int("total", total, minimum=1)
     if memory_budget is not None and memory_budget <= 0:
         raise ValueError(f"`memory_budget` must be positive, got {memory_budget}.")
     if save is not None and save is not False and store is None:
@@ -497,8 +511,13 @@ def run_ensemble(
     if streaming:
         if order_by is not None:
             raise ValueError("`order_by` needs `inputs` as a pytree, not an iterator.")
-        first = next(inputs)
+        try:
+            first = next(inputs)
+        except StopIteration:
+            raise ValueError("`inputs` (an iterator) yielded no chunks: nothing to run.") from None
         n_first = _leading(first)
+        if n_first == 0:
+            raise ValueError("The first chunk of `inputs` holds no members.")
 
         def _rest(first=first, it=inputs):
             yield first
@@ -557,28 +576,28 @@ def run_ensemble(
     n_chunks = None if n_members is None else math.ceil(n_members / chunk_size)
 
     st = None if store is None else Store(store)
-    fingerprint = {
-        "version": 1,
-        "n_members": n_members,
-        "chunk_size": chunk_size,
-        "n_devices": n_dev,
-        "strategy": strategy,
-        "ordered": order_by is not None,
-        "reducers": [f"{k}:{type(r).__name__}" for k, r in reducers.items()],
-    }
-    if schedule == "refill":
-        fingerprint["schedule"] = f"refill:{n_lanes}"
+    fingerprint = None
+    study_digest = ""
     if st is not None:
+        fingerprint = _fingerprint(
+            fn=fn,
+            inputs=None if streaming else inputs,
+            reducers=reducers,
+            result=result,
+            order_by=order_by,
+            n_members=n_members,
+            chunk_size=chunk_size,
+            n_devices=n_dev,
+            strategy=strategy,
+            schedule=f"refill:{n_lanes}" if schedule == "refill" else schedule,
+        )
+        study_digest = digest_of(fingerprint)
         if proc == 0:
+            st.clean_orphans()
             if not resume:
                 st.clear()
-            elif st.meta_path.exists():
-                old = json.loads(st.meta_path.read_text())
-                if old != fingerprint:
-                    raise ValueError(
-                        f"`store` {st.root} holds a different study ({old}); pass "
-                        "`resume=False` to start over, or another folder."
-                    )
+            else:
+                _check_study(st, fingerprint)
             save_json(st.meta_path, fingerprint)
         if n_proc > 1:
             from jax.experimental import multihost_utils
@@ -589,8 +608,11 @@ def run_ensemble(
     perm = None
     if order_by is not None:
         if st is not None and resume and st.order_path.exists():
-            perm = np.load(st.order_path)
-        else:
+            try:
+                perm = load_arrays(st.order_path)["perm"]
+            except StoreCorruptionError as e:
+                warnings.warn(f"{e} Recomputing the member order.", stacklevel=2)
+        if perm is None:
             assert n_members is not None
             if callable(order_by):
                 costs = []
@@ -608,7 +630,7 @@ def run_ensemble(
                     )
             perm = np.argsort(cost, kind="stable")
             if st is not None and proc == 0:
-                _save_npy(st.order_path, perm)
+                save_arrays(st.order_path, {"perm": perm})
 
     # --- the chunk stream ---------------------------------------------------------------
     def chunks():
@@ -635,16 +657,11 @@ def run_ensemble(
                     idx,
                 )
 
-    done = (
-        set()
-        if st is None
-        else {int(p.stem.split("_")[1]) for p in (st.root / "chunks").glob("stats_*.npz")}
-    )
+    done = set() if st is None else st.done_chunks()
     in_sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec(_AXIS))
 
     acc = None  # running merge, single process
     mine: dict[int, Any] = {}  # per-chunk states, multi-process
-    treedef_box: list = []
     counted = {"members": 0, "computed": 0, "chunks": 0}
 
     def fold(i, state):
@@ -662,16 +679,46 @@ def run_ensemble(
                 arrays = {f"leaf_{j:04d}": np.asarray(x)[:n_valid] for j, x in enumerate(leaves)}
                 arrays["index"] = np.asarray(idx)
                 arrays["result"] = np.asarray(codes)[:n_valid]
+                arrays["__save__"] = np.asarray(save_digest)
                 save_arrays(st.outputs_path(i), arrays)
-            leaves, treedef = _flatten_state(state)
-            if not treedef_box:
-                treedef_box.append(treedef)
+            leaves, _ = _flatten_state(state)
+            arrays = {f"s{j:05d}": x for j, x in enumerate(leaves)}
+            arrays["__study__"] = np.asarray(study_digest)
+            arrays["__inputs__"] = np.asarray(inputs_digest(i))
             # The statistics file is the commit point of a chunk.
-            save_arrays(st.stats_path(i), {f"s{j:05d}": x for j, x in enumerate(leaves)})
+            save_arrays(st.stats_path(i), arrays)
+
+    chunk_digests: dict[int, str] = {}
+    save_digest = "" if save_fn is None else callable_digest(save_fn)
+
+    def inputs_digest(i):
+        return chunk_digests.get(i, "")
 
     def load_state(i, like):
+        """A done chunk's statistics; `None` (after a warning) if its files are corrupted."""
         assert st is not None
-        arrays = load_arrays(st.stats_path(i))
+        try:
+            arrays = load_arrays(st.stats_path(i))
+            if spec.save_fn is not None:
+                saved = load_arrays(st.outputs_path(i))
+                if str(saved.get("__save__", "")) != save_digest:
+                    st.forget(i)  # saved by a run with another (or no) `save`
+                    return None
+        except FileNotFoundError:  # outputs not saved by the earlier run
+            st.forget(i)
+            return None
+        except StoreCorruptionError as e:
+            warnings.warn(f"{e} Recomputing chunk {i}.", stacklevel=3)
+            st.forget(i)
+            return None
+        if str(arrays.pop("__study__", "")) != study_digest or (
+            str(arrays.pop("__inputs__", "")) != inputs_digest(i)
+        ):
+            raise ValueError(
+                f"`store` {st.root}: {st.stats_path(i).name} belongs to another study (other "
+                "inputs, function, reducers or chunking). Pass `resume=False` to start over "
+                "(deletes the store's files), or use another folder."
+            )
         leaves = [arrays[f"s{j:05d}"] for j in range(len(arrays))]
         return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
@@ -693,7 +740,9 @@ def run_ensemble(
         i, fut, idx, n_valid = p
         state, saved = fut
         state = jax.device_get(state)
-        saved = None if spec.save_fn is None else jax.device_get(saved)
+        saved = jax.device_get(saved)
+        _check_codes(np.asarray(saved[1])[:n_valid], len(names), i)
+        saved = None if spec.save_fn is None else saved
         record(i, state, saved, idx, n_valid)
         fold(i, state)
         counted["computed"] += 1
@@ -707,19 +756,20 @@ def run_ensemble(
             counted["members"] += len(idx)
             if n_proc > 1 and i % n_proc != proc:
                 continue
+            xs, n_valid = get()
+            if st is not None:
+                chunk_digests[i] = tree_digest(xs)
+            xs = _pad_chunk(xs, n_valid, chunk_size)
+            valid = jnp.arange(chunk_size) < n_valid
             if i in done:
                 if pending is not None:
                     finish(pending)
                     pending = None
-                xs, n_valid = get()
-                xs = _pad_chunk(xs, n_valid, chunk_size)
-                valid = jnp.arange(chunk_size) < n_valid
-                fold(i, load_state(i, state_like(xs, valid)))
-                bar.update(n_valid, chunk=i + 1)
-                continue
-            xs, n_valid = get()
-            xs = _pad_chunk(xs, n_valid, chunk_size)
-            valid = jnp.arange(chunk_size) < n_valid
+                loaded = load_state(i, state_like(xs, valid))
+                if loaded is not None:
+                    fold(i, loaded)
+                    bar.update(n_valid, chunk=i + 1)
+                    continue
             if in_sharding is not None:
                 xs = jax.device_put(xs, in_sharding)
                 valid = jax.device_put(valid, in_sharding)
@@ -769,14 +819,72 @@ def run_ensemble(
     )
 
 
-def _save_npy(path, arr):
-    import io
+def _fingerprint(
+    *,
+    fn,
+    inputs,
+    reducers,
+    result,
+    order_by,
+    n_members,
+    chunk_size,
+    n_devices,
+    strategy,
+    schedule,
+) -> dict:
+    """What a store's study is: a resumed run must agree on all of it."""
+    return {
+        "version": 2,
+        "fn": callable_digest(fn),
+        # Pytree inputs are hashed whole; an iterator's chunks are hashed one by one
+        # (each chunk file records the digest of its inputs).
+        "inputs": None if inputs is None else tree_digest(inputs),
+        "reducers": {k: f"{type(r).__name__}:{callable_digest(r)}" for k, r in reducers.items()},
+        "result": None if result is None else callable_digest(result),
+        "order_by": None if order_by is None else callable_digest(order_by),
+        "n_members": n_members,
+        "chunk_size": chunk_size,
+        "n_devices": n_devices,
+        "strategy": strategy,
+        "schedule": schedule,
+    }
 
-    from ._store import _atomic_write_bytes
 
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(arr))
-    _atomic_write_bytes(path, buf.getvalue())
+def _check_study(st: Store, fingerprint: dict) -> None:
+    """Refuse a store that holds another study; a corrupted header is rewritten (each
+    chunk file is then checked against the study on its own)."""
+    if not st.meta_path.exists():
+        return
+    try:
+        old = load_json(st.meta_path)
+    except StoreCorruptionError as e:
+        warnings.warn(
+            f"{e} Rewriting it; each saved chunk is checked against this study.", stacklevel=3
+        )
+        return
+    if not isinstance(old, dict) or old.get("version") != fingerprint["version"]:
+        raise ValueError(
+            f"`store` {st.root} holds a study written by another scimlx version. Pass "
+            "`resume=False` to start over (deletes the store's files), or use another folder."
+        )
+    differ = sorted(k for k in fingerprint if old.get(k) != fingerprint[k])
+    if differ:
+        raise ValueError(
+            f"`store` {st.root} holds a different study (it differs in: {', '.join(differ)}). "
+            "Pass `resume=False` to start over (deletes the store's files), or use another "
+            "folder."
+        )
+
+
+def _check_codes(codes: np.ndarray, n_codes: int, chunk: int) -> None:
+    bad = (codes < 0) | (codes >= n_codes)
+    if np.any(bad):
+        raise ValueError(
+            f"`result` gave the code {int(codes[bad][0])} in chunk {chunk} ({int(bad.sum())} "
+            f"member(s)), outside the {n_codes} codes of its RESULTS enumeration (0 to "
+            f"{n_codes - 1}, see `list(scimlx.RESULTS)`): such members would be counted "
+            "neither as successes nor as failures."
+        )
 
 
 def _gather_and_merge(spec: _Spec, mine: dict, n_chunks: int, n_proc: int):

@@ -1,48 +1,60 @@
 """On-disk record of an ensemble study: per-chunk statistics, per-member outputs, state.
 
-Every file is written to a temporary name in the same folder and moved into place with
-`os.replace`, so a study killed at any moment leaves only complete files behind. A chunk
-counts as done exactly when its statistics file exists.
+Every file is written with the core's atomic write (a temporary file in the same folder,
+fsynced, moved into place with `os.replace`, the folder fsynced), so a study killed at any
+moment leaves only complete files behind; temporary files of killed writers are removed
+when the study starts again. A chunk counts as done exactly when its statistics file
+exists and verifies. Each array file carries the SHA-256 of its arrays and the header
+(`study.json`) the SHA-256 of its content, so a truncated or altered file is detected and
+named rather than read.
 """
 
-import io
+import hashlib
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
-
-def _atomic_write_bytes(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from .._core._persistence import (
+    atomic_write_bytes,
+    clean_orphans_in,
+    CorruptedFileError,
+    read_arrays,
+    write_arrays,
+)
 
 
-def save_arrays(path: pathlib.Path, arrays: dict) -> None:
-    """Write a dict of NumPy arrays as `.npz`, atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # pyright: ignore
-    _atomic_write_bytes(path, buf.getvalue())
-
-
-def load_arrays(path: pathlib.Path) -> dict:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+# A store file that fails its checksum (truncated, altered, unreadable).
+StoreCorruptionError = CorruptedFileError
+save_arrays = write_arrays
+load_arrays = read_arrays
 
 
 def save_json(path: pathlib.Path, obj) -> None:
-    _atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+    """Write `obj` as JSON with the SHA-256 of its canonical form, atomically."""
+    body = json.dumps(obj, sort_keys=True)
+    record = {"content": obj, "sha256": hashlib.sha256(body.encode()).hexdigest()}
+    atomic_write_bytes(path, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def load_json(path: pathlib.Path):
+    """Read a file written by `save_json`, verifying its checksum (raises
+    `StoreCorruptionError` naming the file otherwise)."""
+    try:
+        record = json.loads(pathlib.Path(path).read_bytes())
+        content, want = record["content"], record["sha256"]
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise StoreCorruptionError(path, f"unreadable: {type(e).__name__}: {e}") from None
+    if hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest() != want:
+        raise StoreCorruptionError(path, "its checksum does not match its content")
+    return content
+
+
+def digest_of(obj) -> str:
+    """A short digest of a JSON-serialisable object (a study's fingerprint)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Store:
@@ -50,6 +62,8 @@ class Store:
 
     def __init__(self, root):
         self.root = pathlib.Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"`store` must be a folder, got the file {self.root}.")
 
     @property
     def meta_path(self):
@@ -66,10 +80,27 @@ class Store:
 
     @property
     def order_path(self):
-        return self.root / "order.npy"
+        return self.root / "order.npz"
 
     def done(self, n_chunks: int) -> set[int]:
         return {i for i in range(n_chunks) if self.stats_path(i).exists()}
+
+    def done_chunks(self) -> set[int]:
+        """Indices of the chunks whose statistics file exists."""
+        return {int(p.stem.split("_")[1]) for p in (self.root / "chunks").glob("stats_*.npz")}
+
+    def forget(self, i: int) -> None:
+        """Remove chunk `i`'s files (to recompute it)."""
+        for p in (self.stats_path(i), self.outputs_path(i)):
+            if p.exists():
+                p.unlink()
+
+    def clean_orphans(self) -> list[str]:
+        """Remove temporary files that writers killed mid-write left behind."""
+        removed = []
+        for d in (self.root, self.root / "chunks", self.root / "outputs"):
+            removed += clean_orphans_in(d)
+        return removed
 
     def clear(self):
         for sub in ("chunks", "outputs"):
@@ -82,6 +113,9 @@ class Store:
                 p.unlink()
         for p in self.root.glob("state.p*.npz"):
             p.unlink()
+        old_order = self.root / "order.npy"  # written by earlier versions
+        if old_order.exists():
+            old_order.unlink()
 
 
 def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
@@ -97,6 +131,11 @@ def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
     `jax.tree.leaves` orders them), each with a leading member axis in the original
     member order; `result` holds each member's integer `RESULTS` code. Members whose
     chunks were not computed are absent (so the arrays are shorter than the study).
+
+    **Raises:**
+
+    `StoreCorruptionError` (a `ValueError`) naming a truncated or altered file; run
+    the study again with the same `store` to recompute its chunk.
     """
     s = Store(store)
     files = sorted((s.root / "outputs").glob("chunk_*.npz"))

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import diffrax as dfx
+import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
@@ -52,7 +53,26 @@ def _all_finite(tree: PyTree) -> Array:
     return jnp.stack(leaves).all()
 
 
-class ErrorEstimateController(dfx.AbstractAdaptiveStepSizeController):
+class AbstractControllerWrapper(dfx.AbstractAdaptiveStepSizeController):
+    """An adaptive controller wrapping another: its tolerances and norm are the wrapped
+    controller's (diffrax reads them, e.g. for implicit solvers' root finders)."""
+
+    controller: eqx.AbstractVar[dfx.AbstractAdaptiveStepSizeController]
+
+    @property
+    def rtol(self):  # pyright: ignore
+        return self.controller.rtol
+
+    @property
+    def atol(self):  # pyright: ignore
+        return self.controller.atol
+
+    @property
+    def norm(self):  # pyright: ignore
+        return self.controller.norm
+
+
+class ErrorEstimateController(AbstractControllerWrapper):
     r"""Wraps an adaptive step-size controller and accumulates $R_E = \sum_j
     \mathrm{EEst}_j |\Delta t_j|$ over the accepted steps of the same solve.
 
@@ -72,18 +92,6 @@ class ErrorEstimateController(dfx.AbstractAdaptiveStepSizeController):
     """
 
     controller: dfx.AbstractAdaptiveStepSizeController
-
-    @property
-    def rtol(self):  # pyright: ignore
-        return self.controller.rtol
-
-    @property
-    def atol(self):  # pyright: ignore
-        return self.controller.atol
-
-    @property
-    def norm(self):  # pyright: ignore
-        return self.controller.norm
 
     def __check_init__(self):
         if not isinstance(self.controller, dfx.AbstractAdaptiveStepSizeController):

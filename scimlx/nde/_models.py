@@ -8,14 +8,87 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core._checks import (
+    check_finite,
+    check_int,
+    check_last_axis,
+    check_ndim,
+    check_ordered,
+    check_positive,
+    check_tolerances,
+    error_if_nonfinite,
+)
 from ._regularizers import AbstractRegularizer, RandomEndTime
 from ._solve import regularized_diffeqsolve, RegularizedSolution
 
 
 def _default_controller() -> dfx.PIDController:
     return dfx.PIDController(rtol=1.4e-8, atol=1.4e-8)
+
+
+def _check_solve_options(
+    dim, t0, t1, dt0, max_steps, stepsize_controller, extra: dict | None = None
+) -> None:
+    """The checks shared by the neural ODE and SDE constructors."""
+    check_int("dim", dim, minimum=1)
+    check_finite("t0", t0)
+    check_finite("t1", t1)
+    check_ordered("t0", t0, "t1", t1)
+    if dt0 is not None:
+        check_finite("dt0", dt0)
+        check_positive("dt0", dt0)
+    check_int("max_steps", max_steps, minimum=1)
+    tols = {
+        name: getattr(stepsize_controller, name)
+        for name in ("rtol", "atol")
+        if isinstance(getattr(stepsize_controller, name, None), (int, float))
+    }
+    check_tolerances(**{f"stepsize_controller.{k}": v for k, v in tols.items()})
+    for name, value in (extra or {}).items():
+        check_finite(name, value)
+        check_positive(name, value)
+
+
+def _check_vector_field(name: str, fn: Callable, t, y_row: jax.ShapeDtypeStruct, dim: int) -> None:
+    """`fn(t, y_row)` must map a `(dim,)` state to a `(dim,)` derivative: checked on
+    shapes only (no computation), so that a field of another width is named instead of
+    failing deep inside the solver with an XLA shape error."""
+    try:
+        out = jax.eval_shape(fn, t, y_row)
+    except Exception as e:  # the field could not even take a `(dim,)` state
+        raise ValueError(
+            f"`{name}` must map a state of shape ({dim},) (the model's `dim`) to its "
+            f"derivative, but calling it on one failed: {type(e).__name__}: {e}"
+        ) from e
+    shapes = [tuple(x.shape) for x in jax.tree.leaves(out)]
+    if shapes != [(dim,)]:
+        raise ValueError(
+            f"`{name}` must return an array of shape ({dim},) (the model's `dim`) for a "
+            f"state of shape ({dim},), got {shapes[0] if len(shapes) == 1 else shapes}."
+        )
+
+
+def _checked_times(ts, t0: float, t1: float):
+    """Save times: 1-D, finite, non-decreasing, within `[t0, t1]`."""
+    check_ndim("ts", ts, 1)
+    if np.shape(ts)[0] == 0:
+        raise ValueError("`ts` must hold at least one save time, got an empty array.")
+    if not any(isinstance(x, jax.core.Tracer) for x in [ts]):
+        arr = np.asarray(ts)
+        check_finite("ts", arr)
+        if np.any(np.diff(arr) < 0):
+            raise ValueError(f"`ts` must be non-decreasing, got {arr}.")
+        if arr[0] < t0 or arr[-1] > t1:
+            raise ValueError(
+                f"`ts` must lie in [t0, t1] = [{t0}, {t1}], got values from {arr[0]} to {arr[-1]}."
+            )
+        return ts
+    ts = error_if_nonfinite("ts", ts)
+    bad = jnp.any(jnp.diff(ts) < 0) | (ts[0] < t0) | (ts[-1] > t1)
+    return eqx.error_if(ts, bad, f"`ts` must be non-decreasing and lie in [t0, t1] = [{t0}, {t1}].")
 
 
 def _apply_rows(fn: Callable, y: Array, dim: int) -> Array:
@@ -125,8 +198,7 @@ class NeuralODE(eqx.Module):
         dt0: float | None = 0.01,
         max_steps: int = 4096,
     ):
-        if not t0 < t1:
-            raise ValueError(f"Need `t0 < t1`, got t0={t0}, t1={t1}.")
+        _check_solve_options(dim, t0, t1, dt0, max_steps, stepsize_controller)
         self.vector_field = vector_field
         self.dim = dim
         self.solver = solver
@@ -167,9 +239,26 @@ class NeuralODE(eqx.Module):
         **Returns:**
 
         A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(times, *batch, dim)`.
+
+        **Raises:**
+
+        `ValueError` for a `y0` or `ts` of the wrong shape, save times outside
+        `[t0, t1]` or not increasing, or a vector field that does not map `(dim,)`
+        to `(dim,)`; NaN/inf in `y0` or `ts` raise too (a `ValueError` for concrete
+        arrays, an `equinox.EquinoxRuntimeError` when traced, e.g. under `jit`).
         """
-        if y0.shape[-1:] != (self.dim,):
-            raise ValueError(f"`y0` must have shape (*batch, {self.dim}), got {y0.shape}.")
+        check_last_axis("y0", y0, self.dim, what="the model's `dim`")
+        y0 = error_if_nonfinite("y0", y0)
+        if ts is not None:
+            ts = _checked_times(ts, self.t0, self.t1)
+        vf = self.vector_field
+        _check_vector_field(
+            "vector_field",
+            lambda t, r: vf(t, r, None),
+            jnp.asarray(self.t0, y0.dtype),
+            jax.ShapeDtypeStruct((self.dim,), y0.dtype),
+            self.dim,
+        )
         saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts)
         return regularized_diffeqsolve(
             self._terms(),
@@ -232,8 +321,9 @@ class NeuralSDE(eqx.Module):
         max_steps: int = 4096,
         brownian_tol: float = 1e-3,
     ):
-        if not t0 < t1:
-            raise ValueError(f"Need `t0 < t1`, got t0={t0}, t1={t1}.")
+        _check_solve_options(
+            dim, t0, t1, dt0, max_steps, stepsize_controller, {"brownian_tol": brownian_tol}
+        )
         self.drift = drift
         self.diffusion = diffusion
         self.dim = dim
@@ -273,8 +363,13 @@ class NeuralSDE(eqx.Module):
 
         A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(1, *batch, dim)`.
         """
-        if y0.shape[-1:] != (self.dim,):
-            raise ValueError(f"`y0` must have shape (*batch, {self.dim}), got {y0.shape}.")
+        check_last_axis("y0", y0, self.dim, what="the model's `dim`")
+        y0 = error_if_nonfinite("y0", y0)
+        row = jax.ShapeDtypeStruct((self.dim,), y0.dtype)
+        t_probe = jnp.asarray(self.t0, y0.dtype)
+        drift_fn, diffusion_fn = self.drift, self.diffusion
+        _check_vector_field("drift", lambda t, r: drift_fn(t, r, None), t_probe, row, self.dim)
+        _check_vector_field("diffusion", lambda t, r: diffusion_fn(r), t_probe, row, self.dim)
         shape = y0.shape
         n = y0.size
         dim = self.dim

@@ -5,6 +5,8 @@ from typing import Literal
 import equinox as eqx
 from jaxtyping import Array, Float
 
+from .._core._checks import check_finite, check_positive, check_weight
+
 
 class AbstractRegularizer(eqx.Module):
     """Base class of the regularizers accepted by
@@ -40,6 +42,7 @@ class GlobalErrorEstimate(AbstractRegularizer):
     reduction: Literal["sum", "mean"] = eqx.field(static=True, default="sum")
 
     def __check_init__(self):
+        check_weight("weight", self.weight)
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"`reduction` must be 'sum' or 'mean', got {self.reduction!r}.")
 
@@ -65,6 +68,10 @@ class GlobalStiffness(AbstractRegularizer):
     stability_size: float | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
+        check_weight("weight", self.weight)
+        if self.stability_size is not None:
+            check_finite("stability_size", self.stability_size)
+            check_positive("stability_size", self.stability_size)
         if self.aggregation not in ("sum", "max"):
             raise ValueError(f"`aggregation` must be 'sum' or 'max', got {self.aggregation!r}.")
 
@@ -103,6 +110,7 @@ class LocalErrorEstimate(AbstractRegularizer):
     step_size: Literal["solver", "initial"] = eqx.field(static=True, default="solver")
 
     def __check_init__(self):
+        check_weight("weight", self.weight)
         if self.sampling not in ("unbiased", "biased"):
             raise ValueError(f"`sampling` must be 'unbiased' or 'biased', got {self.sampling!r}.")
         if self.step_size not in ("solver", "initial"):
@@ -120,6 +128,10 @@ class RandomEndTime(AbstractRegularizer):
 
     half_width: float = 0.5
 
+    def __check_init__(self):
+        check_finite("half_width", self.half_width)
+        check_positive("half_width", self.half_width, allow_zero=True)
+
 
 class KineticJacobian(AbstractRegularizer):
     r"""RNODE (Finlay et al. 2020): $\int \|f\|^2\,dt$ and $\int \|\nabla_y f\|_F^2\,dt$,
@@ -134,6 +146,10 @@ class KineticJacobian(AbstractRegularizer):
 
     weight_kinetic: float | Float[Array, ""] = 1.0
     weight_jacobian: float | Float[Array, ""] = 1.0
+
+    def __check_init__(self):
+        check_weight("weight_kinetic", self.weight_kinetic)
+        check_weight("weight_jacobian", self.weight_jacobian)
 
 
 class TaylorRegularizer(AbstractRegularizer):
@@ -151,5 +167,6 @@ class TaylorRegularizer(AbstractRegularizer):
     order: int = eqx.field(static=True, default=2)
 
     def __check_init__(self):
+        check_weight("weight", self.weight)
         if self.order < 2:
             raise ValueError(f"`order` must be >= 2, got {self.order}.")

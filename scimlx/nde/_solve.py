@@ -13,6 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Real
 
 from ._controller import ErrorEstimateController, read_error_estimate, scaled_error_norm
 from ._nfe import count_nfe, nfe_formula
+from ._nonfinite import classify_nonfinite, NonfiniteStop
 from ._regularizers import (
     AbstractRegularizer,
     GlobalErrorEstimate,
@@ -286,6 +287,8 @@ def regularized_diffeqsolve(
         t_reg = jax.random.uniform(keys[2], (), dtype_t, t0, t1)
         run_solver = StepSamplerSolver(run_solver, local.sampling, t_reg, keys[3])
     controller = stepsize_controller
+    if isinstance(controller, dfx.AbstractAdaptiveStepSizeController):
+        controller = NonfiniteStop(controller)
     if er is not None:
         controller = ErrorEstimateController(stepsize_controller)
     want_solver_state = sr is not None or local is not None
@@ -310,6 +313,11 @@ def regularized_diffeqsolve(
         max_steps=max_steps,
         throw=throw,
     )
+    # NaN/inf in a solve is `nonfinite`, never `successful` nor `max_steps_reached`.
+    result = classify_nonfinite(sol.result, sol.ys)
+    if throw:
+        result = result.error_if(result, result != dfx.RESULTS.successful)
+    sol = eqx.tree_at(lambda s: s.result, sol, result)
     dtype = jnp.result_type(*jtu.tree_leaves(y0))
     components: dict[str, Array] = {}
     penalty = jnp.zeros((), dtype)

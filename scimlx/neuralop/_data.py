@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import atomic_write_bytes, RESULTS
+from .._core import CorruptedFileError, is_successful, read_arrays, RESULTS, write_arrays
 from ..linsolve._cg import pcg_solve
 from ..linsolve._multigrid import multigrid
 from ..linsolve._operators import DiffusionOperator
@@ -230,7 +231,7 @@ def darcy_dataset(
         for start in range(0, n_samples, batch_size):
             kb = keys[start : start + batch_size]
             a, u, res = _generate_batch(kb, resolution, n_modes, alpha, tau, high, low, rtol)
-            ok = np.asarray(res._value) == RESULTS.successful._value  # pyright: ignore
+            ok = np.asarray(is_successful(res))
             if not ok.all():
                 raise RuntimeError(
                     f"Darcy solve failed (not converged to rtol={rtol}) for samples "
@@ -251,9 +252,10 @@ _FORMAT = "scimlx.neuralop.darcy/1"
 def darcy_cached(path: str | os.PathLike, n_samples: int, resolution: int, **kwargs) -> DarcyData:
     """[`scimlx.neuralop.darcy_dataset`][] with an on-disk cache.
 
-    The file (`.npz`) holds the arrays and a JSON header with the generator, its parameters and
-    the seed. On load the header must equal the requested one, else the data are regenerated
-    and the file atomically replaced.
+    The file (`.npz`) holds the arrays, a JSON header with the generator, its parameters and
+    the seed, and the SHA-256 of its content. On load the header must equal the requested one,
+    else the data are regenerated and the file atomically replaced. A truncated, altered or
+    foreign file (checksum mismatch) is regenerated the same way, with a warning naming it.
 
     **Arguments:**
 
@@ -275,18 +277,21 @@ def darcy_cached(path: str | os.PathLike, n_samples: int, resolution: int, **kwa
     dtype = str(jnp.zeros(()).dtype)
     header = {"format": _FORMAT, "generator": "darcy_dataset", "params": params, "dtype": dtype}
     path = os.fspath(path)
-    if os.path.exists(path):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stored = json.loads(str(z["header"]))
-                if stored == header:
-                    return DarcyData(jnp.asarray(z["a"]), jnp.asarray(z["u"]))
-        except (OSError, ValueError, KeyError):
-            pass
+    try:
+        z = read_arrays(path)
+        if json.loads(str(z["header"])) == header:
+            return DarcyData(jnp.asarray(z["a"]), jnp.asarray(z["u"]))
+    except FileNotFoundError:
+        pass
+    except (CorruptedFileError, KeyError, ValueError) as e:
+        warnings.warn(f"The Darcy cache {e} Regenerating it.", stacklevel=2)
     data = darcy_dataset(n_samples, resolution, **kwargs)
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, header=np.asarray(json.dumps(header)), a=np.asarray(data.a), u=np.asarray(data.u))
-    atomic_write_bytes(path, buf.getvalue())
+    write_arrays(
+        path,
+        {
+            "header": np.asarray(json.dumps(header)),
+            "a": np.asarray(data.a),
+            "u": np.asarray(data.u),
+        },
+    )
     return data

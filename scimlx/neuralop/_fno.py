@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core._checks import check_finite, check_positive, check_sizes
+
 
 def _default_dtype():
     return jnp.zeros(()).dtype if jax.config.jax_enable_x64 else jnp.float32  # pyright: ignore
@@ -168,10 +170,17 @@ class FNO(eqx.Module):
     ):
         if isinstance(modes, int):
             modes = (modes, modes)
-        if n_layers < 1:
-            raise ValueError(f"`n_layers` must be >= 1, got {n_layers}.")
-        if padding_fraction < 0:
-            raise ValueError(f"`padding_fraction` must be >= 0, got {padding_fraction}.")
+        check_sizes(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            modes_x=modes[0],
+            modes_y=modes[1],
+            width=width,
+            n_layers=n_layers,
+            projection=projection,
+        )
+        check_finite("padding_fraction", padding_fraction)
+        check_positive("padding_fraction", padding_fraction, allow_zero=True)
         keys = jax.random.split(key, 2 * n_layers + 3)
         self.lift = Pointwise(in_channels + 2, width, dtype=dtype, key=keys[0])
         self.spectral = tuple(

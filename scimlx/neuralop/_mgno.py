@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core._checks import check_sizes
 from ..linsolve._transfer import (
     _coarse_len,
     _pad,
@@ -494,8 +495,9 @@ class MgNO(eqx.Module):
         *,
         key: PRNGKeyArray,
     ):
-        if n_layers < 1:
-            raise ValueError(f"`n_layers` must be >= 1, got {n_layers}.")
+        check_sizes(
+            in_channels=in_channels, out_channels=out_channels, channels=channels, n_layers=n_layers
+        )
         _check_finer_grids(finer_grids)
         keys = jax.random.split(key, 2 * n_layers + 1)
         cins = [in_channels] + [channels] * (n_layers - 1)

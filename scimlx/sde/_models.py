@@ -16,6 +16,7 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
+from .._core._checks import check_int, check_positive, check_tolerances, error_if_nonfinite
 from ._brownian import GridBrownianPath
 from ._path import ControlPath
 
@@ -218,6 +219,8 @@ class AbstractLatentModel(eqx.Module):
         ts = jnp.asarray(ts)
         if ts.ndim != 1 or ts.shape[0] < 1:
             raise ValueError(f"`ts` must be a non-empty 1-D array of times, got {ts.shape}.")
+        _check_solve_arguments(self, path, stepping, rtol, atol, bm_tol, max_steps)
+        ts = error_if_nonfinite("ts", ts)
         z0 = self.initial(path, ts)
         ts = ts.astype(z0.dtype)
         n = ts.shape[0]
@@ -359,6 +362,34 @@ class AbstractLatentModel(eqx.Module):
     ) -> Float[Array, " out"]:
         """Same as `classify`."""
         return self.classify(path, ts, length, key=key, **solve_options)
+
+
+def _input_channels(model) -> int | None:
+    """The channel count of the control path a model was built for."""
+    gru = getattr(model, "gru", None)
+    if isinstance(gru, eqx.nn.GRUCell):
+        return gru.input_size
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, eqx.nn.Linear) and isinstance(encoder.in_features, int):
+        return encoder.in_features
+    return None
+
+
+def _check_solve_arguments(model, path, stepping, rtol, atol, bm_tol, max_steps) -> None:
+    if stepping not in ("scan", "grid", "adaptive"):
+        raise ValueError(f"`stepping` must be 'scan', 'grid' or 'adaptive', got {stepping!r}.")
+    check_tolerances(rtol=rtol, atol=atol)
+    if bm_tol is not None:
+        check_positive("bm_tol", bm_tol)
+    check_int("max_steps", max_steps, minimum=1)
+    want = _input_channels(model)
+    channels = getattr(path, "channels", None)
+    if want is not None and channels is not None and channels != want:
+        raise ValueError(
+            f"`path` has {channels} channels but {type(model).__name__} was built for "
+            f"`in_channels`={want} (build the path from series with {want} channels, "
+            "counting the time and observation-mask channels make_path adds)."
+        )
 
 
 def _diag_term(fn, brownian):
