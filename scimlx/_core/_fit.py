@@ -307,8 +307,14 @@ def fit(
         state[name] = np.array(state[name])
     start = int(state["step"])
     p, o = state["params"], state["opt_state"]
-    bar = ProgressBar(steps, desc, unit="step", disable=not progress)
-    bar.update(start)
+    bar = ProgressBar(
+        steps,
+        desc,
+        unit="step",
+        disable=not progress,
+        initial=min(start, steps),
+        note="compiling the training step..." if start < steps else None,
+    )
     first_step_s = 0.0
     t_start = time.perf_counter()
     # Losses stay on the device until a sync point (every `_SYNC_EVERY` steps, and before
