@@ -23,12 +23,21 @@ TABLED = PLOTTED + ["node"]
 # How the main file of an area was produced, where the plain `python -m benchmarks.<area>`
 # does not say it all (environment variables, rows merged from other runs).
 COMMANDS = {
-    "neuralop": "NEURALOP_SIZE=cpu python -m benchmarks.neuralop",
-    "linsolve": "python -m benchmarks.linsolve, with the learned-solver rows merged by "
-    "python -m benchmarks._linsolve_dcdm runs (each listed with its command and date in "
-    "the file's provenance)",
-    "nde_regularization": "python -m benchmarks.nde_regularization --tasks b1 / b2 / b3 / "
-    "b3loose (one process per task, merged; see the file's provenance)",
+    "neuralop": ("NEURALOP_SIZE=cpu python -m benchmarks.neuralop", ""),
+    "linsolve": (
+        "python -m benchmarks.linsolve",
+        ", with the learned-solver rows merged in by `python -m benchmarks._linsolve_dcdm` "
+        "runs (each listed with its command and date in the file's `provenance`)",
+    ),
+    "dsf": (
+        "DSF_LS_FWD=64,256,1024,4096 DSF_LS_BWD=64,256,1024 python -m benchmarks.dsf",
+        ", with the MQAR rows merged in from MQAR-only runs of the same script "
+        "(`DSF_MQAR_RESULTS`)",
+    ),
+    "nde_regularization": (
+        "python -m benchmarks.nde_regularization --tasks b1",
+        " (and `b2`, `b3`, `b3loose`: one process per task, merged; see the file's `provenance`)",
+    ),
 }
 
 # Columns of the rows table, per area (default: every key, in order of appearance).
@@ -96,13 +105,15 @@ def machine_text(d: dict) -> str:
 
 
 def command_text(area: str, d: dict) -> str:
+    """The command that produced the file, in backticks, and how rows were merged."""
     if d.get("command"):
-        return str(d["command"])
+        return f"`{d['command']}`"
     if area in COMMANDS:
-        return COMMANDS[area]
-    env = d.get("lengths_override") or d.get("env") or {}
+        cmd, note = COMMANDS[area]
+        return f"`{cmd}`{note}"
+    env = d.get("env") or {}
     prefix = " ".join(f"{k}={v}" for k, v in env.items())
-    return (prefix + " " if prefix else "") + f"python -m benchmarks.{area}"
+    return f"`{(prefix + ' ' if prefix else '')}python -m benchmarks.{area}`"
 
 
 # ----------------------------------------------------------------------------- tables
@@ -140,7 +151,7 @@ def snippet(area: str, name: str) -> str:
     d = load(name)
     lines = [
         f"Results file `benchmarks/results/{name}`: {d.get('mode', '?')} mode, "
-        f"{d.get('date', '?')}, {machine_text(d)}. Produced by `{command_text(area, d)}`.",
+        f"{d.get('date', '?')}, {machine_text(d)}. Produced by {command_text(area, d)}.",
         "",
         "| summary key | value |",
         "|---|---|",

@@ -66,8 +66,9 @@ def main(argv=None) -> int:
 
         args.remove("--docs")
         return _docs.write_docs(args or None)
-    paths = sorted(glob.glob(os.path.join(RESULTS_DIR, "*.json")))
-    paths = [p for p in paths if ".quick." not in p]
+    paths = [p for p in glob.glob(os.path.join(RESULTS_DIR, "*.json")) if ".quick." not in p]
+    # per area: the main file, then the other machines and studies
+    paths.sort(key=lambda p: (os.path.basename(p).split(".")[0], p.count("."), p))
     if args:
         paths = [p for p in paths if os.path.basename(p).split(".")[0] in args]
     for p in paths:
