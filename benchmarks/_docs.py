@@ -20,21 +20,21 @@ SNIPPETS = os.path.join(ROOT, "docs", "_snippets")
 PLOTTED = ["linsolve", "nde_regularization", "neuralop", "dsf", "ensemble", "stable_sde"]
 TABLED = PLOTTED + ["node"]
 
-# How the main file of an area was produced, where the plain `python -m benchmarks.<area>`
+# How a results file was produced (by file name), where the plain `python -m benchmarks.<area>`
 # does not say it all (environment variables, rows merged from other runs).
 COMMANDS = {
-    "neuralop": ("NEURALOP_SIZE=cpu python -m benchmarks.neuralop", ""),
-    "linsolve": (
+    "neuralop.json": ("NEURALOP_SIZE=cpu python -m benchmarks.neuralop", ""),
+    "linsolve.json": (
         "python -m benchmarks.linsolve",
         ", with the learned-solver rows merged in by `python -m benchmarks._linsolve_dcdm` "
         "runs (each listed with its command and date in the file's `provenance`)",
     ),
-    "dsf": (
+    "dsf.json": (
         "DSF_LS_FWD=64,256,1024,4096 DSF_LS_BWD=64,256,1024 python -m benchmarks.dsf",
         ", with the MQAR rows merged in from MQAR-only runs of the same script "
         "(`DSF_MQAR_RESULTS`)",
     ),
-    "nde_regularization": (
+    "nde_regularization.json": (
         "python -m benchmarks.nde_regularization --tasks b1",
         " (and `b2`, `b3`, `b3loose`: one process per task, merged; see the file's `provenance`)",
     ),
@@ -104,12 +104,12 @@ def machine_text(d: dict) -> str:
     return text
 
 
-def command_text(area: str, d: dict) -> str:
+def command_text(area: str, name: str, d: dict) -> str:
     """The command that produced the file, in backticks, and how rows were merged."""
     if d.get("command"):
         return f"`{d['command']}`"
-    if area in COMMANDS:
-        cmd, note = COMMANDS[area]
+    if name in COMMANDS:
+        cmd, note = COMMANDS[name]
         return f"`{cmd}`{note}"
     env = d.get("env") or {}
     prefix = " ".join(f"{k}={v}" for k, v in env.items())
@@ -151,7 +151,7 @@ def snippet(area: str, name: str) -> str:
     d = load(name)
     lines = [
         f"Results file `benchmarks/results/{name}`: {d.get('mode', '?')} mode, "
-        f"{d.get('date', '?')}, {machine_text(d)}. Produced by {command_text(area, d)}.",
+        f"{d.get('date', '?')}, {machine_text(d)}. Produced by {command_text(area, name, d)}.",
         "",
         "| summary key | value |",
         "|---|---|",
