@@ -61,11 +61,27 @@ CHROMIUM_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
-# Runs in the page; returns what the checks need. TeX in text nodes is looked for outside
-# code, scripts and rendered maths (KaTeX keeps the source in a MathML annotation).
+# TeX that should never be seen as text: display/inline delimiters, common commands, and
+# `$...\cmd...$` left unconverted.
+TEX_COMMANDS = (
+    "frac dfrac sum int prod sqrt mathbb mathrm mathbf mathcal texttt operatorname left right "
+    "begin end alpha beta gamma delta epsilon lambda Lambda sigma Phi phi partial nabla cdot "
+    "cdots ldots odot otimes le ge leq geq in infty top hat bar tilde"
+).split()
+TEX_PATTERN = (
+    r"\$\$|\\\(|\\\)|\\\[|\\\]"
+    + r"|\\("
+    + "|".join(TEX_COMMANDS)
+    + r")(?![A-Za-z])"
+    + r"|\$[^$\s][^$]*\\[A-Za-z]+[^$]*\$"
+)
+
+# Runs in the page (arguments[0]: TEX_PATTERN); returns what the checks need. TeX in text
+# nodes is looked for outside code, scripts and rendered maths (KaTeX keeps the source in a
+# MathML annotation).
 PAGE_JS = r"""
 const skip = "pre, code, script, style, noscript, textarea, .katex, .katex-display";
-const tex = /\$\$|\\\(|\\\)|\\\[|\\\]|\\(frac|dfrac|sum|int|prod|sqrt|mathbb|mathrm|mathbf|mathcal|texttt|operatorname|left|right|begin|end|alpha|beta|gamma|delta|epsilon|lambda|Lambda|sigma|Phi|phi|partial|nabla|cdot|cdots|ldots|odot|otimes|le|ge|leq|geq|in|infty|top|hat|bar|tilde)(?![A-Za-z])|\$[^$\s][^$]*\\[A-Za-z]+[^$]*\$/;
+const tex = new RegExp(arguments[0]);
 const raw = [];
 const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
 for (let n = walker.nextNode(); n; n = walker.nextNode()) {
@@ -157,7 +173,7 @@ def check_page(driver, url: str, timeout: float) -> dict:
     info = None
     while time.monotonic() < deadline:
         ready = driver.execute_script("return document.readyState") == "complete"
-        info = driver.execute_script(PAGE_JS)
+        info = driver.execute_script(PAGE_JS, TEX_PATTERN)
         settled = all(img["complete"] for img in info["images"]) and not info["unrendered"]
         if ready and settled:
             break
