@@ -3,7 +3,7 @@ the same input: the "attention matrix" of every layer in the Dynamical Systems F
 
     python examples/dsf_phi.py [--quick] [--out examples/dsf_phi.png]
 
-`--quick` uses a shorter sequence (L = 24 instead of 48); both modes take seconds.
+`--quick` uses a shorter sequence (L = 24 instead of 48).
 """
 
 import argparse

@@ -10,7 +10,9 @@ member's final state on disk in chunks, and the plot shows the outcome distribut
 
     python examples/ensemble_sweep.py [--quick] [--store DIR] [--out examples/ensemble_sweep.png]
 
-`--quick` runs 400 members instead of 4,000. By default the study is stored in a temporary
+`--quick` runs 400 members instead of 4,000.
+
+By default the study is stored in a temporary
 folder, removed afterwards. With `--store DIR` it is kept in a subfolder of `DIR` named by a
 fingerprint of the inputs and of this script's source, so running the same script twice
 resumes (the second run recomputes nothing), while an edited script or other inputs start a

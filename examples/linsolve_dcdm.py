@@ -9,8 +9,9 @@ residual against the iteration.
 
 The few hundred steps this trains on a CPU leave the CNN far from converged; `--model
 benchmarks/models/dcdm_cnn_2d.eqx` adds the benchmark's GPU-trained network (the paper's N=128
-CNN, trained by a 32^2 -> 64^2 -> 128^2 curriculum) to the plot. `--quick` trains at 32^2 for
-100 steps (from 2 layouts) and tests on an unseen 64^2 layout.
+CNN, trained by a 32^2 -> 64^2 -> 128^2 curriculum) to the plot.
+
+`--quick` trains at 32^2 for 100 steps (from 2 layouts) and tests on an unseen 64^2 layout.
 """
 
 import argparse
