@@ -38,6 +38,11 @@ EXAMPLES = [
 ]
 
 
+# Arguments beyond --quick: the linsolve example also plots the committed GPU-trained network,
+# so the figure shows the method as trained in the benchmark, not only a 100-step CPU net.
+EXTRA_ARGS = {"linsolve_dcdm": ["--model", "benchmarks/models/dcdm_cnn_2d.eqx"]}
+
+
 def describe(stem: str) -> str:
     """The first paragraph of the example's docstring, on one line."""
     with open(os.path.join(ROOT, "examples", f"{stem}.py")) as f:
@@ -65,8 +70,9 @@ def machine() -> str:
 
 def run(stem: str, timeout: float) -> dict | None:
     out = os.path.join(IMAGES, f"{stem}.png")
-    tmp = os.path.join(IMAGES, f".{stem}.new.png")
-    cmd = [sys.executable, os.path.join("examples", f"{stem}.py"), "--quick", "--out", tmp]
+    tmp = os.path.join(os.path.relpath(IMAGES, ROOT), f".{stem}.new.png")  # cwd is ROOT
+    args = ["--quick", *EXTRA_ARGS.get(stem, [])]
+    cmd = [sys.executable, os.path.join("examples", f"{stem}.py"), *args, "--out", tmp]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     env.setdefault("SCIMLX_PROGRESS", "0")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -83,6 +89,7 @@ def run(stem: str, timeout: float) -> dict | None:
     seconds = time.perf_counter() - start
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    tmp = os.path.join(ROOT, tmp)
     if proc.returncode != 0 or not os.path.exists(tmp):
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
         print(f"   failed (exit {proc.returncode}) after {seconds:.0f} s", flush=True)
@@ -92,7 +99,7 @@ def run(stem: str, timeout: float) -> dict | None:
     os.replace(tmp, out)
     print(f"   {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU", flush=True)
     return {
-        "command": f"python examples/{stem}.py --quick",
+        "command": " ".join(["python", f"examples/{stem}.py", *args]),
         "seconds": round(seconds, 1),
         "cpu_seconds": round(cpu_seconds, 1),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
@@ -137,6 +144,14 @@ def page(record: dict) -> str:
     return "\n".join(lines)
 
 
+def save(record: dict) -> None:
+    for r in record.values():  # paths relative to the checkout, not this machine's
+        r["output_tail"] = [ln.replace(ROOT + os.sep, "") for ln in r.get("output_tail", [])]
+    with open(RECORD, "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     stems = [s for s, _ in EXAMPLES]
@@ -151,6 +166,8 @@ def main(argv=None) -> int:
     if os.path.exists(RECORD):
         with open(RECORD) as f:
             record = json.load(f)
+    if args.page_only and record:
+        save(record)
     failed = []
     for stem in [] if args.page_only else (args.only or stems):
         r = run(stem, args.timeout)
@@ -158,9 +175,7 @@ def main(argv=None) -> int:
             failed.append(stem)
             continue
         record[stem] = r
-        with open(RECORD, "w") as f:
-            json.dump(record, f, indent=2)
-            f.write("\n")
+        save(record)
     with open(PAGE, "w") as f:
         f.write(page(record))
     print(f"wrote {PAGE}")
