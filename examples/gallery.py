@@ -131,14 +131,14 @@ def page(record: dict) -> str:
             "",
             f"![{title}](images/gallery/{stem}.png)",
             "",
-            f"`{r['command']}`: {r['seconds']:.0f} s of wall time and {r['cpu_seconds']:.0f} s"
-            f" of CPU time on {r['machine']}"
+            f"`{r['command']}`: {r['cpu_seconds']:.0f} s of CPU time, {r['seconds']:.0f} s of"
+            f" wall time on {r['machine']}"
             + (
-                f" (load average {r['load_avg_at_start']:g} at the start)"
+                f" at load average {r['load_avg_at_start']:.1f}"
                 if r.get("load_avg_at_start") is not None
                 else ""
             )
-            + f", {r['date']}.",
+            + f"; {r['date']}.",
             "",
         ]
     return "\n".join(lines)
