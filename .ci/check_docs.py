@@ -109,7 +109,8 @@ const links = [...document.querySelectorAll("a[href]")].map(a => a.href);
 const ids = [...document.querySelectorAll("[id]")].map(e => e.id)
   .concat([...document.querySelectorAll("a[name]")].map(a => a.name));
 const resources = performance.getEntriesByType("resource").map(r => r.name);
-return {raw, unrendered, images, links, ids, resources, height: document.body.scrollHeight};
+const height = Math.max(document.body.scrollHeight, document.documentElement.scrollHeight);
+return {raw, unrendered, images, links, ids, resources, height};
 """
 
 
@@ -183,8 +184,15 @@ def check_page(driver, url: str, timeout: float) -> dict:
 
 
 def screenshot(driver, path: str, height: int) -> None:
-    driver.set_window_size(1280, max(800, min(int(height) + 40, 7000)))
-    time.sleep(0.3)
+    """The whole page (up to 7000 px): the window is made as tall as the page."""
+    js = "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"
+    for _ in range(3):  # the layout can grow once the window is taller
+        driver.set_window_size(1280, max(800, min(int(height) + 140, 7000)))
+        time.sleep(0.3)
+        new = driver.execute_script(js)
+        if new <= height:
+            break
+        height = new
     driver.save_screenshot(path)
     driver.set_window_size(1280, 1000)
 
