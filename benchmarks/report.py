@@ -1,10 +1,21 @@
-"""Render the committed benchmark results as Markdown, for docs/benchmarks.md.
+"""Render the committed benchmark results as Markdown tables and plots for the docs.
 
-    python -m benchmarks.report [AREA ...]
+    python -m benchmarks.report [AREA ...]     # print the summaries of every results file
+    python -m benchmarks.report --docs         # write the docs' plots and table snippets
 
-Reads `benchmarks/results/<area>*.json` (full-mode files only, quick ones are skipped) and
-prints, for each, the machine, the date and the `summary` as a table, so that figures
-quoted in the docs are copied from the files the benchmarks wrote, not typed by hand.
+Reads `benchmarks/results/<area>*.json` (full-mode files only, quick ones are skipped), so
+that figures quoted in the docs are copied from the files the benchmarks wrote, not typed by
+hand. The files are named:
+
+- `<area>.json`: the area's main full run on the 2-core CPU (the machine the docs quote);
+- `<area>.<machine>.json` (`ensemble.h200.json`, `neuralop.h200.json`): a full run on
+  another kind of machine, recognised by its recorded platform not being `cpu`;
+- `<area>.<study>.json`: a focused study beside the main run, named for what it is.
+
+With `--docs`, for each area in `PLOTTED` it draws `docs/images/bench/<area>.png` from the
+main file (matplotlib, Agg) and writes `docs/_snippets/bench_<area>.md` (machine, date, the
+command that produced the file, the summary and the main rows as tables) for those areas and
+`node`, to be included in pages with `--8<-- "docs/_snippets/bench_<area>.md"`.
 """
 
 import glob
@@ -49,11 +60,17 @@ def render(path: str) -> str:
 
 
 def main(argv=None) -> int:
-    areas = list(argv if argv is not None else sys.argv[1:])
-    paths = sorted(glob.glob(os.path.join(RESULTS_DIR, "*.json")))
-    paths = [p for p in paths if ".quick." not in p]
-    if areas:
-        paths = [p for p in paths if os.path.basename(p).split(".")[0] in areas]
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--docs" in args:
+        from . import _docs
+
+        args.remove("--docs")
+        return _docs.write_docs(args or None)
+    paths = [p for p in glob.glob(os.path.join(RESULTS_DIR, "*.json")) if ".quick." not in p]
+    # per area: the main file, then the other machines and studies
+    paths.sort(key=lambda p: (os.path.basename(p).split(".")[0], p.count("."), p))
+    if args:
+        paths = [p for p in paths if os.path.basename(p).split(".")[0] in args]
     for p in paths:
         print(render(p))
     return 0

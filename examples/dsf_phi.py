@@ -1,8 +1,13 @@
 """Plot the input-output matrix Phi (y = Phi u) of softmax attention, linear attention and S6 on
 the same input: the "attention matrix" of every layer in the Dynamical Systems Framework.
 
-Run: `python examples/dsf_phi.py` (writes dsf_phi.png).
+    python examples/dsf_phi.py [--quick] [--out examples/dsf_phi.png]
+
+`--quick` uses a shorter sequence (L = 24 instead of 48).
 """
+
+import argparse
+import os
 
 import jax.numpy as jnp
 import jax.random as jr
@@ -50,4 +55,12 @@ def main(L: int = 48, d: int = 16, n: int = 8, out: str = "dsf_phi.png"):
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a shorter sequence (L = 24)")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "dsf_phi.png"),
+        help="where to save the figure",
+    )
+    args = parser.parse_args()
+    main(L=24 if args.quick else 48, out=args.out)

@@ -6,12 +6,21 @@ below rho of about 24 the members settle towards a fixed point (z a smooth funct
 rho); above it they are chaotic and z(30) scatters.
 The runner evaluates them in chunks (lane-refill scheduled within a chunk, sharded over
 the local devices), reduces the final state to mean / std / quantiles on the fly, stores every
-member's final state on disk in chunks (resumable: run the script twice and the second
-run recomputes nothing), and the plot shows the outcome distribution.
+member's final state on disk in chunks, and the plot shows the outcome distribution.
 
-    python examples/ensemble_sweep.py   # writes examples/ensemble_sweep.png
+    python examples/ensemble_sweep.py [--quick] [--store DIR] [--out examples/ensemble_sweep.png]
+
+`--quick` runs 400 members instead of 4,000.
+
+By default the study is stored in a temporary
+folder, removed afterwards. With `--store DIR` it is kept in a subfolder of `DIR` named by a
+fingerprint of the inputs and of this script's source, so running the same script twice
+resumes (the second run recomputes nothing), while an edited script or other inputs start a
+fresh study instead of returning the statistics stored by an earlier version.
 """
 
+import argparse
+import hashlib
 import os
 import tempfile
 
@@ -64,10 +73,29 @@ def final(sol):
     return sol.ys[-1]
 
 
-def main(n=4000, store=None):
+def study_folder(root, inputs):
+    """A subfolder of `root` named by a fingerprint of the inputs and of this script."""
+    h = hashlib.sha256()
+    with open(os.path.abspath(__file__), "rb") as f:
+        h.update(f.read())
+    for k in sorted(inputs):
+        a = np.ascontiguousarray(inputs[k])
+        h.update(k.encode() + str((a.dtype, a.shape)).encode() + a.tobytes())
+    return os.path.join(root, f"lorenz_sweep_{h.hexdigest()[:16]}")
+
+
+def main(n=4000, store=None, out=None):
     rng = np.random.default_rng(0)
     inputs = {"rho": rng.uniform(22.0, 32.0, n), "dy0": 1e-3 * rng.normal(size=(n, 3))}
-    store = store or os.path.join(tempfile.gettempdir(), "scimlx_lorenz_sweep_t30_refill")
+    if store is None:
+        with tempfile.TemporaryDirectory(prefix="scimlx_lorenz_") as tmp:
+            return run(inputs, os.path.join(tmp, "study"), out)
+    return run(inputs, study_folder(store, inputs), out)
+
+
+def run(inputs, store, out):
+    n = len(inputs["rho"])
+    print(f"study folder: {store}")
     res = ensemble.run_ensemble(
         member,
         inputs,
@@ -78,7 +106,7 @@ def main(n=4000, store=None):
         },
         save=final,
         store=store,
-        chunk_size=2000,  # two resumable chunks
+        chunk_size=n // 2,  # two resumable chunks
         lanes=256,  # members in flight per device within a chunk
     )
     print(res)
@@ -96,10 +124,16 @@ def main(n=4000, store=None):
     ax[1].set_xlabel("z(t=30)")
     ax[1].set_title(f"{res.n_successful}/{res.n_members} members; sketch quantiles dashed")
     fig.tight_layout()
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ensemble_sweep.png")
+    out = out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "ensemble_sweep.png")
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="400 members instead of 4,000")
+    parser.add_argument("--store", default=None, help="keep (and resume) the study under DIR")
+    parser.add_argument("--out", default=None, help="where to save the figure")
+    args = parser.parse_args()
+    main(n=400 if args.quick else 4000, store=args.store, out=args.out)

@@ -2,15 +2,20 @@
 
 Trains the paper's CNN (and the learned-BPX direction network) on 64^2 training layouts,
 then solves an unseen 128^2 layout with CG, multigrid-PCG and DCDM, and plots the relative
-residual against the iteration. Writes `linsolve_dcdm.png`.
+residual against the iteration.
 
-Run: `python examples/linsolve_dcdm.py` (about 5 minutes on 2 CPU cores). The few hundred steps
-this trains on a CPU leave the CNN far from converged; `--model
+    python examples/linsolve_dcdm.py [--quick] [--out examples/linsolve_dcdm.png]
+        [--save-model dcdm_cnn_64.eqx] [--model benchmarks/models/dcdm_cnn_2d.eqx]
+
+The few hundred steps this trains on a CPU leave the CNN far from converged; `--model
 benchmarks/models/dcdm_cnn_2d.eqx` adds the benchmark's GPU-trained network (the paper's N=128
 CNN, trained by a 32^2 -> 64^2 -> 128^2 curriculum) to the plot.
+
+`--quick` trains at 32^2 for 100 steps (from 2 layouts) and tests on an unseen 64^2 layout.
 """
 
 import argparse
+import os
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +32,10 @@ import scimlx.linsolve as ls  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 
-def main(train_n=64, test_n=128, steps=400, model=None):
+def main(train_n=64, test_n=128, steps=400, model=None, out=None, save_model=None, layouts=4):
     shape = (train_n, train_n)
     masks, vecs = [], []
-    for s in range(4):
+    for s in range(layouts):
         solid = ls.obstacle_scene(shape, seed=s, split="train")
         m = jnp.asarray(~solid).astype(jnp.float64)
         op = ls.poisson(shape, solid=jnp.asarray(solid))
@@ -60,7 +65,8 @@ def main(train_n=64, test_n=128, steps=400, model=None):
         key=jax.random.key(3),
         learning_rate=1e-3,
     ).model
-    ls.save_model("dcdm_cnn_64.eqx", cnn, metadata={"train_grid": train_n, "steps": steps})
+    if save_model:
+        ls.save_model(save_model, cnn, metadata={"train_grid": train_n, "steps": steps})
 
     test = (test_n, test_n)
     solid = jnp.asarray(ls.obstacle_scene(test, seed=0, split="test"))
@@ -93,13 +99,20 @@ def main(train_n=64, test_n=128, steps=400, model=None):
     ax.set_title(f"{test_n}^2 Poisson, unseen obstacles (CPU nets trained at {train_n}^2)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig("linsolve_dcdm.png", dpi=120)
+    out = out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "linsolve_dcdm.png")
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
     print({k: int(v.stats["num_steps"]) for k, v in runs.items()})
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400, help="CNN training steps")
+    parser.add_argument("--quick", action="store_true", help="train at 32^2, test at 64^2")
+    parser.add_argument("--steps", type=int, default=None, help="CNN training steps (400)")
     parser.add_argument("--model", default=None, help="a saved direction network to add")
+    parser.add_argument("--save-model", default=None, help="save the trained CNN here")
+    parser.add_argument("--out", default=None, help="where to save the figure")
     args = parser.parse_args()
-    main(steps=args.steps, model=args.model)
+    size = dict(train_n=32, test_n=64, layouts=2) if args.quick else {}
+    steps = args.steps or (100 if args.quick else 400)
+    main(steps=steps, model=args.model, out=args.out, save_model=args.save_model, **size)

@@ -2,7 +2,9 @@
 regularization for a sweep of the weight, and plot test accuracy against the prediction
 NFE (the number of vector-field evaluations the adaptive solver needs).
 
-    python examples/nde_regularization.py [--steps 200] [--out nde_regularization.png]
+    python examples/nde_regularization.py [--quick] [--steps 200] [--out PATH]
+
+`--quick` trains 25 steps per model and sweeps two weights (0.1, 1) instead of three.
 """
 
 import argparse
@@ -31,13 +33,21 @@ import scimlx.nde as nde  # noqa: E402
 
 STEPS = int(os.environ.get("NDE_EXAMPLE_STEPS", 200))  # training steps per model
 WEIGHTS = (0.01, 0.1, 1.0)
+QUICK_STEPS, QUICK_WEIGHTS = 25, (0.1, 1.0)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per model")
-    parser.add_argument("--out", default="nde_regularization.png", help="where to save the plot")
+    parser.add_argument("--quick", action="store_true", help="fewer steps and weights")
+    parser.add_argument("--steps", type=int, default=None, help=f"steps per model ({STEPS})")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "nde_regularization.png"),
+        help="where to save the plot",
+    )
     cli = parser.parse_args()
+    steps = cli.steps or (QUICK_STEPS if cli.quick else STEPS)
+    weights = QUICK_WEIGHTS if cli.quick else WEIGHTS
     x, y = load_digits(return_X_y=True)
     xtr, xte, ytr, yte = map(
         jnp.asarray, train_test_split(x / 16.0, y, test_size=0.2, stratify=y, random_state=0)
@@ -77,7 +87,7 @@ def main():
         )
         params, static = eqx.partition(model, eqx.is_inexact_array)
         state = opt.init(params)
-        for i in range(cli.steps):
+        for i in range(steps):
             params, state = step(params, static, state, jnp.asarray(i), regs)
         logits, sol = predict(eqx.combine(params, static))
         return float(jnp.mean(jnp.argmax(logits, -1) == yte)) * 100, int(sol.stats["nfe"])
@@ -87,8 +97,8 @@ def main():
         ("global error", lambda w: nde.GlobalErrorEstimate(weight=w)),
         ("local unbiased", lambda w: nde.LocalErrorEstimate(weight=w)),
     ]:
-        results[name] = [train((make(jnp.asarray(w)),)) for w in WEIGHTS]
-        for w, (acc, nfe) in zip(WEIGHTS, results[name]):
+        results[name] = [train((make(jnp.asarray(w)),)) for w in weights]
+        for w, (acc, nfe) in zip(weights, results[name]):
             print(f"{name:15s} weight {w:5g}: test acc {acc:5.1f}%  prediction NFE {nfe}")
     print(f"vanilla: test acc {results['vanilla'][0][0]:.1f}%  NFE {results['vanilla'][0][1]}")
 

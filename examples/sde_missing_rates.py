@@ -5,10 +5,14 @@ merged, stratified 70/15/15 split, time points dropped per channel) and plots te
 against the missing rate. Uses BasicMotions when aeon (or sktime) is installed, otherwise a
 synthetic irregular set.
 
-    python examples/sde_missing_rates.py [--epochs 40] [--out sde_missing_rates.png]
+    python examples/sde_missing_rates.py [--quick] [--epochs 40] [--out PATH]
+
+`--quick` trains 20 epochs per model instead of 40 (a few steps per epoch on this small data
+set, so most of the time goes to compilation in either setting).
 """
 
 import argparse
+import os
 
 import jax.random as jr
 import matplotlib
@@ -22,10 +26,16 @@ from scimlx import data as sd, sde  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="20 epochs per model")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per model (40)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.5])
-    parser.add_argument("--out", default="sde_missing_rates.png")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "sde_missing_rates.png"),
+        help="where to save the figure",
+    )
     args = parser.parse_args()
+    epochs = args.epochs or (20 if args.quick else 40)
 
     if sd.bundled_dataset_dir("BasicMotions") is not None:
         series, labels, _ = sd.load_uea_ucr("BasicMotions")
@@ -43,7 +53,7 @@ def main():
         for name, cls in models.items():
             model = cls(base.channels + 1, 32, base.num_classes, key=jr.key(0))
             fit = sde.train_classifier(
-                model, paths[tr], paths[va], key=jr.key(1), epochs=args.epochs, progress=False
+                model, paths[tr], paths[va], key=jr.key(1), epochs=epochs, progress=False
             )
             a = sde.evaluate(fit.model, paths[te], key=jr.key(2))["accuracy"]
             acc[name].append(a)
