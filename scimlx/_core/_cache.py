@@ -45,7 +45,7 @@ def enable_compilation_cache(
     **Arguments:**
 
     - `path`: the cache directory. Default: the environment variable
-      `SCIMLX_COMPILATION_CACHE` if it names a directory, else [`default_cache_dir`][]'s.
+      `SCIMLX_COMPILATION_CACHE` if it names a directory, else [`scimlx.default_cache_dir`][]'s.
       The variable set to `0`/`off` disables the cache (this function then returns `None`).
     - `min_compile_seconds`: programs that compiled faster than this are not stored (JAX's
       own default, 1 s, misses the many sub-second programs that add up in a short script).
