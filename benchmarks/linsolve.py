@@ -807,6 +807,11 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         help="no run: compare this results file's time ratios with those of --compare's file "
         "and record the comparison in it (for two runs made at the same time)",
     )
+    parser.add_argument(
+        "--finalize",
+        default=None,
+        help="no run: summarise the rows of a run stopped part-way (its .partial file)",
+    )
     parser.add_argument("--no-families", action="store_true", help="skip the family table")
     parser.add_argument("--no-obstacles", action="store_true", help="skip the obstacle table")
 
@@ -827,10 +832,22 @@ def main():
     quick = bool(args.quick)
     mode = "quick" if quick else "full"
     dcdm = args.dcdm or ("run" if quick else "keep")
+    if args.finalize:
+        # the rows of a run stopped part-way (its `.partial` file), summarised as they are
+        with open(args.finalize) as f:
+            payload = json.load(f)
+        rows = [r for r in payload["rows"] if not str(r.get("method")).startswith(DCDM_PREFIXES)]
+        extra = {k: payload[k] for k in ("mg_setup_breakdown",) if k in payload}
+        extra["partial"] = {"from": args.finalize, "date": payload.get("date"),
+                            "machine": payload.get("machine")}  # fmt: skip
+        peer_threads = os.cpu_count() or 1
+        _finish(rows, extra, args, mode=mode, dcdm="skip" if dcdm == "run" else dcdm,
+                problems=[], quick=quick, threads=peer_threads, petsc=None,
+                t_start=None)  # fmt: skip
+        return
     cfg = _config(quick)
     seed = 1000
     committed = os.path.join(RESULTS_DIR, "linsolve.json")
-    kept, kept_from = kept_dcdm_rows(committed) if dcdm == "keep" else ([], None)
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
     print(f"problems: seed {seed}; mode {mode}; DCDM rows: {dcdm}", flush=True)
@@ -854,12 +871,20 @@ def main():
                 family_rows(cfg, peer, seed, on_size=partial, into=rows)
         finally:
             peer.close()
+    _finish(rows, extra, args, mode=mode, dcdm=dcdm, problems=problems, quick=quick,
+            threads=threads, petsc=peer.version or peer.why, t_start=t_start)  # fmt: skip
+
+
+def _finish(rows, extra, args, *, mode, dcdm, problems, quick, threads, petsc, t_start):
+    """Summary, DCDM rows, reproducibility, tables and the results file."""
+    committed = os.path.join(RESULTS_DIR, "linsolve.json")
+    kept, kept_from = kept_dcdm_rows(committed) if dcdm == "keep" else ([], None)
     _growth(rows)
     s = summary(rows)
-    if not args.no_families:
+    if any(r.get("table") == "families" for r in rows):
         s.update(family_summary(rows))
     s["peer_threads"] = threads
-    s["petsc"] = peer.version or peer.why
+    s["petsc"] = petsc
     if dcdm == "run" and problems:
         rows += dcdm_rows(problems, quick)
     elif dcdm == "keep":
@@ -877,7 +902,7 @@ def main():
     s["busy_rows"] = sum(
         1 for r in rows if any(machine_is_busy(x) for x in r.get("load_avg", []) if x)
     )
-    s["wall_s"] = round(time.perf_counter() - t_start, 1)
+    s["wall_s"] = None if t_start is None else round(time.perf_counter() - t_start, 1)
     if args.compare:
         extra["reproducibility"] = reproducibility(rows, args.compare)
     print_table(
@@ -885,13 +910,13 @@ def main():
         COLUMNS + ["growth"],
         title=f"linsolve ({mode}): obstacle scenes, stop |r|/|b| <= {TOL}",
     )
-    if not args.no_families:
+    if any(r.get("table") == "families" for r in rows):
         print_table(
             [r for r in rows if r.get("table") == "families"],
             FAMILY_COLUMNS + ["growth"],
             title=f"linsolve ({mode}): problem families, stop |r|/|b| <= {FAMILY_TOL}",
         )
-    print("setup breakdown:", json.dumps(extra["mg_setup_breakdown"])[:2000])
+    print("setup breakdown:", json.dumps(extra.get("mg_setup_breakdown"))[:2000])
     print("summary:", json.dumps(s, indent=1))
     if "reproducibility" in extra:
         print("reproducibility:", json.dumps(extra["reproducibility"], indent=1))
