@@ -824,7 +824,20 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finalize",
         default=None,
-        help="no run: summarise the rows of a run stopped part-way (its .partial file)",
+        nargs="+",
+        help="no run: summarise the rows of results files (e.g. a run stopped part-way, its "
+        ".partial file, or the obstacle and family tables run apart)",
+    )
+    parser.add_argument(
+        "--grids",
+        default=None,
+        help="obstacle-table grids, e.g. '256^2,32^3' (default: the mode's)",
+    )
+    parser.add_argument(
+        "--family-sizes",
+        default=None,
+        help="family grid sides per dimension, e.g. '2:64,128,96;3:16,32': the first two of a "
+        "dimension run every member (the growth), later ones the non-power-of-two subset",
     )
     parser.add_argument("--no-families", action="store_true", help="skip the family table")
     parser.add_argument("--no-obstacles", action="store_true", help="skip the obstacle table")
@@ -848,24 +861,46 @@ def main():
     dcdm = args.dcdm or ("run" if quick else "keep")
     if args.finalize:
         # the rows of a run stopped part-way (its `.partial` file), summarised as they are
-        with open(args.finalize) as f:
-            payload = json.load(f)
-        rows = [r for r in payload["rows"] if not str(r.get("method")).startswith(DCDM_PREFIXES)]
-        extra = {k: payload[k] for k in ("mg_setup_breakdown",) if k in payload}
-        extra["partial"] = {"from": args.finalize, "date": payload.get("date"),
-                            "machine": payload.get("machine")}  # fmt: skip
+        rows, extra = [], {"sources": []}
+        for path in args.finalize:
+            with open(path) as f:
+                payload = json.load(f)
+            rows += [
+                r for r in payload["rows"] if not str(r.get("method")).startswith(DCDM_PREFIXES)
+            ]
+            for k in ("mg_setup_breakdown",):
+                if k in payload and k not in extra:
+                    extra[k] = payload[k]
+            extra["sources"].append({"file": path, "date": payload.get("date"),
+                                     "partial": bool(payload.get("summary", {}).get("partial")),
+                                     "options": payload.get("options"),
+                                     "machine": payload.get("machine")})  # fmt: skip
         peer_threads = os.cpu_count() or 1
         _finish(rows, extra, args, mode=mode, dcdm="skip" if dcdm == "run" else dcdm,
                 problems=[], quick=quick, threads=peer_threads, petsc=None,
                 t_start=None)  # fmt: skip
         return
     cfg = _config(quick)
+    if args.grids:
+        cfg["shapes"] = [
+            (int(g.split("^")[0]),) * int(g.split("^")[1]) for g in args.grids.split(",")
+        ]
+    if args.family_sizes:
+        subset = cfg["family_subset"].get((cfg["family_sizes"][2][2], 2), ())
+        cfg["family_sizes"], cfg["family_subset"] = {}, {}
+        for part in args.family_sizes.split(";"):
+            dim, sizes = part.split(":")
+            sizes = [int(n) for n in sizes.split(",")]
+            cfg["family_sizes"][int(dim)] = sizes
+            for n in sizes[2:]:
+                cfg["family_subset"][(n, int(dim))] = subset
     seed = 1000
     committed = os.path.join(RESULTS_DIR, "linsolve.json")
     t_start = time.perf_counter()
     print(f"machine: {machine()}")
     print(f"problems: seed {seed}; mode {mode}; DCDM rows: {dcdm}", flush=True)
-    rows, problems, extra = [], [], {}
+    rows, problems = [], []
+    extra = {"options": {k: v for k, v in vars(args).items() if v not in (None, False)}}
 
     def partial(more=()):
         # a run stopped part-way leaves what it measured, marked as such
@@ -875,7 +910,8 @@ def main():
         )  # fmt: skip
 
     with pinned_threads() as threads:
-        extra["mg_setup_breakdown"] = setup_breakdown(cfg["breakdown_shape"], seed, 3)
+        if not args.no_obstacles:
+            extra["mg_setup_breakdown"] = setup_breakdown(cfg["breakdown_shape"], seed, 3)
         peer = PetscPeer(threads)
         try:
             if not args.no_obstacles:
