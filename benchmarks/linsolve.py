@@ -877,7 +877,9 @@ def main():
                                      "machine": payload.get("machine")})  # fmt: skip
         peer_threads = os.cpu_count() or 1
         _finish(rows, extra, args, mode=mode, dcdm="skip" if dcdm == "run" else dcdm,
-                problems=[], quick=quick, threads=peer_threads, petsc=None,
+                problems=[], quick=quick, threads=peer_threads,
+                petsc=next((r["note"].split(",")[0] for r in rows
+                            if str(r.get("method")).startswith("PETSc") and r.get("its")), None),
                 t_start=None)  # fmt: skip
         return
     cfg = _config(quick)
