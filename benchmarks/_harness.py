@@ -22,14 +22,21 @@ import jax
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Common command line: `--quick`, `--seeds N`, `--out PATH`."""
+def parse_args(
+    description: str,
+    argv: Sequence[str] | None = None,
+    add: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """Common command line: `--quick`, `--seeds N`, `--out PATH`; `add(parser)` adds an
+    area's own options."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--quick", action="store_true", help="small sizes; every row; <= 5 min on 2 cores"
     )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds")
     parser.add_argument("--out", default=None, help="where to write the JSON results")
+    if add is not None:
+        add(parser)
     return parser.parse_args(argv)
 
 
@@ -83,7 +90,7 @@ def time_host(fn: Callable[..., Any], *args: Any, repeats: int = 3, **kwargs: An
 
 
 def time_interleaved(
-    fns: dict[str, tuple[Callable[..., Any], tuple]], rounds: int, sample_s: float = 0.02
+    fns: dict[str, tuple], rounds: int, sample_s: float = 0.02, warm: bool | float = True
 ) -> dict[str, dict]:
     """Time several functions in turns (round-robin), so that changes of a shared machine's
     load hit them alike; the order of the turns rotates every round.
@@ -91,39 +98,51 @@ def time_interleaved(
     Works for jitted JAX functions and for host peers (NumPy, SciPy, pyamg, PyTorch) alike:
     every call is followed by `jax.block_until_ready`, which leaves non-JAX outputs alone.
 
-    `fns`: `{name: (fn, args)}`. Each function is called once to compile (timed:
-    `compile_s`), once more to size a sample: a sample is `inner` calls (each waited for),
-    enough for about `sample_s` seconds, so sub-millisecond functions are not timed by single
-    calls. Each turn starts with one untimed call, so that a sample measures the function
-    called repeatedly (as in a training loop), not the first call after another function
-    freed or took memory (on a 2-core CPU, the first call after a mode with a large
-    footprint was up to 5x slower).
+    `fns`: `{name: (fn, args)}` or `{name: (fn, args, seconds_of)}`, where
+    `seconds_of(output)` returns the call's own measurement of itself (e.g. a subprocess
+    peer timing its solve inside the subprocess, so that the pipe does not count), used
+    instead of the wall clock around the call. Each function is called once to compile
+    (timed: `compile_s`), once more to size a sample: a sample is `inner` calls (each
+    waited for), enough for about `sample_s` seconds, so sub-millisecond functions are not
+    timed by single calls. With `warm` (default), each turn starts with one untimed call, so
+    that a sample measures the function called repeatedly (as in a training loop), not the
+    first call after another function freed or took memory (on a 2-core CPU, the first
+    call after a mode with a large footprint was up to 5x slower). `warm` may also be a
+    number of seconds: only functions whose sizing call took less get the untimed call
+    (for a call of seconds, one more untimed call costs much and changes little).
 
     **Returns:** `{name: {"min_s", "median_s", "max_s", "times", "inner", "rounds",
-    "compile_s", "output"}}` (per-call seconds); `{}` when `fns` is empty.
+    "compile_s", "output"}}` (per-call seconds; `times[r]` is round `r`'s sample, so
+    samples of different functions with the same index were taken close together);
+    `{}` when `fns` is empty.
     """
     if rounds < 1:
         raise ValueError(f"`rounds` must be >= 1, got {rounds}.")
     if not fns:
         return {}
-    out, inner, times = {}, {}, {}
-    for name, (fn, args) in fns.items():
+
+    def call(name):
+        fn, args, *rest = fns[name]
         t0 = time.perf_counter()
         res = block(fn(*args))
-        out[name] = dict(compile_s=time.perf_counter() - t0, output=res, rounds=rounds)
-        t0 = time.perf_counter()
-        block(fn(*args))
-        inner[name] = int(max(1, min(200, sample_s / max(time.perf_counter() - t0, 1e-7))))
+        wall = time.perf_counter() - t0
+        return res, (rest[0](res) if rest and rest[0] is not None else wall), wall
+
+    out, inner, times, warms = {}, {}, {}, {}
+    for name in fns:
+        res, seconds, _ = call(name)
+        out[name] = dict(compile_s=seconds, output=res, rounds=rounds)
+        _, _, wall = call(name)  # samples are sized by the wall clock (pipes included)
+        inner[name] = int(max(1, min(200, sample_s / max(wall, 1e-7))))
+        warms[name] = bool(warm) if isinstance(warm, bool) else wall < warm
         times[name] = []
     names = list(fns)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn, args = fns[name]
-            block(fn(*args))  # untimed: see the docstring
-            t0 = time.perf_counter()
-            for _ in range(inner[name]):
-                block(fn(*args))
-            times[name].append((time.perf_counter() - t0) / inner[name])
+            if warms[name]:
+                call(name)  # untimed: see the docstring
+            total = sum(call(name)[1] for _ in range(inner[name]))
+            times[name].append(total / inner[name])
     for name in names:
         ts = times[name]
         out[name].update(
