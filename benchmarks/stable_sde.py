@@ -969,8 +969,7 @@ def report(rows, summary, mode, out):
     H.print_table(rows, cols, title="Test accuracy % (mean±std over seeds), paper protocol")
     for k, v in summary.items():
         print(f"{k}: {v}")
-    path = H.write_results("stable_sde", mode, rows, summary, out=out)
-    print(f"wrote {path}")
+    H.write_results("stable_sde", mode, rows, summary, out=out)
 
 
 def combine(paths: list[str], mode: str, out: str | None) -> int:

@@ -234,14 +234,24 @@ def test_adaptive_solve_matches_a_fine_grid_ito_solve_of_the_same_brownian_path(
     """Adaptive stepping (Heun on the Stratonovich form) against Ito-Milstein on a fine fixed
     grid driven by the same virtual Brownian tree. The noise is strong enough that the
     uncorrected Stratonovich solution lies well outside the tolerance."""
-    ts, ys = _data(4, L=5)
+    ts = np.linspace(0.0, 1.0, 5)
+    ys = np.random.default_rng(4).normal(size=(5, C))
     path = make_path(ts, ys)
     m = LNSDE(C + 1, H, 2, theta=3.0, readout="linear", key=jr.key(1))
-    key, tol = jr.key(7), 1e-4
+    key, tol = jr.key(7), 1e-4  # fixed: the margins below were measured for these
 
     @eqx.filter_jit
     def run(m):
-        za = m.solve(path, ts, key=key, stepping="adaptive", rtol=1e-5, atol=1e-7, bm_tol=tol)
+        za = m.solve(
+            path,
+            ts,
+            key=key,
+            stepping="adaptive",
+            rtol=1e-5,
+            atol=1e-7,
+            bm_tol=tol,
+            max_steps=100_000,
+        )
         vbt = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=tol, shape=(H,), key=key)
         z0 = m.initial(path, jnp.asarray(ts))
 
