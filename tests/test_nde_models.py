@@ -39,19 +39,3 @@ def test_node_classifier_matches_plain_diffrax(getkey, tmp_path):
         path, lambda **hp: nde.NeuralODEClassifier(**hp, key=jr.key(0), stepsize_controller=ctrl)
     )
     np.testing.assert_allclose(loaded(x)[0], logits, rtol=1e-12)
-
-
-def test_sde_classifier_and_trajectory_shapes(getkey):
-    sde = nde.NeuralSDEClassifier(5, 3, dim=4, width=6, key=getkey(), max_steps=256)
-    logits, sol = sde(jr.normal(getkey(), (7, 5)), key=getkey())
-    assert logits.shape == (7, 3) and int(sol.stats["nfe_diffusion"]) > 0
-    traj = nde.LatentTrajectoryModel(
-        5,
-        2,
-        dim=4,
-        width=6,
-        key=getkey(),
-        stepsize_controller=dfx.PIDController(rtol=1e-5, atol=1e-5),
-    )
-    out, sol = traj(jnp.ones((3, 5)), jnp.linspace(0.0, 1.0, 4))
-    assert out.shape == (4, 3, 2) and np.all(np.isfinite(out))

@@ -22,7 +22,8 @@ from ._path import ControlPath
 
 
 Stepping = Literal["scan", "grid", "adaptive"]
-Readout = Literal["batchnorm", "mlp", "linear"]
+Readout = Literal["official", "batchnorm", "mlp", "linear"]
+READOUTS = ("official", "batchnorm", "mlp", "linear")
 
 
 def _time_features(t, dtype):
@@ -30,20 +31,37 @@ def _time_features(t, dtype):
     return jnp.stack([jnp.sin(t), jnp.cos(t)])
 
 
-class _Head(eqx.Module):
-    """Readout of the final latent state.
+def _xavier_linear(in_size, out_size, *, key, bias=0.01):
+    """A `Linear` with xavier-uniform weights and a constant bias (the reference code's
+    classifier initialisation)."""
+    lin = eqx.nn.Linear(in_size, out_size, key=key)
+    bound = (6.0 / (in_size + out_size)) ** 0.5
+    w = jr.uniform(key, lin.weight.shape, lin.weight.dtype, -bound, bound)
+    b = jnp.full(lin.bias.shape, bias, lin.weight.dtype)  # pyright: ignore
+    return eqx.tree_at(lambda m: (m.weight, m.bias), lin, (w, b))
 
-    - `"batchnorm"` (default; the reference code's classification head):
-      `Linear -> BatchNorm -> ReLU -> Dropout(0.1) -> Linear`. A module acts on one example,
-      so batch statistics are used only by `batch_call` (training); `__call__` (inference)
-      normalises with the stored `running_mean` / `running_var`, which
-      [`scimlx.sde.calibrate_readout`][] sets from a data set (population statistics of the
-      current weights, "precise BN") -- training with [`scimlx.sde.train_classifier`][] does
-      this before every validation and at the end.
+
+class _Head(eqx.Module):
+    """Readout of a latent state.
+
+    - `"official"` (default; the reference code's UEA classifier, `torch_ists`
+      `NeuralSDE` then `ists_classifier`): `Tanh -> Linear -> ReLU -> Linear` (the latent
+      model's output map) followed by the batch-norm head
+      `Linear -> BatchNorm -> ReLU -> Dropout(0.1) -> Linear`, whose two `Linear`s start
+      from xavier-uniform weights and biases 0.01 as in the reference.
+    - `"batchnorm"`: the batch-norm head alone, on the latent state, with equinox's
+      default initialisation.
     - `"mlp"`: `Linear -> LayerNorm -> ReLU -> Linear` (per example, no statistics).
     - `"linear"`: one `Linear`.
+
+    A module acts on one example, so the batch-norm statistics are used only by
+    `batch_call` (training); `__call__` (inference) normalises with the stored
+    `running_mean` / `running_var`, which [`scimlx.sde.calibrate_readout`][] sets from a
+    data set (population statistics of the current weights, "precise BN") -- training with
+    [`scimlx.sde.train_classifier`][] does this before every validation and at the end.
     """
 
+    pre: tuple[eqx.nn.Linear, eqx.nn.Linear] | None
     layers: tuple
     bn_scale: Float[Array, " hidden"] | None
     bn_shift: Float[Array, " hidden"] | None
@@ -54,12 +72,24 @@ class _Head(eqx.Module):
 
     def __init__(self, hidden: int, out: int, kind: str, *, key, dropout: float = 0.1):
         k1, k2 = jr.split(key)
+        self.pre = None
         self.bn_scale = self.bn_shift = self.running_mean = self.running_var = None
-        if kind == "batchnorm":
-            self.layers = (
-                eqx.nn.Linear(hidden, hidden, key=k1),
-                eqx.nn.Linear(hidden, out, key=k2),
-            )
+        if kind in ("official", "batchnorm"):
+            if kind == "official":
+                k3, k4 = jr.split(jr.fold_in(key, 1))
+                self.pre = (
+                    eqx.nn.Linear(hidden, hidden, key=k3),
+                    eqx.nn.Linear(hidden, hidden, key=k4),
+                )
+                self.layers = (
+                    _xavier_linear(hidden, hidden, key=k1),
+                    _xavier_linear(hidden, out, key=k2),
+                )
+            else:
+                self.layers = (
+                    eqx.nn.Linear(hidden, hidden, key=k1),
+                    eqx.nn.Linear(hidden, out, key=k2),
+                )
             dtype = self.layers[0].weight.dtype
             self.bn_scale = jnp.ones((hidden,), dtype)
             self.bn_shift = jnp.zeros((hidden,), dtype)
@@ -74,9 +104,24 @@ class _Head(eqx.Module):
         elif kind == "linear":
             self.layers = (eqx.nn.Linear(hidden, out, key=k1),)
         else:
-            raise ValueError(f"`readout` must be 'batchnorm', 'mlp' or 'linear', got {kind!r}.")
+            raise ValueError(
+                f"`readout` must be one of {', '.join(map(repr, READOUTS))}, got {kind!r}."
+            )
         self.kind = kind
         self.dropout = dropout
+
+    @property
+    def uses_statistics(self) -> bool:
+        """Whether the readout has batch-norm statistics (`"official"`, `"batchnorm"`)."""
+        return self.running_mean is not None
+
+    def features(self, z):
+        """The output map before the batch-norm head (`"official"`: `Tanh -> Linear ->
+        ReLU -> Linear`; the identity otherwise)."""
+        if self.pre is None:
+            return z
+        a, b = self.pre
+        return b(jax.nn.relu(a(jnp.tanh(z))))
 
     def _bn(self, h, mean, var):
         assert self.bn_scale is not None and self.bn_shift is not None
@@ -84,11 +129,11 @@ class _Head(eqx.Module):
 
     def __call__(self, z):
         """Inference on one example (stored statistics, no dropout)."""
-        if self.kind == "batchnorm":
+        if self.uses_statistics:
             lin1, lin2 = self.layers
             mean = jax.lax.stop_gradient(self.running_mean)
             var = jax.lax.stop_gradient(self.running_var)
-            return lin2(jax.nn.relu(self._bn(lin1(z), mean, var)))
+            return lin2(jax.nn.relu(self._bn(lin1(self.features(z)), mean, var)))
         if self.kind == "mlp":
             lin1, norm, lin2 = self.layers
             return lin2(jax.nn.relu(norm(lin1(z))))
@@ -96,11 +141,11 @@ class _Head(eqx.Module):
 
     def batch_call(self, zs, *, key=None):
         """Training-mode readout of a batch `(B, hidden)`: batch statistics and dropout (when
-        `key` is given) for `"batchnorm"`; the per-example readout otherwise."""
-        if self.kind != "batchnorm":
+        `key` is given) for the batch-norm readouts; the per-example readout otherwise."""
+        if not self.uses_statistics:
             return jax.vmap(self)(zs)
         lin1, lin2 = self.layers
-        h = jax.vmap(lin1)(zs)
+        h = jax.vmap(lambda z: lin1(self.features(z)))(zs)
         mean, var = jnp.mean(h, 0), jnp.var(h, 0)
         h = jax.nn.relu(jax.vmap(lambda x: self._bn(x, mean, var))(h))
         if key is not None and self.dropout > 0:
@@ -111,9 +156,9 @@ class _Head(eqx.Module):
     def with_statistics(self, zs):
         """The head with `running_mean` / `running_var` set from final states `(N, hidden)`
         (unbiased variance, as torch's running estimate); unchanged for other kinds."""
-        if self.kind != "batchnorm":
+        if not self.uses_statistics:
             return self
-        h = jax.vmap(self.layers[0])(zs)
+        h = jax.vmap(lambda z: self.layers[0](self.features(z)))(zs)
         ddof = 1 if h.shape[0] > 1 else 0
         mean, var = jnp.mean(h, 0), jnp.var(h, 0, ddof=ddof)
         return eqx.tree_at(lambda m: (m.running_mean, m.running_var), self, (mean, var))
@@ -204,9 +249,12 @@ class AbstractLatentModel(eqx.Module):
           while-loop, saving and error handling, backpropagation storing every step).
           `"adaptive"`: a PID step-size
           controller with `diffrax.VirtualBrownianTree` (Heun for SDEs, Tsit5 for ODEs/CDEs by
-          default), saving at `ts`.
+          default), saving at `ts`. Heun converges to the Stratonovich solution, so for SDEs
+          the adaptive default solves the Stratonovich form of the model's Ito equation
+          (drift less `g dg/dz / 2`, diagonal noise): all three modes approximate the same
+          Ito SDE.
         - `solver`: a diffrax solver to use instead of the default (e.g. `diffrax.ItoMilstein()`
-          for grid stepping of an SDE).
+          for grid stepping of an SDE). An adaptive `solver` gets the Ito equation as it is.
         - `rtol`, `atol`: tolerances for `"adaptive"`.
         - `bm_tol`: tolerance of the virtual Brownian tree (default: a thousandth of the span).
         - `max_steps`: step cap for `"adaptive"`.
@@ -280,6 +328,8 @@ class AbstractLatentModel(eqx.Module):
             terms = self.terms(path, brownian)
             if isinstance(terms, diffrax.ControlTerm):
                 terms = terms.to_ode()
+            if self.is_sde and solver is None:
+                terms = _stratonovich_terms(terms, self.diffusion)
             sol = diffrax.diffeqsolve(
                 terms,
                 default_solver if solver is None else solver,
@@ -392,6 +442,20 @@ def _check_solve_arguments(model, path, stepping, rtol, atol, bm_tol, max_steps)
         )
 
 
+def _stratonovich_terms(terms, diffusion):
+    """The Stratonovich form of an Ito SDE with diagonal noise `g(t, z)`: the drift less
+    `g_i dg_i/dz_i / 2`, so that a Stratonovich solver (Heun, the adaptive default) converges
+    to the Ito solution that Euler-Maruyama approximates on the grid."""
+    drift, noise = terms.terms
+
+    def corrected(t, z, args):
+        g = diffusion(t, z)
+        dg = jnp.diagonal(jax.jacfwd(lambda y: diffusion(t, y))(z))
+        return drift.vf(t, z, args) - 0.5 * g * dg
+
+    return diffrax.MultiTerm(diffrax.ODETerm(corrected), noise)
+
+
 def _diag_term(fn, brownian):
     return diffrax.ControlTerm(lambda t, z, args: lx.DiagonalLinearOperator(fn(t, z)), brownian)
 
@@ -440,8 +504,10 @@ class LSDE(AbstractLatentModel):
     - `hidden`: latent size (also the width of every layer).
     - `out_size`: readout size (classes, or output channels).
     - `num_layers`: layers of the drift MLP (>= 1).
-    - `readout`: `"batchnorm"` (default; the reference code's classification head
-      Linear-BatchNorm-ReLU-Dropout(0.1)-Linear, see [`scimlx.sde.calibrate_readout`][]),
+    - `readout`: `"official"` (default; the reference code's UEA classifier:
+      Tanh-Linear-ReLU-Linear, then Linear-BatchNorm-ReLU-Dropout(0.1)-Linear with
+      xavier-uniform weights and biases 0.01, see [`scimlx.sde.calibrate_readout`][]),
+      `"batchnorm"` (the batch-norm head alone, default initialisation),
       `"mlp"` (Linear-LayerNorm-ReLU-Linear) or `"linear"`.
     - `theta`: initial value of the learnable diffusion scale `theta`.
     - `key`: PRNG key for the initialisation.
@@ -461,7 +527,7 @@ class LSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         theta: float = 1.0,
         *,
         key: PRNGKeyArray,
@@ -519,7 +585,7 @@ class LNSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         theta: float = 1.0,
         bounded: bool = True,
         *,
@@ -556,14 +622,15 @@ class GSDE(AbstractLatentModel):
     """Geometric neural SDE: `dz / z = gamma(t, z~) dt + sigma(t) dW`.
 
     Solved in the geometric (not log) form `dz = z gamma dt + z sigma dW`, as the reference code
-    does. The drift's factor `z` is, by default, the reference code's ICLR-era smooth surrogate
-    `tanh(u * (1 - sigmoid(z)))` (`drift_factor="logistic"`); `"tanh"` gives the 2024-11 code's
-    `tanh(u * tanh(z))`, and `"z"` the paper's literal `z * tanh(u)`. The diffusion is the same
-    as LNSDE's. Solutions stay positive when `z0 > 0` only for the literal form.
+    does. The drift's factor `z` is, by default, the reference code's bounded surrogate since
+    November 2024, `tanh(u * tanh(z))` (`drift_factor="tanh"`); `"logistic"` gives the
+    ICLR-era code's `tanh(u * (1 - sigmoid(z)))`, and `"z"` the paper's literal
+    `z * tanh(u)`. The diffusion is the same as LNSDE's. Solutions stay positive when
+    `z0 > 0` only for the literal form.
 
     **Arguments:** as [`scimlx.sde.LNSDE`][], plus
 
-    - `drift_factor`: `"logistic"` (default), `"tanh"` or `"z"`.
+    - `drift_factor`: `"tanh"` (default), `"logistic"` or `"z"`.
     """
 
     encoder: eqx.nn.Linear
@@ -582,10 +649,10 @@ class GSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         theta: float = 1.0,
         bounded: bool = True,
-        drift_factor: str = "logistic",
+        drift_factor: str = "tanh",
         *,
         key: PRNGKeyArray,
     ):
@@ -629,15 +696,18 @@ class GSDE(AbstractLatentModel):
 class NaiveSDE(AbstractLatentModel):
     """Naive neural SDE baseline: `dz = f(t, z) dt + g(t, z) dW`.
 
-    As the paper's baseline (reference code option (1, 18)): drift `tanh(MLP(Lin_in(z)))`
-    without the control path (X enters only through `z0 = Linear(X(t0))`; pass
-    `control=True` to feed `A_x X(t)` to the drift as the stable classes do), diffusion
-    `tanh(sigmoid(theta) * ReLU(MLP([sin t, cos t, z])))`, which is neither bounded in time
-    alone nor linear in z: no stability guarantee.
+    As the paper's baseline (reference code option (3, 18)): drift
+    `tanh(MLP(Lin_in([sin t, cos t, z])))` without the control path (X enters only through
+    `z0 = Linear(X(t0))`), diffusion `tanh(sigmoid(theta) * ReLU(MLP([sin t, cos t, z])))`,
+    which is neither bounded in time alone nor linear in z: no stability guarantee.
+    `time_features=False` gives the 2024 code's option (1, 18) (drift `tanh(MLP(Lin_in(z)))`);
+    `control=True` also feeds `A_x X(t)` to the drift (`Lin_in([sin t, cos t, z, A_x X])`).
 
     **Arguments:** as [`scimlx.sde.LSDE`][], plus
 
     - `control`: whether the drift sees X(t) (default `False`, as in the paper).
+    - `time_features`: whether the drift sees `[sin t, cos t]` (default `True`, as the
+      reference code's option (3, 18)).
     """
 
     encoder: eqx.nn.Linear
@@ -649,6 +719,7 @@ class NaiveSDE(AbstractLatentModel):
     theta: Float[Array, ""]
     readout: _Head
     hidden: int = eqx.field(static=True)
+    time_features: bool = eqx.field(static=True)
     is_sde = True
 
     def __init__(
@@ -657,9 +728,10 @@ class NaiveSDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         theta: float = 1.0,
         control: bool = False,
+        time_features: bool = True,
         *,
         key: PRNGKeyArray,
     ):
@@ -667,20 +739,25 @@ class NaiveSDE(AbstractLatentModel):
         ks = jr.split(key, 7)
         self.encoder = eqx.nn.Linear(in_channels, hidden, key=ks[0])
         self.x_embed = eqx.nn.Linear(in_channels, hidden, key=ks[1]) if control else None
-        self.lin_in = eqx.nn.Linear(hidden * (2 if control else 1), hidden, key=ks[2])
+        width = hidden * (2 if control else 1) + (2 if time_features else 0)
+        self.lin_in = eqx.nn.Linear(width, hidden, key=ks[2])
         self.mlp = _MLP(hidden, hidden, num_layers, key=ks[3])
         self.noise1 = eqx.nn.Linear(hidden + 2, hidden, key=ks[4])
         self.noise2 = eqx.nn.Linear(hidden, hidden, key=ks[5])
         self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
         self.readout = _Head(hidden, out_size, readout, key=ks[6])
         self.hidden = hidden
+        self.time_features = time_features
 
     def initial(self, path, ts):
         return self.encoder(path.evaluate(ts[0]))
 
     def drift(self, t, z, x):
-        zin = z if self.x_embed is None else jnp.concatenate([z, self.x_embed(x)])
-        return jnp.tanh(self.mlp(self.lin_in(zin)))
+        parts = [_time_features(t, z.dtype)] if self.time_features else []
+        parts.append(z)
+        if self.x_embed is not None:
+            parts.append(self.x_embed(x))
+        return jnp.tanh(self.mlp(self.lin_in(jnp.concatenate(parts))))
 
     def diffusion(self, t, z):
         h = jnp.concatenate([_time_features(t, z.dtype), z])
@@ -714,7 +791,7 @@ class NeuralCDE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         *,
         key: PRNGKeyArray,
     ):
@@ -763,7 +840,7 @@ class NeuralODE(AbstractLatentModel):
         hidden: int,
         out_size: int,
         num_layers: int = 2,
-        readout: str = "batchnorm",
+        readout: str = "official",
         *,
         key: PRNGKeyArray,
     ):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import tempfile
 
 import equinox as eqx
 import jax
@@ -36,6 +37,33 @@ class PathBatch(eqx.Module):
             self.lengths[idx],
             self.labels[idx],
         )
+
+
+def _check_nonempty(batch, name):
+    if len(batch) == 0:
+        raise ValueError(f"`{name}` is empty: it must hold at least one series.")
+
+
+def _check_labels(model, batch, name):
+    """Labels must be class indices of the model's readout (checked on the host)."""
+    labels = np.asarray(batch.labels)
+    n_classes = model.readout.layers[-1].out_features
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`{name}.labels` must be integer class indices, got dtype {labels.dtype}."
+        )
+    bad = (labels < 0) | (labels >= n_classes)
+    if np.any(bad):
+        raise ValueError(
+            f"`{name}.labels` must be class indices in [0, {n_classes}) (the model's "
+            f"`out_size`); got {int(labels[bad][0])} (labels range {int(labels.min())}.."
+            f"{int(labels.max())}). Build the model with `out_size` = the number of classes."
+        )
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
 
 
 @eqx.filter_jit
@@ -115,7 +143,8 @@ def classification_loss(
     **solve_options,
 ) -> Float[Array, ""]:
     """Training loss: mean cross-entropy of the class logits over a batch (one SDE sample per
-    series; a `"batchnorm"` readout uses the batch's statistics and dropout, as in training)."""
+    series; a batch-norm readout (`"official"`, `"batchnorm"`) uses the batch's statistics
+    and dropout, as in training)."""
     zs = _final_states(model, batch, key, solve_options)
     logits = model.readout.batch_call(zs, key=jr.fold_in(key, 7919))
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels))
@@ -145,7 +174,7 @@ def calibrate_readout(
     chunk: int = 256,
     **solve_options,
 ) -> AbstractLatentModel:
-    """Set a `"batchnorm"` readout's statistics from a data set (usually the training set).
+    """Set a batch-norm readout's statistics from a data set (usually the training set).
 
     The readout's `Linear -> BatchNorm` normalises with batch statistics in training; for
     inference on one example it needs fixed statistics. Instead of torch's running average
@@ -164,8 +193,10 @@ def calibrate_readout(
 
     The model with `readout.running_mean` / `readout.running_var` set.
     """
-    if model.readout.kind != "batchnorm":
+    if not model.readout.uses_statistics:
         return model
+    _check_nonempty(batch, "batch")
+    _check_positive_int(chunk, "chunk")
     zs = []
     for start in range(0, len(batch), chunk):
         sub = batch[np.arange(start, min(start + chunk, len(batch)))]
@@ -203,6 +234,9 @@ def predict_proba(
     `(mean, std)`, each `(N, classes)`: the mean and standard deviation over the samples of
     the predicted probabilities (std is zero for ODE/CDE models or `samples == 1`).
     """
+    _check_nonempty(batch, "batch")
+    _check_positive_int(chunk, "chunk")
+    _check_positive_int(samples, "samples")
     means, stds = [], []
     for start in range(0, len(batch), chunk):
         sub = batch[np.arange(start, min(start + chunk, len(batch)))]
@@ -221,6 +255,8 @@ def evaluate(
     **solve_options,
 ) -> dict:
     """Accuracy, mean cross-entropy and mean predictive std on a labelled set."""
+    _check_nonempty(batch, "batch")
+    _check_labels(model, batch, "batch")
     mean, std = predict_proba(model, batch, key=key, samples=samples, **solve_options)
     labels = np.asarray(batch.labels)
     acc = float(np.mean(mean.argmax(1) == labels))
@@ -248,7 +284,8 @@ def train_classifier(
     lr: float | None = None,
     weight_decay: float | None = None,
     lr_halving_epochs: int | None = 10,
-    patience: int | None = 10,
+    patience: int | None = 11,
+    min_epochs: int = 22,
     clip: float | None = None,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
@@ -261,15 +298,23 @@ def train_classifier(
     70/15/15 split), `lr = 1e-3 * batch / 16`, L2 weight decay `lr / 100`
     (added to the gradient, as `torch.optim.Adam(weight_decay=...)`), learning rate halved
     every 10 epochs, validation loss every epoch (inference mode, after
-    [`scimlx.sde.calibrate_readout`][] on `train`), early stopping after `patience` epochs
-    without improvement, best-validation weights returned.
+    [`scimlx.sde.calibrate_readout`][] on `train`), best-validation weights returned. Every
+    epoch visits each training series once; the last batch of an epoch holds the remainder
+    (as a `DataLoader(drop_last=False)`). Early stopping follows the reference code's rule
+    `(epoch > 20) & (patient > 10)` (0-based epochs): the run stops after `patience` epochs
+    in a row without improvement, at the end of epoch `min_epochs` (1-based) or later.
 
     **Arguments:**
 
-    - `model`: the initial model.
+    - `model`: the initial model; its readout's `out_size` is the number of classes, and
+      labels must lie in `[0, out_size)`.
     - `train`, `val`: [`scimlx.sde.PathBatch`][] sets (`val=None`: no early stopping).
     - `key`: PRNG key (batches, Brownian motions).
-    - `epochs`, `batch_size`, `lr`, `weight_decay`, `lr_halving_epochs`, `patience`: as above.
+    - `epochs`, `batch_size`, `lr`, `weight_decay`, `lr_halving_epochs`: as above.
+    - `patience`: epochs without improvement of the validation loss before stopping
+      (default 11; `None`: never stop early).
+    - `min_epochs`: the first epoch (1-based) at whose end the run may stop early
+      (default 22).
     - `clip`: optional global gradient-norm clip.
     - `progress`: progress bar.
     - `checkpoint`: file path for resumable checkpoints.
@@ -277,17 +322,34 @@ def train_classifier(
 
     **Returns:**
 
-    The [`scimlx.FitResult`][] of `scimlx.fit` (with a `"batchnorm"` readout, `model` and
+    The [`scimlx.FitResult`][] of `scimlx.fit` (with a batch-norm readout, `model` and
     `last_model` have their readout statistics set from `train` by
     [`scimlx.sde.calibrate_readout`][]).
     """
     import scimlx
 
+    _check_nonempty(train, "train")
+    _check_labels(model, train, "train")
+    if val is not None:
+        _check_nonempty(val, "val")
+        _check_labels(model, val, "val")
+    _check_positive_int(epochs, "epochs")
+    if batch_size is not None:
+        _check_positive_int(batch_size, "batch_size")
+    if patience is not None:
+        _check_positive_int(patience, "patience")
+    if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+        raise ValueError(f"`min_epochs` must be a non-negative int, got {min_epochs!r}.")
+    for name, v, low in (("lr", lr, "positive"), ("clip", clip, "positive")) + (
+        ("weight_decay", weight_decay, "non-negative"),
+    ):
+        if v is not None and not (np.isfinite(v) and (v > 0 or (v == 0 and low != "positive"))):
+            raise ValueError(f"`{name}` must be a finite {low} number, got {v!r}.")
     n = len(train)
     n_total = n + (2 * len(val) if val is not None else 0)  # 70/15/15: train + val + test
     bs = default_batch_size(n_total) if batch_size is None else batch_size
     bs = min(bs, n)
-    spe = max(n // bs, 1)
+    spe = -(-n // bs)  # the last batch of an epoch holds the remainder
     lr = 1e-3 * bs / 16 if lr is None else lr
     wd = lr / 100 if weight_decay is None else weight_decay
     if lr_halving_epochs:
@@ -323,22 +385,39 @@ def train_classifier(
         def validate(m):
             return float(vloss(calibrate(m), val))
 
-    result = scimlx.fit(
-        loss,
-        model,
-        optimiser,
-        steps=epochs * spe,
-        key=key,
-        batch=batch_fn,
-        progress=progress,
-        desc=type(model).__name__,
-        checkpoint=checkpoint,
-        checkpoint_every=max(spe * 10, 1),
-        validate=validate,
-        validate_every=spe,
-        patience=patience if val is not None else None,
-    )
-    if model.readout.kind == "batchnorm":  # inference statistics for the returned models
+    def run(steps, patience, checkpoint):
+        return scimlx.fit(
+            loss,
+            model,
+            optimiser,
+            steps=steps,
+            key=key,
+            batch=batch_fn,
+            progress=progress,
+            desc=type(model).__name__,
+            checkpoint=checkpoint,
+            checkpoint_every=max(spe * 10, 1),
+            validate=validate,
+            validate_every=spe,
+            patience=patience,
+        )
+
+    patience = patience if val is not None else None
+    free = min(max(min_epochs - 1, 0), epochs) * spe  # steps during which no early stop
+    if patience is None or free == 0 or free >= epochs * spe:
+        result = run(epochs * spe, patience if free < epochs * spe else None, checkpoint)
+    else:
+        # fit's patience has no warm-up: train the first `min_epochs - 1` epochs without
+        # it, then resume (the same run, from its checkpoint) with it
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = checkpoint if checkpoint is not None else os.path.join(tmp, "warmup.ckpt")
+            done = 0
+            if os.path.exists(ckpt):
+                done = int(scimlx.read_header(ckpt).get("metadata", {}).get("step", 0))
+            if done < free:
+                run(free, None, ckpt)
+            result = run(epochs * spe, patience, ckpt)
+    if model.readout.uses_statistics:  # inference statistics for the returned models
         result = dataclasses.replace(
             result, model=calibrate(result.model), last_model=calibrate(result.last_model)
         )
