@@ -3,7 +3,6 @@
 from ._blackbox import (
     blackbox_coarsen as blackbox_coarsen,
     BoxTransfer as BoxTransfer,
-    choose_axes as choose_axes,
 )
 from ._cd import (
     cd_solve as cd_solve,

@@ -232,7 +232,7 @@ def _axis_strengths(S, solid) -> np.ndarray | None:
     return out
 
 
-def choose_axes(
+def _choose_axes(
     op: AbstractGridOperator, S: Array | None = None, *, semicoarsen: float = 0.25
 ) -> tuple[bool, ...]:
     """The axes to coarsen next: those that can be halved (`n >= 2`; even and `>= 4` when
@@ -247,7 +247,7 @@ def choose_axes(
     if s is None:
         return tuple(ok)
     smax = max(s[a] for a in range(len(shape)) if ok[a])
-    return tuple(ok[a] and s[a] >= semicoarsen * smax for a in range(len(shape)))
+    return tuple(bool(ok[a] and s[a] >= semicoarsen * smax) for a in range(len(shape)))
 
 
 def blackbox_coarsen(
@@ -272,8 +272,9 @@ def blackbox_coarsen(
 
     - `op`: a [`scimlx.linsolve.DiffusionOperator`][] or a `3^d`-point
         [`scimlx.linsolve.StencilOperator`][].
-    - `coarsened`: per axis, whether to coarsen it (default: [`choose_axes`] rule, every axis
-        that can be halved and is not much weaker coupled than the strongest).
+    - `coarsened`: per axis, whether to coarsen it (default: every axis that can be halved
+        and whose coupling strength is at least a quarter of the strongest axis's; every axis
+        that can be halved when the operator is traced).
     - `stencil`: the operator's `3^d`-point stencil, if already at hand.
 
     **Returns:**
@@ -285,7 +286,7 @@ def blackbox_coarsen(
     shape = op.grid_shape
     periodic = op.periodic
     if coarsened is None:
-        coarsened = choose_axes(op, S)
+        coarsened = _choose_axes(op, S)
     coarsened = tuple(bool(c) for c in coarsened)
     if len(coarsened) != len(shape):
         raise ValueError(f"`coarsened` must have one entry per axis ({len(shape)}).")
@@ -336,7 +337,7 @@ def blackbox_hierarchy(
             break
         if levels is None and size <= max_coarse:
             break
-        axes = choose_axes(cur, S, semicoarsen=semicoarsen)
+        axes = _choose_axes(cur, S, semicoarsen=semicoarsen)
         if not any(axes):
             if levels is None:
                 raise ValueError(
