@@ -313,3 +313,37 @@ def test_pcg_vmap_over_rhs():
     for i in range(3):
         ref = spla.spsolve(A, np.asarray(bs[i]).ravel())
         np.testing.assert_allclose(np.asarray(sols.value[i]).ravel(), ref, atol=1e-6)
+
+
+def test_pcg_stagnation_and_true_residual():
+    # float32 cannot reach rtol 1e-9: the recursive residual keeps falling past the true one's
+    # floor; the solve must neither report success nor run silently to max_steps
+    op = ls.poisson((32, 32), dtype=jnp.float32)
+    b = ls.random_rhs(op.solid, key=jax.random.key(0)).astype(jnp.float32)
+    vc = ls.multigrid(op)
+    sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-9, max_steps=1000, throw=False)
+    assert sol.result == ls_results().stagnation
+    steps = int(sol.stats["num_steps"])
+    assert 100 <= steps < 1000
+    bn = float(sol.stats["b_norm"])
+    true = np.linalg.norm(np.asarray(b - op.mv(sol.value), np.float64))
+    np.testing.assert_allclose(float(sol.stats["true_residual_norm"]), true, rtol=1e-2)
+    assert true > 1e-9 * bn
+    with pytest.raises(Exception, match="stagnat"):
+        ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-9, max_steps=1000)
+    # detection off: the same solve runs to max_steps and says so
+    off = ls.pcg_solve(op, b, rtol=1e-9, max_steps=150, stagnation_window=0, throw=False)
+    assert off.result == ls_results().max_steps_reached
+    assert int(off.stats["num_steps"]) == 150
+
+
+def test_pcg_bad_inputs_name_argument_and_shapes():
+    op = ls.poisson((32, 32))
+    b = ls.random_rhs(op.solid, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"`x0`.*\(32, 32\).*\(16, 16\)"):
+        ls.pcg_solve(op, b, x0=jnp.zeros((16, 16)))
+    other = ls.multigrid(ls.poisson((16, 16)))
+    with pytest.raises(ValueError, match=r"`preconditioner`.*\(16, 16\).*\(32, 32\)"):
+        ls.pcg_solve(op, b, preconditioner=other)
+    with pytest.raises(ValueError, match=r"`vcycle`.*\(16, 16\).*\(32, 32\)"):
+        ls.multigrid_solve(op, b, vcycle=other)

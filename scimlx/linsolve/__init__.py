@@ -1,5 +1,9 @@
 """Linear systems from PDEs: matrix-free operators, geometric multigrid, learned solvers."""
 
+from ._blackbox import (
+    blackbox_coarsen as blackbox_coarsen,
+    BoxTransfer as BoxTransfer,
+)
 from ._cd import (
     cd_solve as cd_solve,
     CDSolution as CDSolution,

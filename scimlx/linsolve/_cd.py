@@ -57,9 +57,12 @@ def _cd_loop(
     max_steps: int,
     recompute_every: int,
     stall_tol: float = 0.0,
+    stagnation_window: int = 100,
 ):
     """The loop itself, on plain arrays. Returns (x, code, stats) with code in
-    {0: converged, 1: max steps, 2: non-positive curvature, 3: non-finite}."""
+    {0: converged, 1: max steps, 2: non-positive curvature, 3: non-finite, 4: stagnation}."""
+    from ._cg import _stagnation_update
+
     dtype = b.dtype
     bnorm = jnp.sqrt(_dot(b, b))
     tol = jnp.asarray(atol, dtype) + jnp.asarray(rtol, dtype) * bnorm
@@ -80,11 +83,11 @@ def _cd_loop(
     code = jnp.where(jnp.isfinite(rnorm), 0, 3).astype(jnp.int32)
 
     def cond_fun(carry):
-        it, _, _, rnorm, _, _, _, _, _, _, _, code = carry
+        it, _, _, rnorm, _, _, _, _, _, _, _, code, _, _ = carry
         return (it < max_steps) & (rnorm > tol) & (code == 0)
 
     def body_fun(carry):
-        it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, n_fb, code = carry
+        it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, n_fb, code, ref, since = carry
         q = jnp.asarray(direction(r)).astype(dtype)
         if q.shape != b.shape:
             raise ValueError(
@@ -111,8 +114,10 @@ def _cd_loop(
         ok = finite & ~bad_curv
         alpha = jnp.where(ok, qr / jnp.where(ok, qAq, 1.0), 0.0)
         x = x + alpha * q
-        recompute = (it + 1) % recompute_every == 0
-        r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r - alpha * Aq)
+        r = r - alpha * Aq
+        # the true residual every `recompute_every` steps and before declaring convergence
+        recompute = ((it + 1) % recompute_every == 0) | (jnp.sqrt(_dot(r, r)) <= tol)
+        r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         n_mv = n_mv + 1 + recompute.astype(jnp.int32)
         rnorm_new = jnp.sqrt(_dot(r, r))
         if k > 0:
@@ -121,17 +126,19 @@ def _cd_loop(
             AP = AP.at[slot].set(jnp.where(ok, Aq, 0.0))
             pAp = pAp.at[slot].set(jnp.where(ok, qAq, 1.0))
         code = jnp.where(~finite | ~jnp.isfinite(rnorm_new), 3, jnp.where(bad_curv, 2, 0))
+        ref, since, stagnated = _stagnation_update(rnorm_new, ref, since, it + 1, stagnation_window)
+        code = jnp.where((code == 0) & stagnated & (rnorm_new > tol), 4, code)
         code = code.astype(jnp.int32)
         hist = hist.at[it + 1].set(rnorm_new)
-        return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, n_fb, code)
+        return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, n_fb, code, ref, since)
 
     zero = jnp.array(0, jnp.int32)
-    carry = (zero, x, r, rnorm, P, AP, pAp, hist, n_mv, zero, zero, code)
-    it, x, r, rnorm, _, _, _, hist, n_mv, n_dir, n_fb, code = jax.lax.while_loop(
+    carry = (zero, x, r, rnorm, P, AP, pAp, hist, n_mv, zero, zero, code, rnorm, zero)
+    it, x, r, rnorm, _, _, _, hist, n_mv, n_dir, n_fb, code, _, _ = jax.lax.while_loop(
         cond_fun, body_fun, carry
     )
-    code = jnp.where((code == 0) & (rnorm > tol), 1, code)
     rtrue = b - mv(x)
+    code = jnp.where((code == 0) & ~(jnp.sqrt(_dot(rtrue, rtrue)) <= tol), 1, code)
     stats = {
         "num_steps": it,
         "num_mv": n_mv + 1,
@@ -176,6 +183,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
     max_steps: int = eqx.field(static=True, default=1000)
     recompute_every: int = eqx.field(static=True, default=50)
     stall_tol: float = eqx.field(static=True, default=0.0)
+    stagnation_window: int = eqx.field(static=True, default=100)
 
     def __check_init__(self):
         for name in ("rtol", "atol"):
@@ -189,6 +197,11 @@ class ConjugateDirection(lx.AbstractLinearSolver):
             raise ValueError(f"`k` must be a non-negative integer, got {self.k!r}.")
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"`max_steps` must be a positive integer, got {self.max_steps!r}.")
+        if not isinstance(self.stagnation_window, int) or self.stagnation_window < 0:
+            raise ValueError(
+                "`stagnation_window` must be a non-negative integer (0: off), got "
+                f"{self.stagnation_window!r}."
+            )
         if not isinstance(self.recompute_every, int) or self.recompute_every < 1:
             raise ValueError(
                 f"`recompute_every` must be a positive integer, got {self.recompute_every!r}."
@@ -219,11 +232,16 @@ class ConjugateDirection(lx.AbstractLinearSolver):
             max_steps=self.max_steps,
             recompute_every=self.recompute_every,
             stall_tol=self.stall_tol,
+            stagnation_window=self.stagnation_window,
         )
         result = lx.RESULTS.where(
             code == 0,
             lx.RESULTS.successful,
-            lx.RESULTS.where(code == 1, lx.RESULTS.max_steps_reached, lx.RESULTS.breakdown),
+            lx.RESULTS.where(
+                code == 1,
+                lx.RESULTS.max_steps_reached,
+                lx.RESULTS.where(code == 4, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
+            ),
         )
         return x, result, stats
 
@@ -244,7 +262,9 @@ class CDSolution(eqx.Module):
 
     - `value`: the approximate solution $x$.
     - `result`: a `scimlx.RESULTS` (`successful`, `max_steps_reached`,
-      `negative_curvature` (breakdown: $q^\\top A q \\leq 0$), `nonfinite`).
+      `negative_curvature` (breakdown: $q^\\top A q \\leq 0$), `stagnation` (less than
+      10 % residual reduction in `stagnation_window` steps), `nonfinite`). `successful` means
+      the true residual $\\|b - Ax\\|_2$ meets the tolerance.
     - `stats`: `num_steps`, `num_mv` (operator products, including residual
       recomputations and the final true residual), `num_direction_evals`,
       `residual_history` (length `max_steps + 1`, $\\|r_i\\|_2$, NaN after the last step),
@@ -267,7 +287,7 @@ def _to_results(code: Int[Array, ""]):
             RESULTS.where(
                 code == 2,
                 _member("negative_curvature", "breakdown"),
-                _member("nonfinite", "breakdown"),
+                RESULTS.where(code == 4, RESULTS.stagnation, _member("nonfinite", "breakdown")),
             ),
         ),
     )
@@ -284,9 +304,10 @@ def cd_solve(
     atol: float = 0.0,
     max_steps: int = 1000,
     recompute_every: int = 50,
-    x0: Float[Array, "*shape"] | None = None,
+    x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message
     stall_tol: float = 0.0,
     throw: bool = True,
+    stagnation_window: int = 100,
 ) -> CDSolution:
     r"""Solve $Ax = b$ (A SPD) by truncated conjugate directions with a direction map.
 
@@ -306,6 +327,8 @@ def cd_solve(
       $\|q\|_2 \|r\|_2$ is replaced by $r$ for that step (counted in
       `stats["num_fallbacks"]`); this rescues nonlinear direction maps from stagnation.
     - `throw`: raise on failure; pass `False` under `vmap` and read `sol.result`.
+    - `stagnation_window`: stop with `RESULTS.stagnation` after this many steps without a
+      10 % reduction of $\|r\|_2$ (`0`: off); the residual reached is in `stats`.
 
     **Returns:**
 
@@ -321,8 +344,11 @@ def cd_solve(
         )
     if b.dtype != struct.dtype:
         raise ValueError(f"`b` must have dtype {struct.dtype} (the operator's), got {b.dtype}.")
-    if x0 is not None and x0.shape != b.shape:
-        raise ValueError(f"`x0` must have shape {b.shape}, got {x0.shape}.")
+    if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
+        raise ValueError(
+            f"`x0` must have shape {b.shape} and dtype {b.dtype} (those of `b`), got "
+            f"{x0.shape}, {x0.dtype}."
+        )
     solver = ConjugateDirection(
         rtol=rtol,
         atol=atol,
@@ -331,6 +357,7 @@ def cd_solve(
         max_steps=max_steps,
         recompute_every=recompute_every,
         stall_tol=stall_tol,
+        stagnation_window=stagnation_window,
     )
     options = {} if x0 is None else {"y0": x0}
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)

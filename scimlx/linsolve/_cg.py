@@ -21,7 +21,16 @@ def _dot(x, y):
     return jnp.sum(x * y)
 
 
-def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every):
+def _stagnation_update(rn, ref, since, k, window):
+    """Progress bookkeeping: `ref` is the residual norm at the last step that reduced it by at
+    least 10 %, `since` that step; stagnation when `window` steps pass without such a step."""
+    improved = rn < 0.9 * ref
+    ref = jnp.where(improved, rn, ref)
+    since = jnp.where(improved, k, since)
+    return ref, since, (window > 0) & (k - since >= window)
+
+
+def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every, stagnation_window=100):
     bnorm = jnp.sqrt(_dot(b, b))
     tol = atol + rtol * bnorm
     if x0 is None:
@@ -37,36 +46,44 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every):
     rz = _dot(r, z)
     rn = jnp.sqrt(_dot(r, r))
     hist = jnp.full((max_steps + 1,), jnp.nan, b.dtype).at[0].set(rn)
-    # code: 0 converged/running, 2 breakdown (p^T A p <= 0), 3 non-finite
+    # code: 0 converged/running, 1 max steps, 2 breakdown (p^T A p <= 0), 3 non-finite,
+    # 4 stagnation (less than 10 % progress in `stagnation_window` steps)
     code = jnp.where(jnp.isfinite(rn), 0, 3)
+    zero = jnp.array(0)
 
     def cond(c):
-        x, r, z, p, rz, rn, k, nmv, hist, code = c
+        x, r, z, p, rz, rn, k, nmv, hist, code, ref, since = c
         return (rn > tol) & (k < max_steps) & (code == 0)
 
     def body(c):
-        x, r, z, p, rz, rn, k, nmv, hist, code = c
+        x, r, z, p, rz, rn, k, nmv, hist, code, ref, since = c
         Ap = mv(p)
         pAp = _dot(p, Ap)
         bad = ~(pAp > 0)
         alpha = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, pAp))
         x = x + alpha * p
-        recompute = ((k + 1) % stabilise_every) == 0
-        r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r - alpha * Ap)
+        r = r - alpha * Ap
+        # the true residual every `stabilise_every` steps, and before declaring convergence
+        # (so a drifting recursive residual never reports success)
+        recompute = (((k + 1) % stabilise_every) == 0) | (jnp.sqrt(_dot(r, r)) <= tol)
+        r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         nmv = nmv + 1 + recompute.astype(nmv.dtype)
         z = prec(r)
         rz_new = _dot(r, z)
         beta = rz_new / jnp.where(rz == 0, 1.0, rz)
         p = z + beta * p
         rn = jnp.sqrt(_dot(r, r))
+        ref, since, stagnated = _stagnation_update(rn, ref, since, k + 1, stagnation_window)
         code = jnp.where(bad & (rn > tol), 2, jnp.where(jnp.isfinite(rn), 0, 3))
-        return x, r, z, p, rz_new, rn, k + 1, nmv, hist.at[k + 1].set(rn), code
+        code = jnp.where((code == 0) & stagnated & (rn > tol), 4, code)
+        return x, r, z, p, rz_new, rn, k + 1, nmv, hist.at[k + 1].set(rn), code, ref, since
 
-    x, r, z, p, rz, rn, k, nmv, hist, code = jax.lax.while_loop(
-        cond, body, (x, r, z, p, rz, rn, jnp.array(0), nmv, hist, code)
+    x, r, z, p, rz, rn, k, nmv, hist, code, _, _ = jax.lax.while_loop(
+        cond, body, (x, r, z, p, rz, rn, zero, nmv, hist, code, rn, zero)
     )
-    true_r = jnp.sqrt(_dot(b - mv(x), b - mv(x)))
-    code = jnp.where((code == 0) & (rn > tol), 1, code)
+    rt = b - mv(x)
+    true_r = jnp.sqrt(_dot(rt, rt))
+    code = jnp.where((code == 0) & ~(true_r <= tol), 1, code)
     stats = {
         "num_steps": k,
         "num_mv": nmv + 1,
@@ -92,6 +109,7 @@ class PCG(lx.AbstractLinearSolver):
     atol: float
     max_steps: int = eqx.field(static=True, default=1000)
     stabilise_every: int = eqx.field(static=True, default=50)
+    stagnation_window: int = eqx.field(static=True, default=100)
 
     def __check_init__(self):
         for name in ("rtol", "atol"):
@@ -103,6 +121,12 @@ class PCG(lx.AbstractLinearSolver):
                 raise ValueError("At least one of `rtol` and `atol` must be positive.")
         if self.max_steps < 1:
             raise ValueError(f"`max_steps` must be >= 1; got {self.max_steps}.")
+        if self.stabilise_every < 1:
+            raise ValueError(f"`stabilise_every` must be >= 1; got {self.stabilise_every}.")
+        if self.stagnation_window < 0:
+            raise ValueError(
+                f"`stagnation_window` must be >= 0 (0: off); got {self.stagnation_window}."
+            )
 
     def init(self, operator, options):
         if not lx.is_positive_semidefinite(operator):
@@ -125,11 +149,16 @@ class PCG(lx.AbstractLinearSolver):
             self.atol,
             self.max_steps,
             self.stabilise_every,
+            self.stagnation_window,
         )
         result = lx.RESULTS.where(
             code == 0,
             lx.RESULTS.successful,
-            lx.RESULTS.where(code == 1, lx.RESULTS.max_steps_reached, lx.RESULTS.breakdown),
+            lx.RESULTS.where(
+                code == 1,
+                lx.RESULTS.max_steps_reached,
+                lx.RESULTS.where(code == 4, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
+            ),
         )
         return x, result, stats
 
@@ -151,7 +180,9 @@ class Solution(eqx.Module):
 
     - `value`: the solution.
     - `result`: a `scimlx.RESULTS` (`successful`, `max_steps_reached`, `breakdown`
-      (non-positive curvature), `nonfinite`).
+      (non-positive curvature), `stagnation` (less than 10 % residual reduction in
+      `stagnation_window` steps), `nonfinite`). `successful` means the true residual
+      `|b - A x|_2` meets the tolerance.
     - `stats`: `num_steps`, `num_mv` (operator products incl. residual recomputations and the
       final true residual), `num_preconditioner`, `residual_history` (length
       `max_steps + 1`, NaN after the last step), `residual_norm`, `true_residual_norm`,
@@ -171,7 +202,11 @@ def _to_results(code):
         RESULTS.where(
             code == 1,
             RESULTS.max_steps_reached,
-            RESULTS.where(code == 2, RESULTS.breakdown, nonfinite),
+            RESULTS.where(
+                code == 2,
+                RESULTS.breakdown,
+                RESULTS.where(code == 4, RESULTS.stagnation, nonfinite),
+            ),
         ),
     )
 
@@ -186,14 +221,18 @@ def pcg_solve(
     atol: float = 0.0,
     max_steps: int = 1000,
     stabilise_every: int = 50,
-    x0: Float[Array, "*shape"] | None = None,
+    x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message
     throw: bool = True,
+    stagnation_window: int = 100,
 ) -> Solution:
     """Solve `A x = b` (A SPD) by preconditioned conjugate gradients.
 
     Stops when `|r|_2 <= atol + rtol |b|_2` (no element-wise test, so right-hand sides with
     exact zeros, e.g. on solid cells, are fine); reaching `max_steps` is reported as
-    `RESULTS.max_steps_reached`. Runs through `lineax.linear_solve`, so gradients with respect to
+    `RESULTS.max_steps_reached`; `stagnation_window` steps without a 10 % reduction of the
+    residual norm stop the solve with `RESULTS.stagnation` (the residual reached is in
+    `stats["residual_norm"]`). Success is declared on the true residual `b - A x`, recomputed
+    before stopping. Runs through `lineax.linear_solve`, so gradients with respect to
     `b` and the operator's arrays (e.g. a diffusion coefficient) come from lineax's implicit
     rule (a transposed solve); `vmap` over right-hand sides works (pass `throw=False` and read
     `sol.result` per element; the batch runs until its slowest element converges).
@@ -208,8 +247,9 @@ def pcg_solve(
     - `rtol`, `atol`: tolerances of the 2-norm test; `max_steps`: iteration cap (and
         length of the residual history minus one).
     - `stabilise_every`: recompute `r = b - A x` every this many steps.
-    - `x0`: initial guess.
+    - `x0`: initial guess (the shape and dtype of `b`).
     - `throw`: raise on failure.
+    - `stagnation_window`: steps allowed without a 10 % reduction of `|r|_2` (`0`: off).
 
     **Returns:**
 
@@ -223,7 +263,31 @@ def pcg_solve(
             f"`b` must have shape {struct.shape} and dtype {struct.dtype} (the operator's "
             f"input); got {b.shape}, {b.dtype}."
         )
-    solver = PCG(rtol=rtol, atol=atol, max_steps=max_steps, stabilise_every=stabilise_every)
+    if x0 is not None and (x0.shape != struct.shape or x0.dtype != struct.dtype):
+        raise ValueError(
+            f"`x0` must have shape {struct.shape} and dtype {struct.dtype} (the operator's "
+            f"input, the grid of `b`); got {x0.shape}, {x0.dtype}."
+        )
+    if preconditioner is not None:
+        if not isinstance(preconditioner, lx.AbstractLinearOperator):
+            raise TypeError(
+                f"`preconditioner` must be a lineax operator; got {type(preconditioner)}."
+            )
+        pin, pout = preconditioner.in_structure(), preconditioner.out_structure()
+        if pin != struct or pout != struct:
+            raise ValueError(
+                f"`preconditioner` acts on {getattr(pin, 'shape', pin)} "
+                f"({getattr(pin, 'dtype', '')}) -> {getattr(pout, 'shape', pout)}, but the "
+                f"operator on {struct.shape} ({struct.dtype}): it was built for another grid "
+                "(build it from this operator, e.g. `multigrid(operator)`)."
+            )
+    solver = PCG(
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+        stabilise_every=stabilise_every,
+        stagnation_window=stagnation_window,
+    )
     options = {}
     if preconditioner is not None:
         # the preconditioner changes the path, not the solution: no gradient through it

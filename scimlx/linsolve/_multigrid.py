@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._operators import _stencil_offsets, AbstractGridOperator, DiffusionOperator, StencilOperator
+from ._blackbox import blackbox_hierarchy
+from ._operators import _probe_stencil, AbstractGridOperator, DiffusionOperator, StencilOperator
 from ._smoothers import chebyshev, estimate_lmax, jacobi, red_black_gauss_seidel
 from ._transfer import prolong, restrict, tensor_kernel
 
@@ -22,7 +23,7 @@ except ImportError:  # pragma: no cover
 
 _P1 = (0.25, 0.75, 0.75, 0.25)  # cell-centred bilinear prolongation, per axis
 _SMOOTHERS = ("jacobi", "chebyshev", "rbgs")
-_COARSE = ("rediscretise", "galerkin")
+_COARSE = ("blackbox", "rediscretise", "galerkin")
 
 
 def _coarse_grid(op):
@@ -77,15 +78,6 @@ def _galerkin_scale(fluid, cfluid, bnd, dtype):
     return jnp.where(ok, full / jnp.where(ok, part, 1.0), 0.0)
 
 
-def _probe_period(n: int, periodic: bool, width: int) -> int:
-    if not periodic or n <= width:
-        return min(n, width) if not periodic else n
-    for p in range(width, n + 1):
-        if n % p == 0:
-            return p
-    return n  # pragma: no cover - unreachable (p = n divides n)
-
-
 def galerkin_coarsen(op: AbstractGridOperator) -> StencilOperator:
     """Galerkin coarse operator `R_eff A P_eff` of a cell-centred grid operator, as a stencil.
 
@@ -118,36 +110,7 @@ def galerkin_coarsen(op: AbstractGridOperator) -> StencilOperator:
     def rap(xc):
         return _to_coarse(op.mv(_to_fine(xc, scale, bnd, ext, periodic)), scale, bnd, ext, periodic)
 
-    width = 5
-    periods = tuple(_probe_period(n, per, width) for n, per in zip(cshape, periodic))
-    coords = np.indices(cshape)
-    colour = np.ravel_multi_index(tuple(c % p for c, p in zip(coords, periods)), periods)
-    ncol = int(np.prod(periods))
-    probes = (colour[None] == np.arange(ncol).reshape((ncol,) + (1,) * ndim)).astype(np.float64)
-    probes = jnp.asarray(probes, op.dtype)
-    Y = jax.lax.map(rap, probes, batch_size=min(ncol, 32)).reshape(ncol, -1)
-    N = int(np.prod(cshape))
-    cells = np.arange(N)
-    used = np.zeros((ncol, N), bool)
-    offsets = _stencil_offsets(ndim, width)
-    rows = [None] * len(offsets)
-    # nearest offsets first: on short periodic axes several offsets reach the same cell, and
-    # the coupling goes to the nearest one (the centre keeps the diagonal)
-    for io in sorted(range(len(offsets)), key=lambda i: sum(abs(o) for o in offsets[i])):
-        off = offsets[io]
-        nb = [c + o for c, o in zip(coords, off)]
-        valid = np.ones(cshape, bool)
-        for d, per in enumerate(periodic):
-            if per:
-                nb[d] = nb[d] % cshape[d]
-            else:
-                valid &= (nb[d] >= 0) & (nb[d] < cshape[d])
-        nbc = tuple(np.clip(n, 0, m - 1) for n, m in zip(nb, cshape))
-        cj = colour[nbc].ravel()
-        v = valid.ravel() & ~used[cj, cells]
-        used[cj[v], cells[v]] = True
-        rows[io] = jnp.where(jnp.asarray(v), Y[cj, cells], 0.0).reshape(cshape)
-    S = jnp.stack(rows)
+    S = _probe_stencil(rap, cshape, periodic, 5, op.dtype)
     S = jnp.where(solid_c[None], jnp.zeros_like(S), S)
     return StencilOperator(S, solid_c, op.boundary)
 
@@ -238,19 +201,20 @@ def _dense(op: AbstractGridOperator) -> Array:
 
 
 class VCycle(AbstractGridOperator):
-    """A geometric-multigrid V-cycle as a symmetric positive definite lineax operator.
+    """A multigrid V-cycle as a symmetric positive definite lineax operator.
 
     `VCycle.mv(r)` applies one V-cycle to `A e = r` from `e = 0`, i.e. an approximation of
     `A^{-1} r`: usable as `lx.CG(...)`'s preconditioner (`options={"preconditioner": vc}`),
     in [`scimlx.linsolve.pcg_solve`][], and stand-alone in
     [`scimlx.linsolve.multigrid_solve`][]. Build it with [`scimlx.linsolve.multigrid`][].
 
-    Cycle on level `l`: pre-smoothing; residual restricted by `R = P^T / 2^d` (the cell-centred
-    full weighting `[1, 3, 3, 1] / 8` per axis); coarse correction; prolongation by
-    cell-centred bilinear interpolation `P` (`[1, 3, 3, 1] / 4` per axis); post-smoothing with
-    the adjoint sweep (so the cycle is symmetric); exact solve (dense pseudo-inverse) on the
-    coarsest grid. Solid cells are excluded from every level (a coarse cell is solid when all its
-    children are) and the fine solid rows (identity) are inverted exactly.
+    Cycle on level `l`: pre-smoothing; residual restricted; coarse correction; prolongation;
+    post-smoothing with the adjoint sweep (so the cycle is symmetric); exact solve (dense
+    pseudo-inverse) on the coarsest grid. Transfers: with `transfers` (black-box levels, see
+    [`scimlx.linsolve.blackbox_coarsen`][]) the operator-dependent `P` and `R = P^T`;
+    otherwise the cell-centred geometric pair, `R = P^T / 2^d` (full weighting
+    `[1, 3, 3, 1] / 8` per axis) and bilinear `P` (`[1, 3, 3, 1] / 4` per axis). Solid cells
+    are excluded from every level and the fine solid rows (identity) are inverted exactly.
     """
 
     operators: tuple[AbstractGridOperator, ...]
@@ -265,6 +229,7 @@ class VCycle(AbstractGridOperator):
     post: int = eqx.field(static=True)
     omega: float = eqx.field(static=True)
     degree: int = eqx.field(static=True)
+    transfers: tuple[Any, ...] = ()
 
     def in_structure(self):
         return self.operators[0].in_structure()
@@ -298,6 +263,10 @@ class VCycle(AbstractGridOperator):
             return jnp.where(fluid, u, jnp.zeros_like(u))
         u = self._smooth(level, f, jnp.zeros_like(f), fluid, post=False)
         r = f - op.mv(u)
+        if self.transfers:
+            tr = self.transfers[level]
+            u = u + tr.prolong(self._cycle(level + 1, tr.restrict(r)))
+            return self._smooth(level, f, u, fluid, post=True)
         bnd = self.boundaries[level]
         cper = self.operators[level + 1].periodic
         ext = self.extension[level + 1]
@@ -313,8 +282,43 @@ class VCycle(AbstractGridOperator):
         return jnp.where(solid, vector, u)
 
 
+def _traced(op) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(op))
+
+
+def _uniform(op: AbstractGridOperator) -> bool:
+    """Whether `op` is a concrete diffusion operator with one isotropic coefficient on every
+    face between fluid cells (solids allowed)."""
+    if not isinstance(op, DiffusionOperator):
+        return False
+    try:
+        faces = [np.asarray(T) for T in op.faces]
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return False
+    vals = []
+    for d, (T, per, h) in enumerate(zip(faces, op.periodic, op.spacing)):
+        inner = T if per else np.take(T, np.arange(1, T.shape[d] - 1), axis=d)
+        inner = inner[inner != 0] / h**2  # faces at solids are zero
+        if inner.size == 0:
+            continue
+        if np.ptp(inner) > 1e-12 * np.abs(inner).max():
+            return False
+        vals.append(float(inner.flat[0]))
+    return not vals or max(vals) - min(vals) <= 1e-12 * max(abs(v) for v in vals)
+
+
+def _geometric_depth_ok(shape, max_coarse: int) -> bool:
+    """Whether halving even sizes reaches `max_coarse` cells (the geometric hierarchy)."""
+    shape = tuple(shape)
+    while int(np.prod(shape)) > max_coarse:
+        if any(n % 2 or n < 4 for n in shape):
+            return False
+        shape = tuple(n // 2 for n in shape)
+    return True
+
+
 def multigrid(
-    operator: DiffusionOperator,
+    operator: AbstractGridOperator,
     *,
     smoother: str = "chebyshev",
     pre: int = 1,
@@ -323,49 +327,120 @@ def multigrid(
     degree: int = 2,
     max_coarse: int = 256,
     levels: int | None = None,
-    coarse: str = "rediscretise",
+    coarse: str | None = None,
+    semicoarsen: float = 0.25,
 ) -> VCycle:
-    """Set up a geometric-multigrid V-cycle for a cell-centred diffusion operator.
+    """Set up a multigrid V-cycle for a cell-centred diffusion operator.
 
-    Coarse operators are rediscretised by [`scimlx.linsolve.coarsen`][] (the coefficients and
-    the solid mask are coarsened, so coarse grids see the obstacles), or with
-    `coarse="galerkin"` built as `R A P` by [`scimlx.linsolve.galerkin_coarsen`][] (`5^d`-point
-    stencils). Grids are halved while all sizes are even and the grid has more than
-    `max_coarse` cells (or `levels` times).
+    Three kinds of coarse levels (`coarse`):
+
+    - `"blackbox"`: operator-dependent interpolation and Galerkin coarse operators
+        `P^T A P` (`3^d`-point stencils; see [`scimlx.linsolve.blackbox_coarsen`][]); any grid
+        size (`n -> n // 2` per axis); axes much more weakly coupled than the strongest
+        (below `semicoarsen` times its strength) are not coarsened (semi-coarsening, for
+        anisotropic coefficients). Robust on obstacles, thin channels and coefficient jumps.
+    - `"rediscretise"`: [`scimlx.linsolve.coarsen`][] (coefficients averaged, a coarse cell
+        solid when all its children are) with cell-centred bilinear transfers; even sizes only.
+    - `"galerkin"`: `R A P` with the cell-centred bilinear transfers
+        ([`scimlx.linsolve.galerkin_coarsen`][], `5^d`-point stencils); even sizes only.
+
+    The default (`None`) is `"rediscretise"` for constant-coefficient isotropic operators
+    (with or without solids) whose sizes halve down to `max_coarse` cells, and `"blackbox"`
+    otherwise (variable or anisotropic coefficients, odd sizes, traced operators). On
+    obstacle scenes with thin channels (mazes) `"blackbox"` needs fewer iterations than
+    `"rediscretise"`; on scattered obstacles more (see the benchmarks page).
 
     **Arguments:**
 
-    - `operator`: a [`scimlx.linsolve.DiffusionOperator`][].
+    - `operator`: a [`scimlx.linsolve.DiffusionOperator`][] (or, for `"blackbox"`, a
+        `3^d`-point [`scimlx.linsolve.StencilOperator`][]).
     - `smoother`: `"jacobi"` (damped), `"chebyshev"` (on `D^{-1}A`, degree `degree`) or
         `"rbgs"` (red-black Gauss-Seidel, reversed after the correction).
     - `pre`, `post`: smoothing steps before/after the coarse correction. Use `pre == post`
         for a symmetric cycle (needed as a CG preconditioner).
     - `omega`: Jacobi damping (default `0.8` in 2-D, `6/7` in 3-D).
     - `degree`: Chebyshev degree.
-    - `max_coarse`: stop coarsening at or below this many cells.
-    - `levels`: number of levels (default: as many as allowed).
-    - `coarse`: `"rediscretise"` (default) or `"galerkin"`.
+    - `max_coarse`: coarsen until at most this many cells (the coarsest level is solved by a
+        dense pseudo-inverse). A grid that cannot be coarsened that far raises `ValueError`
+        naming the grid (e.g. odd periodic sides, or odd sides with `"rediscretise"`).
+    - `levels`: number of levels (default: as many as needed for `max_coarse`).
+    - `coarse`: `None` (automatic, above), `"blackbox"`, `"rediscretise"` or `"galerkin"`.
+    - `semicoarsen`: black-box only; the relative coupling strength below which an axis is
+        not coarsened (`0` coarsens every axis that can be halved).
 
     **Returns:**
 
     A [`scimlx.linsolve.VCycle`][].
     """
-    if not isinstance(operator, DiffusionOperator):
-        raise TypeError(f"`operator` must be a DiffusionOperator; got {type(operator)}.")
+    if not isinstance(operator, DiffusionOperator | StencilOperator):
+        raise TypeError(
+            f"`operator` must be a DiffusionOperator (or a StencilOperator); got {type(operator)}."
+        )
     if smoother not in _SMOOTHERS:
         raise ValueError(f"`smoother` must be one of {_SMOOTHERS}; got {smoother!r}.")
     if pre < 0 or post < 0:
         raise ValueError("`pre` and `post` must be non-negative.")
-    if coarse not in _COARSE:
-        raise ValueError(f"`coarse` must be one of {_COARSE}; got {coarse!r}.")
+    if coarse is not None and coarse not in _COARSE:
+        raise ValueError(f"`coarse` must be None or one of {_COARSE}; got {coarse!r}.")
+    if max_coarse < 1:
+        raise ValueError(f"`max_coarse` must be >= 1; got {max_coarse}.")
+    if levels is not None and levels < 1:
+        raise ValueError(f"`levels` must be >= 1; got {levels}.")
+    if coarse is None:
+        simple = _uniform(operator) and _geometric_depth_ok(operator.grid_shape, max_coarse)
+        coarse = "rediscretise" if simple else "blackbox"
+    if coarse != "blackbox" and not isinstance(operator, DiffusionOperator):
+        raise TypeError(f"`coarse={coarse!r}` needs a DiffusionOperator; got {type(operator)}.")
     ndim = len(operator.grid_shape)
     if omega is None:
         omega = 0.8 if ndim <= 2 else 6.0 / 7.0
-    return _build(operator, smoother, pre, post, float(omega), degree, max_coarse, levels, coarse)
+    if coarse == "blackbox" and not _traced(operator):
+        # eagerly: the coarsening decisions (semi-coarsening) need concrete values, and
+        # op-by-op execution costs less than compiling the whole setup
+        return _build.__wrapped__(
+            operator,
+            smoother,
+            pre,
+            post,
+            float(omega),
+            degree,
+            max_coarse,
+            levels,
+            coarse,
+            float(semicoarsen),
+        )
+    return _build(
+        operator,
+        smoother,
+        pre,
+        post,
+        float(omega),
+        degree,
+        max_coarse,
+        levels,
+        coarse,
+        float(semicoarsen),
+    )
 
 
 @eqx.filter_jit
-def _build(operator, smoother, pre, post, omega, degree, max_coarse, levels, coarse="rediscretise"):
+def _build(
+    operator,
+    smoother,
+    pre,
+    post,
+    omega,
+    degree,
+    max_coarse,
+    levels,
+    coarse="rediscretise",
+    semicoarsen=0.25,
+):
+    if coarse == "blackbox":
+        ops, transfers = blackbox_hierarchy(
+            operator, max_coarse=max_coarse, levels=levels, semicoarsen=semicoarsen
+        )
+        return _setup(tuple(ops), smoother, pre, post, omega, degree, transfers=tuple(transfers))
     ops = [operator]
     while True:
         shape = ops[-1].grid_shape
@@ -374,21 +449,39 @@ def _build(operator, smoother, pre, post, omega, degree, max_coarse, levels, coa
         if levels is None and int(np.prod(shape)) <= max_coarse:
             break
         if any(n % 2 or n < 4 for n in shape):
+            if levels is None:
+                raise ValueError(
+                    f"`coarse={coarse!r}` cannot coarsen the grid {shape} (reached from "
+                    f"{operator.grid_shape}): it halves even sizes only, and {int(np.prod(shape))}"
+                    f" cells exceed `max_coarse={max_coarse}`; use `coarse='blackbox'` (any size)."
+                )
             break
         ops.append(coarsen(ops[-1]) if coarse == "rediscretise" else galerkin_coarsen(ops[-1]))
     return _setup(tuple(ops), smoother, pre, post, omega, degree, galerkin=coarse == "galerkin")
 
 
-def _setup_arrays(ops, smoother, galerkin=False):
+def _gershgorin(op, D):
+    """Gershgorin bound of `D^{-1} A` on fluid cells: 2 for diffusion operators (diagonally
+    dominant), the largest `sum_j |a_ij| / a_ii` for Galerkin stencils (not always dominant)."""
+    if not isinstance(op, StencilOperator):
+        return 2.0
+    rows = jnp.sum(jnp.abs(op.stencil), axis=0) / jnp.where(op.solid, 1.0, jnp.abs(D))
+    return jnp.maximum(jnp.max(jnp.where(op.solid, 0.0, rows)), 2.0)
+
+
+def _setup_arrays(ops, smoother, galerkin=False, blackbox=False):
     diags = tuple(op.diagonal_values() for op in ops)
     if smoother == "chebyshev":
-        lmax = tuple(estimate_lmax(op.mv, D, ~op.solid) for op, D in zip(ops[:-1], diags[:-1])) + (
-            jnp.asarray(2.0, ops[0].dtype),
-        )
+        lmax = tuple(
+            estimate_lmax(op.mv, D, ~op.solid, bound=_gershgorin(op, D))
+            for op, D in zip(ops[:-1], diags[:-1])
+        ) + (jnp.asarray(2.0, ops[0].dtype),)
     else:
         lmax = tuple(jnp.asarray(2.0, op.dtype) for op in ops)
     A = _dense(ops[-1])
     inv = jnp.linalg.pinv(A, hermitian=True)
+    if blackbox:  # the transfers carry the coarse spaces
+        return diags, lmax, inv, (), ()
     ext = tuple(_extension_weights(op.solid, op.periodic) for op in ops)
     scales = tuple((~op.solid).astype(op.dtype) for op in ops)
     if galerkin:  # the Galerkin coarse spaces: no extension, renormalised interpolation
@@ -400,11 +493,23 @@ def _setup_arrays(ops, smoother, galerkin=False):
     return diags, lmax, inv, ext, scales
 
 
-def _setup(ops, smoother, pre, post, omega, degree, galerkin=False):
+def _setup(ops, smoother, pre, post, omega, degree, galerkin=False, transfers=()):
     boundaries = tuple(_transfer_boundary(op) for op in ops)
-    diags, lmax, inv, ext, scales = _setup_arrays(ops, smoother, galerkin)
+    diags, lmax, inv, ext, scales = _setup_arrays(ops, smoother, galerkin, bool(transfers))
     return VCycle(
-        ops, diags, lmax, inv, ext, scales, boundaries, smoother, pre, post, omega, degree
+        ops,
+        diags,
+        lmax,
+        inv,
+        ext,
+        scales,
+        boundaries,
+        smoother,
+        pre,
+        post,
+        omega,
+        degree,
+        transfers,
     )
 
 
@@ -448,6 +553,12 @@ def multigrid_solve(
         raise ValueError(f"`b` must have shape {operator.grid_shape}; got {b.shape}.")
     if rtol < 0 or atol < 0 or (rtol == 0 and atol == 0):
         raise ValueError("`rtol`, `atol` must be non-negative and not both zero.")
+    if vcycle is not None and vcycle.in_structure() != operator.in_structure():
+        s = vcycle.in_structure()
+        raise ValueError(
+            f"`vcycle` was built for the grid {s.shape} ({s.dtype}) but `operator` acts on "
+            f"{operator.grid_shape} ({operator.dtype}); build it with `multigrid(operator)`."
+        )
     vc = multigrid(operator) if vcycle is None else vcycle
     bnorm = jnp.linalg.norm(b)
     tol = atol + rtol * bnorm

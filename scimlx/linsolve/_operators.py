@@ -485,6 +485,56 @@ class StencilOperator(AbstractGridOperator):
         return jnp.where(self.solid, jnp.ones_like(self.stencil[centre]), self.stencil[centre])
 
 
+def _probe_period(n: int, periodic: bool, width: int) -> int:
+    if not periodic or n <= width:
+        return min(n, width) if not periodic else n
+    for p in range(width, n + 1):
+        if n % p == 0:
+            return p
+    return n  # pragma: no cover - unreachable (p = n divides n)
+
+
+def _probe_stencil(apply, shape, periodic, width: int, dtype) -> Array:
+    """The `width^d`-point stencil `(w^d, *shape)` of a linear grid map `apply`, by probing.
+
+    `apply` (grid array -> grid array) must couple each cell only with cells at offsets in
+    `{-h..h}^d` (`w = 2h + 1`). It is applied to `w^d` coloured probe vectors (cells of one
+    colour are `w` apart along every axis; more colours on short periodic axes), batched with
+    `lax.map`, so the result is exact and jittable. On short periodic axes several offsets
+    reach the same cell; the coupling goes to the nearest one (the centre keeps the diagonal).
+    """
+    ndim = len(shape)
+    periods = tuple(_probe_period(n, per, width) for n, per in zip(shape, periodic))
+    coords = np.indices(shape)
+    colour = np.ravel_multi_index(tuple(c % p for c, p in zip(coords, periods)), periods)
+    ncol = int(np.prod(periods))
+    probes = (colour[None] == np.arange(ncol).reshape((ncol,) + (1,) * ndim)).astype(np.float64)
+    probes = jnp.asarray(probes, dtype)
+    # vmapped in chunks (no compilation of its own when run eagerly)
+    Y = jnp.concatenate([jax.vmap(apply)(probes[i : i + 32]) for i in range(0, ncol, 32)])
+    Y = Y.reshape(ncol, -1)
+    N = int(np.prod(shape))
+    cells = np.arange(N)
+    used = np.zeros((ncol, N), bool)
+    offsets = _stencil_offsets(ndim, width)
+    rows = [None] * len(offsets)
+    for io in sorted(range(len(offsets)), key=lambda i: sum(abs(o) for o in offsets[i])):
+        off = offsets[io]
+        nb = [c + o for c, o in zip(coords, off)]
+        valid = np.ones(shape, bool)
+        for d, per in enumerate(periodic):
+            if per:
+                nb[d] = nb[d] % shape[d]
+            else:
+                valid &= (nb[d] >= 0) & (nb[d] < shape[d])
+        nbc = tuple(np.clip(n, 0, m - 1) for n, m in zip(nb, shape))
+        cj = colour[nbc].ravel()
+        v = valid.ravel() & ~used[cj, cells]
+        used[cj[v], cells[v]] = True
+        rows[io] = jnp.where(jnp.asarray(v), Y[cj, cells], 0.0).reshape(shape)
+    return jnp.stack(rows)
+
+
 def stencil_to_scipy_sparse(operator: StencilOperator):
     """Assemble a `StencilOperator` as a CSR matrix (unknowns ordered as `u.ravel()`)."""
     import scipy.sparse as sp

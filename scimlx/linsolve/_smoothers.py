@@ -127,6 +127,7 @@ def estimate_lmax(
     key: Array | None = None,
     steps: int = 12,
     safety: float = 1.1,
+    bound: Array | float = 2.0,
 ) -> Array:
     """Estimate the largest eigenvalue of `D^{-1} A` on the fluid cells by power iteration.
 
@@ -135,11 +136,12 @@ def estimate_lmax(
     - `mv`, `diag`, `fluid`: as in [`scimlx.linsolve.jacobi`][].
     - `key`: PRNG key for the start vector (default a fixed key).
     - `steps`: power iterations; `safety`: factor applied to the estimate.
+    - `bound`: an upper bound of the spectrum (default `2`, the Gershgorin bound for a
+        diagonally dominant `A`; pass the operator's own Gershgorin bound otherwise).
 
     **Returns:**
 
-    A scalar upper estimate (never above `2 * safety`, the Gershgorin bound for a diagonally
-    dominant `A`).
+    A scalar upper estimate (never above `bound * safety`).
     """
     key = jax.random.key(0) if key is None else key
     inv = jnp.where(fluid, 1.0 / diag, jnp.zeros_like(diag))
@@ -149,4 +151,4 @@ def estimate_lmax(
         w = inv * mv(v)
         lam = jnp.sqrt(jnp.sum(w * w)) / jnp.sqrt(jnp.sum(v * v))
         v = w / jnp.sqrt(jnp.sum(w * w))
-    return jnp.minimum(lam * safety, 2.0 * safety)
+    return jnp.minimum(lam * safety, bound * safety)
