@@ -119,38 +119,22 @@ def test_nfe_matches_counted_calls(solver, sde):
         terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diff, bm))
     else:
         terms = dfx.ODETerm(drift)
+    problem = (terms, solver, 0.0, 1.0, 0.3, jnp.ones(2))
+    control = dict(stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3), max_steps=256)
     sol = nde.regularized_diffeqsolve(
-        terms,
-        solver,
-        0.0,
-        1.0,
-        0.3,
-        jnp.ones(2),
-        stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3),
-        regularizers=(nde.GlobalErrorEstimate(),),
-        max_steps=256,
+        *problem, regularizers=(nde.GlobalErrorEstimate(),), **control
     )
     jax.effects_barrier()
     assert int(sol.stats["nfe"]) == nd[0]
     if sde:
+        assert int(sol.stats["nfe_diffusion"]) == ng[0]
         return
     # the regularizer observes the solver's heuristics and must not change its steps: the
     # accepted/rejected counts are those of the plain diffrax solve (ODEs; for SDEs the
     # regularized solve takes half the plain solve's accepted steps on this problem)
-    ref = dfx.diffeqsolve(
-        terms,
-        solver,
-        0.0,
-        1.0,
-        0.3,
-        jnp.ones(2),
-        stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3),
-        max_steps=256,
-    )
+    ref = dfx.diffeqsolve(*problem, **control)
     for k in ("num_accepted_steps", "num_rejected_steps"):
         assert int(sol.stats[k]) == int(ref.stats[k]), k
-    if sde:
-        assert int(sol.stats["nfe_diffusion"]) == ng[0]
 
 
 def test_nfe_of_local_step_counted(getkey):

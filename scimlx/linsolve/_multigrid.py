@@ -394,22 +394,12 @@ def multigrid(
     ndim = len(operator.grid_shape)
     if omega is None:
         omega = 0.8 if ndim <= 2 else 6.0 / 7.0
-    if coarse == "blackbox" and not _traced(operator):
-        # eagerly: the coarsening decisions (semi-coarsening) need concrete values, and
-        # op-by-op execution costs less than compiling the whole setup
-        return _build.__wrapped__(
-            operator,
-            smoother,
-            pre,
-            post,
-            float(omega),
-            degree,
-            max_coarse,
-            levels,
-            coarse,
-            float(semicoarsen),
-        )
-    return _build(
+    # Black-box setup runs eagerly on a concrete operator: the coarsening decisions
+    # (semi-coarsening) need concrete values, and op-by-op execution costs less than
+    # compiling the whole setup.
+    eager = coarse == "blackbox" and not _traced(operator)
+    build = _build.__wrapped__ if eager else _build
+    return build(
         operator,
         smoother,
         pre,

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._core._checks import check_labels, check_nonempty
 from ._models import AbstractLatentModel
 from ._path import ControlPath, make_path
 
@@ -40,25 +41,13 @@ class PathBatch(eqx.Module):
 
 
 def _check_nonempty(batch, name):
-    if len(batch) == 0:
-        raise ValueError(f"`{name}` is empty: it must hold at least one series.")
+    check_nonempty(name, len(batch), what="series")
 
 
 def _check_labels(model, batch, name):
-    """Labels must be class indices of the model's readout (checked on the host)."""
-    labels = np.asarray(batch.labels)
-    n_classes = model.readout.layers[-1].out_features
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"`{name}.labels` must be integer class indices, got dtype {labels.dtype}."
-        )
-    bad = (labels < 0) | (labels >= n_classes)
-    if np.any(bad):
-        raise ValueError(
-            f"`{name}.labels` must be class indices in [0, {n_classes}) (the model's "
-            f"`out_size`); got {int(labels[bad][0])} (labels range {int(labels.min())}.."
-            f"{int(labels.max())}). Build the model with `out_size` = the number of classes."
-        )
+    """Labels must be class indices of the model's readout (`out_size`; checked on the
+    host)."""
+    check_labels(f"{name}.labels", np.asarray(batch.labels), model.readout.layers[-1].out_features)
 
 
 def _check_positive_int(value, name):
