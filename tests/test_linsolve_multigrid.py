@@ -17,12 +17,18 @@ def _rand(key, shape):
     return jax.random.normal(jax.random.key(key), shape, dtype=jnp.float64)
 
 
-@pytest.mark.parametrize("boundary", ["dirichlet", "periodic"])
-@pytest.mark.parametrize("shape", [(4, 6, 8), (7, 5)])
-@pytest.mark.parametrize("k", [3, 4])
+# odd sizes only where the transfer is defined for them (3-point kernel, Dirichlet)
+_ADJOINT_CASES = [
+    (boundary, shape, k)
+    for boundary in ("dirichlet", "periodic")
+    for shape in ((4, 6, 8), (7, 5))
+    for k in (3, 4)
+    if not ((k != 3 or boundary == "periodic") and any(n % 2 for n in shape))
+]
+
+
+@pytest.mark.parametrize("boundary,shape,k", _ADJOINT_CASES)
 def test_restrict_adjoint_of_prolong(boundary, shape, k):
-    if (k != 3 or boundary == "periodic") and any(n % 2 for n in shape):
-        pytest.skip("needs even sizes")
     if k == 3 and boundary == "dirichlet" and len(shape) == 2:
         # the classical Dirichlet alignment (padding 0) is adjoint too
         u = _rand(0, (1,) + shape)
