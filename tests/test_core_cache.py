@@ -84,5 +84,4 @@ def test_processes_share_one_cache(tmp_path):
     (warm,) = _run_many(cache, 1)
     assert warm["sum"] == first[0]["sum"]
     assert warm["hits"] >= 1  # the second process loaded the program instead of compiling
-    _cache._MAX_BYTES  # bounded cache: eviction (and with it JAX's file lock) is on
-    assert _cache._MAX_BYTES > 0
+    assert _cache._MAX_BYTES > 0  # bounded cache: eviction (and with it JAX's file lock) is on
