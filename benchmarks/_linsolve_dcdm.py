@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
+import optax
 
 import scimlx.linsolve as ls
 
@@ -230,8 +231,8 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
             masks,
             vecs,
             steps=steps,
+            optimiser=optax.adam(lr),
             key=stage_key,
-            learning_rate=lr,
             batch_size=batch,
             progress=progress,
             checkpoint=ckpt,
@@ -286,8 +287,8 @@ def train_models(
             masks,
             vecs,
             steps=steps,
+            optimiser=optax.adam(learning_rate),
             key=jax.random.key(seed + key_offset),
-            learning_rate=learning_rate,
             progress=progress,
         )
         return out, time.perf_counter() - t

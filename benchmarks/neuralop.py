@@ -42,6 +42,8 @@ from scimlx.neuralop import (  # noqa: E402
     MgNO,
     normalised,
     operator_loss,
+    reference_optimiser,
+    rel_h1,
     rel_l2,
     train_operator,
 )
@@ -135,7 +137,7 @@ def _step_times(models, a, u, batch, rounds=15):
     Interleaving makes the ratios robust to load that drifts during the measurement (the
     2-core machine is shared).
     """
-    loss = operator_loss("h1")
+    loss = operator_loss(rel_h1)
     opt = optax.adam(1e-3)
     a, u = a[:batch], u[:batch]
     runs = {}
@@ -288,12 +290,11 @@ def main():
                 model,
                 a_tr,
                 u_tr,
+                optimiser=reference_optimiser(steps, learning_rate=cfg["lr"]),
                 steps=steps,
                 key=jax.random.key(100 + seed),
                 batch_size=cfg["batch"],
-                learning_rate=cfg["lr"],
-                loss="h1",
-                schedule="onecycle",
+                loss=rel_h1,
                 progress=True,
             )
             wall = time.perf_counter() - t

@@ -56,6 +56,7 @@ from scimlx.sde import (  # noqa: E402
     NeuralCDE,
     NeuralODE,
     paths_from_data,
+    reference_optimiser,
 )
 
 
@@ -122,10 +123,7 @@ def _optimiser(spe):
     so runs at different learning rates share one compiled step."""
 
     def adam_step_lr(lr):
-        return optax.chain(
-            optax.add_decayed_weights(lr / 100),
-            optax.adam(optax.exponential_decay(lr, 10 * spe, 0.5, staircase=True)),
-        )
+        return reference_optimiser(lr, spe)
 
     return optax.inject_hyperparams(adam_step_lr)(lr=1e-3)
 

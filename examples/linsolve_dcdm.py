@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 import scimlx.linsolve as ls  # noqa: E402
 
@@ -53,8 +54,8 @@ def main(train_n=64, test_n=128, steps=400, model=None, out=None, save_model=Non
         masks,
         vecs,
         steps=steps,
+        optimiser=optax.adam(1e-3),
         key=jax.random.key(1),
-        learning_rate=1e-3,
     ).model
     bpx = ls.train_dcdm(
         ls.LearnedMGNet(2, key=jax.random.key(2)),
@@ -62,8 +63,8 @@ def main(train_n=64, test_n=128, steps=400, model=None, out=None, save_model=Non
         masks,
         vecs,
         steps=steps // 2,
+        optimiser=optax.adam(1e-3),
         key=jax.random.key(3),
-        learning_rate=1e-3,
     ).model
     if save_model:
         ls.save_model(save_model, cnn, metadata={"train_grid": train_n, "steps": steps})

@@ -30,6 +30,8 @@ from scimlx.neuralop import (  # noqa: E402
     FNO,
     MgNO,
     normalised,
+    reference_optimiser,
+    rel_h1,
     train_operator,
 )
 
@@ -78,11 +80,11 @@ def main():
             model,
             a,
             u,
+            optimiser=reference_optimiser(steps, learning_rate=1e-3),
             steps=steps,
             key=jax.random.key(1),
             batch_size=16,
-            learning_rate=1e-3,
-            loss="h1",
+            loss=rel_h1,
         )
         errs[name] = evaluate(out.model, at, ut)
         errs2[name] = evaluate(out.model, test2.a.astype(f32), test2.u.astype(f32))

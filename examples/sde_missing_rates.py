@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import scimlx  # noqa: E402
 from scimlx import data as sd, sde  # noqa: E402
 
 
@@ -46,6 +47,12 @@ def main():
     tr, va, te = sd.paper_split(base.labels, seed=0)
     base = sd.standardise(base, base[tr])
 
+    # the paper's protocol: batch size from the whole set's size, learning rate
+    # 1e-3 * batch / 16, Adam with L2 lr / 100 and the rate halved every 10 epochs
+    batch = sde.default_batch_size(len(tr) + 2 * len(va))
+    spe = scimlx.steps_per_epoch(len(tr), batch)
+    optimiser = sde.reference_optimiser(1e-3 * batch / 16, spe)
+
     models = {"LSDE": sde.LSDE, "LNSDE": sde.LNSDE, "GSDE": sde.GSDE, "neural CDE": sde.NeuralCDE}
     acc = {name: [] for name in models}
     for i, rate in enumerate(args.rates):
@@ -53,7 +60,14 @@ def main():
         for name, cls in models.items():
             model = cls(base.channels + 1, 32, base.num_classes, key=jr.key(0))
             fit = sde.train_classifier(
-                model, paths[tr], paths[va], key=jr.key(1), epochs=epochs, progress=False
+                model,
+                paths[tr],
+                paths[va],
+                optimiser=optimiser,
+                steps=epochs * spe,
+                batch_size=batch,
+                key=jr.key(1),
+                progress=False,
             )
             a = sde.evaluate(fit.model, paths[te], key=jr.key(2))["accuracy"]
             acc[name].append(a)

@@ -116,11 +116,13 @@ def test_damaged_saved_file_is_a_named_checkpoint_error(saved_file, tmp_path_fac
 
 @settings(max_examples=15, **_SETTINGS)
 @given(
-    name=st.sampled_from(["steps", "checkpoint_every", "validate_every", "max_seconds"]),
+    name=st.sampled_from(
+        ["steps", "checkpoint_every", "validate_every", "max_seconds", "min_steps"]
+    ),
     value=st.one_of(st.integers(-10, 0), st.just(-1.5)),
 )
 def test_fit_rejects_bad_counts(name, value):
-    if name == "steps" and value == 0:
+    if name in ("steps", "min_steps") and value == 0:
         value = -1
     TRIED["fit"] += 1
     model = {"w": jnp.zeros(2)}

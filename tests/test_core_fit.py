@@ -131,6 +131,49 @@ def test_early_stopping_keeps_best(getkey):
     assert not tree_allclose(out.model, out.last_model, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("min_steps", [0, 30, 70, 100, 1000])
+def test_min_steps_delays_early_stopping(getkey, min_steps):
+    model, data, loss, _ = _problem(getkey())
+    values = [3.0, 1.0, 2.0, 2.5, 2.6, 2.7, 2.8, 0.5, 2.9, 3.0, 3.1]
+
+    # the rule evaluated naively: after each round, stop if `patience` rounds in a row did
+    # not improve on the best and the round's step is at least `min_steps`
+    best, bad, expected = np.inf, 0, 100
+    for i, v in enumerate(values[:10]):
+        best, bad = (v, 0) if v < best else (best, bad + 1)
+        if bad >= 3 and 10 * (i + 1) >= min_steps:
+            expected = 10 * (i + 1)
+            break
+
+    it = iter(values)
+    out = scimlx.fit(
+        loss,
+        model,
+        optax.sgd(1e-3),
+        steps=100,
+        key=getkey(),
+        progress=False,
+        batch=scimlx.default_batch(data, 8),
+        validate=lambda m: next(it),
+        validate_every=10,
+        patience=3,
+        min_steps=min_steps,
+    )
+    assert out.step == expected and out.stopped_early == (expected < 100)
+    assert [s for s, _ in out.validations] == list(range(10, expected + 1, 10))
+    assert out.best_validation == min(values[: expected // 10])
+
+
+def test_steps_per_epoch_is_the_number_of_batches_with_a_partial_last_one():
+    for n in (1, 7, 8, 9, 64, 65):
+        for bs in (1, 3, 8, 64, 100):
+            assert scimlx.steps_per_epoch(n, bs) == len(range(0, n, bs)) == -(-n // bs)
+    with pytest.raises(ValueError, match="`batch_size` must be an integer >= 1"):
+        scimlx.steps_per_epoch(10, 0)
+    with pytest.raises(ValueError, match="`n` must be an integer >= 1"):
+        scimlx.steps_per_epoch(0, 4)
+
+
 def test_nonfinite_loss_is_reported(getkey):
     model = eqx.nn.Linear(2, 1, key=getkey())
 
@@ -218,6 +261,10 @@ def test_fit_argument_errors(getkey):
         scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=-1, key=getkey())
     with pytest.raises(ValueError, match="`patience` needs `validate`"):
         scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), patience=2)
+    with pytest.raises(ValueError, match="`min_steps` needs `patience`"):
+        scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), min_steps=2)
+    with pytest.raises(ValueError, match="`min_steps` must be an integer >= 0"):
+        scimlx.fit(lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), min_steps=-1)
     with pytest.raises(ValueError, match="`max_seconds`"):
         scimlx.fit(
             lambda m, b, k: 0.0, model, optax.sgd(0.1), steps=1, key=getkey(), max_seconds=-1.0

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.sparse.linalg as spla
 
@@ -205,9 +206,9 @@ def trained(tmp_path_factory):
         make_operator,
         jnp.stack(masks),
         jnp.stack(vecs),
+        optimiser=optax.adam(3e-3),
         steps=100,
         key=jax.random.key(1),
-        learning_rate=3e-3,
         checkpoint=ckpt,
         progress=False,
     )

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from scimlx.neuralop import (
@@ -11,6 +12,7 @@ from scimlx.neuralop import (
     FNO,
     MgNO,
     normalised,
+    reference_optimiser,
     rel_h1,
     rel_l2,
     SpectralConv2d,
@@ -127,12 +129,13 @@ def test_training_reduces_error():
         model,
         a,
         u,
+        optimiser=reference_optimiser(
+            40, learning_rate=1e-2, schedule=lambda n, lr: optax.cosine_decay_schedule(lr, n)
+        ),
         steps=40,
         key=jax.random.key(5),
         batch_size=8,
-        learning_rate=1e-2,
-        loss="l2",
-        schedule="cosine",
+        loss=rel_l2,
         progress=False,
     )
     after = evaluate(out.model, a, u)["rel_l2"]

@@ -4,7 +4,9 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from scimlx import steps_per_epoch
 from scimlx.data import paper_split, standardise, synthetic_irregular
 from scimlx.sde import (
     default_batch_size,
@@ -12,8 +14,25 @@ from scimlx.sde import (
     LNSDE,
     paths_from_data,
     predict_proba,
+    reference_optimiser,
     train_classifier,
 )
+
+
+def _train(model, train, val, *, epochs, batch_size, lr=None, **kw):
+    """`train_classifier` for whole epochs with the paper's optimiser (learning rate
+    `1e-3 * batch_size / 16` unless given)."""
+    spe = steps_per_epoch(len(train), batch_size)
+    lr = 1e-3 * batch_size / 16 if lr is None else lr
+    return train_classifier(
+        model,
+        train,
+        val,
+        optimiser=reference_optimiser(lr, spe),
+        steps=epochs * spe,
+        batch_size=batch_size,
+        **kw,
+    )
 
 
 def test_train_lnsde_learns_checkpoints_and_reports_uncertainty(tmp_path, getkey):
@@ -25,7 +44,7 @@ def test_train_lnsde_learns_checkpoints_and_reports_uncertainty(tmp_path, getkey
     # "it learns" check below is not flaky (the batch-norm readout is tested separately)
     model = LNSDE(2, 8, 2, readout="mlp", key=getkey())
     ckpt = os.path.join(tmp_path, "lnsde.ckpt")
-    res = train_classifier(
+    res = _train(
         model,
         paths[tr],
         paths[va],
@@ -132,9 +151,7 @@ def test_batchnorm_readout_matches_numpy_and_calibration_sets_population_statist
     # train_classifier returns models whose statistics come from the training set
     tr, va = np.arange(8), np.arange(8, 12)
     key = getkey()
-    res = train_classifier(
-        model, paths[tr], paths[va], key=key, epochs=2, batch_size=4, progress=False
-    )
+    res = _train(model, paths[tr], paths[va], key=key, epochs=2, batch_size=4, progress=False)
     again = calibrate_readout(res.model, paths[tr], key=jr.fold_in(key, 778))
     np.testing.assert_allclose(
         np.asarray(res.model.readout.running_var), np.asarray(again.readout.running_var)
@@ -155,25 +172,25 @@ def test_early_stopping_follows_the_reference_rule(getkey):
     tr, va = np.arange(9), np.arange(9, 12)
     model = LNSDE(2, 4, 2, num_layers=1, readout="linear", key=getkey())
     kw = dict(key=getkey(), batch_size=3, lr=1e-30, epochs=40, progress=False)
-    res = train_classifier(model, paths[tr], paths[va], **kw)
+    res = _train(model, paths[tr], paths[va], **kw)
     assert res.stopped_early and res.step == 22 * 3
     assert len(res.validations) == 22
-    res = train_classifier(model, paths[tr], paths[va], patience=3, min_epochs=0, **kw)
+    res = _train(model, paths[tr], paths[va], patience=3, min_epochs=0, **kw)
     assert res.stopped_early and res.step == 4 * 3  # best at epoch 1, three bad ones
 
 
 def test_train_and_evaluate_reject_bad_input_with_the_argument_named(getkey):
     import equinox as eqx
-    import pytest
 
     paths = _tiny()
     model = LNSDE(2, 4, 2, readout="linear", key=getkey())
     k = getkey()
+    kw = dict(optimiser=reference_optimiser(1e-3, 4), steps=4, batch_size=3, key=k, progress=False)
     bad_labels = eqx.tree_at(lambda b: b.labels, paths, paths.labels.at[3].set(2))
     with pytest.raises(ValueError, match=r"`train.labels` must hold labels in \[0, 2\), got 2"):
-        train_classifier(model, bad_labels, key=k, epochs=1, progress=False)
+        train_classifier(model, bad_labels, **kw)
     with pytest.raises(ValueError, match=r"`val.labels` must hold labels in"):
-        train_classifier(model, paths, bad_labels, key=k, epochs=1, progress=False)
+        train_classifier(model, paths, bad_labels, **kw)
     with pytest.raises(ValueError, match=r"`batch.labels` must hold labels in"):
         evaluate(model, bad_labels, key=k)
     float_labels = eqx.tree_at(lambda b: b.labels, paths, paths.labels.astype(jnp.float64))
@@ -181,17 +198,19 @@ def test_train_and_evaluate_reject_bad_input_with_the_argument_named(getkey):
         evaluate(model, float_labels, key=k)
     empty = paths[np.arange(0)]
     with pytest.raises(ValueError, match="`train` must hold at least one of its series"):
-        train_classifier(model, empty, key=k, progress=False)
+        train_classifier(model, empty, **kw)
     with pytest.raises(ValueError, match="`val` must hold at least one of its series"):
-        train_classifier(model, paths, empty, key=k, progress=False)
+        train_classifier(model, paths, empty, **kw)
     for fn in (evaluate, predict_proba):
         with pytest.raises(ValueError, match="`batch` must hold at least one of its series"):
             fn(model, empty, key=k)
-    for name, value in (("batch_size", 0), ("epochs", 0), ("patience", 0), ("min_epochs", -1)):
+    for name, value in (("batch_size", 0), ("steps", 0), ("patience", 0), ("min_epochs", -1)):
         with pytest.raises(ValueError, match=f"`{name}` must be"):
-            train_classifier(model, paths, paths, key=k, progress=False, **{name: value})
-    for name, value in (("lr", -1e-3), ("lr", float("nan")), ("weight_decay", -1.0)):
-        with pytest.raises(ValueError, match=f"`{name}` must be a finite"):
-            train_classifier(model, paths, key=k, progress=False, **{name: value})
+            train_classifier(model, paths, paths, **{**kw, name: value})
+    for value in (-1e-3, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="`learning_rate` must be"):
+            reference_optimiser(value, 4)
+    with pytest.raises(ValueError, match="`steps_per_epoch` must be an integer >= 1"):
+        reference_optimiser(1e-3, 0)
     with pytest.raises(ValueError, match="`samples` must be a positive int"):
         predict_proba(model, paths, key=k, samples=0)

@@ -27,7 +27,12 @@ from ._fingerprint import (
     tree_digest as tree_digest,
     tree_signature as tree_signature,
 )
-from ._fit import default_batch as default_batch, fit as fit, FitResult as FitResult
+from ._fit import (
+    default_batch as default_batch,
+    fit as fit,
+    FitResult as FitResult,
+    steps_per_epoch as steps_per_epoch,
+)
 from ._persistence import (
     atomic_write_bytes as atomic_write_bytes,
     CheckpointError as CheckpointError,

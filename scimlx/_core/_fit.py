@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
+from ._checks import check_int
 from ._fingerprint import callable_digest, tree_digest, tree_signature
 from ._persistence import clean_orphans, load, read_header, save
 from ._progress import ProgressBar
@@ -187,6 +188,7 @@ def fit(
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
+    min_steps: int = 0,
     max_seconds: float | None = None,
 ) -> FitResult:
     """Train `model` with `optimiser` on `loss` for `steps` steps, resumably.
@@ -222,7 +224,11 @@ def fit(
       `validate_every` steps and at the end. The best model is kept. A non-finite
       value (NaN or inf) raises a `FloatingPointError` (the last checkpoint, if any,
       holds the state of the previous save).
-    - `patience`: stop after this many validation rounds without improvement.
+    - `patience`: stop after this many validation rounds in a row without improvement.
+    - `min_steps`: early stopping ends the run only at a validation round at step
+      `min_steps` or later (the rounds before count towards `patience` all the same);
+      e.g. "stop after 11 epochs without improvement, but not before the end of epoch 22"
+      is `validate_every=E, patience=11, min_steps=22 * E` for epochs of `E` steps.
     - `max_seconds`: a wall-clock budget for this call's steps: the run ends after the
       first step that finishes past it (checked at the loss sync points, every few steps),
       with `step < steps`, checkpointed; a later call with the same `checkpoint` trains
@@ -240,6 +246,9 @@ def fit(
         raise ValueError(f"`validate_every` must be positive, got {validate_every}.")
     if patience is not None and validate is None:
         raise ValueError("`patience` needs `validate`.")
+    check_int("min_steps", min_steps, minimum=0)
+    if min_steps > 0 and patience is None:
+        raise ValueError("`min_steps` needs `patience` (it delays early stopping).")
     if max_seconds is not None and not max_seconds >= 0:
         raise ValueError(f"`max_seconds` must be non-negative, got {max_seconds}.")
 
@@ -299,7 +308,7 @@ def fit(
             st["bad_rounds"] = np.array(0, dtype=np.int64)
         else:
             st["bad_rounds"] = np.array(int(st["bad_rounds"]) + 1, dtype=np.int64)
-        if patience is not None and int(st["bad_rounds"]) >= patience:
+        if patience is not None and int(st["bad_rounds"]) >= patience and step >= min_steps:
             st["stopped"] = np.array(True)
 
     # Work on host copies of the NumPy bookkeeping (the loaded ones may be jax arrays).
@@ -418,3 +427,25 @@ def default_batch(data: Any, batch_size: int) -> Callable[[int, PRNGKeyArray], A
         return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[idx], data)
 
     return _batch
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """The number of steps that visit each of `n` examples once in batches of
+    `batch_size`, the last batch holding the remainder: `ceil(n / batch_size)`.
+
+    Trainers count in steps; a run of `epochs` epochs is
+    `steps=epochs * scimlx.steps_per_epoch(n, batch_size)`.
+
+    **Arguments:**
+
+    - `n`: the number of training examples (at least 1).
+    - `batch_size`: examples per step (at least 1; a batch size above `n` is one step
+      per epoch).
+
+    **Returns:**
+
+    A Python `int`.
+    """
+    n = check_int("n", n, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    return -(-n // batch_size)

@@ -107,20 +107,21 @@ def train_dcdm(
     masks: Float[Array, " scenes *shape"],
     vectors: Float[Array, " scenes m *shape"],
     *,
+    optimiser: optax.GradientTransformation,
     steps: int,
     key: PRNGKeyArray,
     batch_size: int = 10,
-    learning_rate: float = 1e-4,
     low: int | None = None,
     low_scale: float = 9.0,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
+    patience: int | None = None,
     progress: bool = True,
     max_seconds: float | None = None,
 ):
-    r"""Train a DCDM direction network on Ritz right-hand sides (Adam, `scimlx.fit`).
+    r"""Train a DCDM direction network on Ritz right-hand sides with `scimlx.fit`.
 
     Every step draws `batch_size` residuals: a scene $s$ at random, then
     $r = \sum_i c_i v^{(s)}_i / \|\cdot\|$ with $c_i \sim N(0,1)$ times `low_scale` for the
@@ -135,12 +136,14 @@ def train_dcdm(
     - `masks`: fluid masks (1 fluid, 0 solid), one per training scene.
     - `vectors`: Ritz vectors per scene, ascending (from [`scimlx.linsolve.ritz_pairs`][]),
       may be float32 to save memory.
+    - `optimiser`: an `optax.GradientTransformation`; the paper's is
+      `optax.adam(1e-4)`.
     - `steps`, `key`: number of optimiser steps and PRNG key.
-    - `batch_size`, `learning_rate`: 10 and 1e-4 in the paper.
+    - `batch_size`: residuals per step (10 in the paper).
     - `low`, `low_scale`: the sampler's weighting (default $m/2 + m/20$ and 9).
-    - `checkpoint`, `checkpoint_every`, `validate`, `validate_every`, `progress`,
-      `max_seconds` (a wall-clock budget: train for a fixed time, at most `steps` steps):
-      passed to `scimlx.fit`.
+    - `checkpoint`, `checkpoint_every`, `validate`, `validate_every`, `patience`,
+      `progress`, `max_seconds` (a wall-clock budget: train for a fixed time, at most
+      `steps` steps): passed to `scimlx.fit`.
 
     **Returns:**
 
@@ -182,7 +185,7 @@ def train_dcdm(
     return fit(
         loss,
         model,
-        optax.adam(learning_rate),
+        optimiser,
         steps=steps,
         key=key,
         batch=batch,
@@ -192,6 +195,7 @@ def train_dcdm(
         checkpoint_every=checkpoint_every,
         validate=validate,
         validate_every=validate_every,
+        patience=patience,
         max_seconds=max_seconds,
     )
 

@@ -5,6 +5,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ._cd import cd_solve
 from ._dcdm import dcdm_solve, train_dcdm
@@ -52,9 +53,9 @@ def tour_stage(steps: int = 60, train_n: int = 32, test_n: int = 64, quick: bool
         lambda mask: poisson(shape, solid=mask < 0.5),
         jnp.stack(masks),
         jnp.stack(vecs),
+        optimiser=optax.adam(1e-3),
         steps=steps,
         key=jax.random.key(1),
-        learning_rate=1e-3,
         progress=False,
     )
     t_train = time.perf_counter() - t0

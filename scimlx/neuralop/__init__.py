@@ -25,6 +25,8 @@ from ._train import (
     evaluate as evaluate,
     Normalised as Normalised,
     normalised as normalised,
+    onecycle_schedule as onecycle_schedule,
     operator_loss as operator_loss,
+    reference_optimiser as reference_optimiser,
     train_operator as train_operator,
 )

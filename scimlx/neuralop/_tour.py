@@ -17,8 +17,9 @@ def tour_stage(quick: bool = False) -> dict:
     (predicting the training mean gives about 30%); when quick, below the mean predictor's.
     """
     from ._data import darcy_dataset
+    from ._losses import rel_h1
     from ._mgno import count_params, MgNO
-    from ._train import evaluate, normalised, train_operator
+    from ._train import evaluate, normalised, reference_optimiser, train_operator
 
     t0 = time.perf_counter()
     res, n_train, steps = (16, 128, 60) if quick else (32, 256, 200)
@@ -31,12 +32,11 @@ def tour_stage(quick: bool = False) -> dict:
         model,
         a,
         u,
+        optimiser=reference_optimiser(steps, learning_rate=2e-3),
         steps=steps,
         key=jax.random.key(1),
         batch_size=16,
-        learning_rate=2e-3,
-        loss="h1",
-        schedule="onecycle",
+        loss=rel_h1,
         progress=False,
     )
     err = evaluate(out.model, test.a.astype(jnp.float32), test.u.astype(jnp.float32))

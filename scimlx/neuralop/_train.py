@@ -11,7 +11,14 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import default_batch, fit, FitResult
+from .._core import (
+    check_finite,
+    check_int,
+    check_positive,
+    default_batch,
+    fit,
+    FitResult,
+)
 from ._losses import rel_h1, rel_l2
 
 
@@ -42,19 +49,26 @@ def normalised(model: Any, a: Float[Array, "N ..."], u: Float[Array, "N ..."]) -
     )
 
 
-_LOSSES = {"l2": rel_l2, "h1": rel_h1}
+def operator_loss(metric: Callable[[Array, Array], Array] = rel_h1) -> Callable:
+    """`loss(model, (a, u), key)` for [`scimlx.fit`][]: the batch mean of `metric`.
 
+    **Arguments:**
 
-def operator_loss(kind: str = "h1") -> Callable:
-    """`loss(model, (a, u), key)` for [`scimlx.fit`][]: the batch mean of `rel_l2` or `rel_h1`."""
-    if kind not in _LOSSES:
-        raise ValueError(f"`kind` must be one of {sorted(_LOSSES)}, got {kind!r}.")
-    fn = _LOSSES[kind]
+    - `metric`: `metric(pred, true) -> scalar` on one example, e.g.
+      [`scimlx.neuralop.rel_h1`][] (the reference's Darcy loss) or
+      [`scimlx.neuralop.rel_l2`][].
+
+    **Returns:**
+
+    The loss function.
+    """
+    if not callable(metric):
+        raise TypeError(f"`metric` must be a function (pred, true) -> scalar, got {metric!r}.")
 
     def loss(model, batch, key):
         a, u = batch
         pred = jax.vmap(model)(a)
-        return jnp.mean(jax.vmap(fn)(pred, u.astype(pred.dtype)))
+        return jnp.mean(jax.vmap(metric)(pred, u.astype(pred.dtype)))
 
     return loss
 
@@ -98,59 +112,105 @@ def evaluate(
     }
 
 
+def onecycle_schedule(steps: int, peak_value: float) -> optax.Schedule:
+    """The reference's one-cycle learning-rate schedule, per step: torch's
+    `OneCycleLR(max_lr=peak_value, total_steps=steps, div_factor=2, final_div_factor=100,
+    pct_start=0.2)` (cosine annealing up from `peak_value / 2` for 20% of the steps, then
+    down to `peak_value / 200`).
+
+    **Arguments:**
+
+    - `steps`: the length of the cycle (the run's optimiser steps).
+    - `peak_value`: the peak learning rate.
+
+    **Returns:**
+
+    An `optax.Schedule`.
+    """
+    check_int("steps", steps, minimum=1)
+    return optax.cosine_onecycle_schedule(
+        steps, peak_value, pct_start=0.2, div_factor=2.0, final_div_factor=100.0
+    )
+
+
+def reference_optimiser(
+    steps: int,
+    *,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    schedule: Callable[[int, float], optax.Schedule] = onecycle_schedule,
+) -> optax.GradientTransformation:
+    """The FNO/MgNO papers' optimiser: Adam with coupled L2 weight decay (their `Adam.py`:
+    `weight_decay * params` added to the gradient) and the one-cycle schedule of
+    [`scimlx.neuralop.onecycle_schedule`][].
+
+    **Arguments:**
+
+    - `steps`: the run's optimiser steps (the schedule's length).
+    - `learning_rate`: the schedule's peak learning rate.
+    - `weight_decay`: the L2 coefficient (non-negative).
+    - `schedule`: `schedule(steps, learning_rate) -> optax.Schedule`; e.g.
+      `lambda n, lr: optax.cosine_decay_schedule(lr, n)` for cosine decay.
+
+    **Returns:**
+
+    `optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(schedule(steps,
+    learning_rate)))`.
+    """
+    check_int("steps", steps, minimum=1)
+    check_finite("learning_rate", learning_rate)
+    check_positive("learning_rate", learning_rate)
+    check_finite("weight_decay", weight_decay)
+    check_positive("weight_decay", weight_decay, allow_zero=True)
+    return optax.chain(
+        optax.add_decayed_weights(weight_decay), optax.adam(schedule(steps, learning_rate))
+    )
+
+
 def train_operator(
     model: Any,
     a: Float[Array, "N cin *spatial"],
     u: Float[Array, "N cout *spatial"],
     *,
+    optimiser: optax.GradientTransformation,
     steps: int,
     key: PRNGKeyArray,
     batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 1e-4,
-    loss: str = "h1",
-    schedule: str = "onecycle",
+    loss: Callable[[Array, Array], Array] = rel_h1,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
+    patience: int | None = None,
 ) -> FitResult:
-    """Train a neural operator on `(a, u)` pairs with [`scimlx.fit`][] and optax.
+    """Train a neural operator on `(a, u)` pairs with [`scimlx.fit`][].
 
-    Adam with coupled L2 weight decay (the FNO/MgNO `Adam.py`), and a one-cycle (the
-    reference's `OneCycleLR(div_factor=2, final_div_factor=100, pct_start=0.2)`, per step) or
-    cosine schedule.
+    Every step draws `batch_size` pairs at random (without replacement) and minimises the
+    batch mean of `loss`. The papers' optimiser is
+    [`scimlx.neuralop.reference_optimiser`][]`(steps)`; any optax optimiser works.
 
     **Arguments:**
 
     - `model`: the operator (e.g. `normalised(MgNO(...), a, u)`).
     - `a`, `u`: training inputs and targets, leading batch axis.
-    - `steps`: optimiser steps; `batch_size`: examples per step.
+    - `optimiser`: an `optax.GradientTransformation`.
+    - `steps`: optimiser steps (`epochs * scimlx.steps_per_epoch(len(a), batch_size)` for
+      a number of epochs); `batch_size`: examples per step.
     - `key`: PRNG key (minibatches).
-    - `learning_rate`: peak learning rate; `weight_decay`: L2 coefficient.
-    - `loss`: `"h1"` (the reference's Darcy loss) or `"l2"` (relative errors).
-    - `schedule`: `"onecycle"`, `"cosine"` or `"constant"`.
-    - `progress`, `checkpoint`, `validate`, `validate_every`: passed to [`scimlx.fit`][].
+    - `loss`: `loss(pred, true) -> scalar` on one example:
+      [`scimlx.neuralop.rel_h1`][] (the reference's Darcy loss) or
+      [`scimlx.neuralop.rel_l2`][].
+    - `progress`, `checkpoint`, `validate`, `validate_every`, `patience`: passed to
+      [`scimlx.fit`][].
 
     **Returns:**
 
     A [`scimlx.FitResult`][].
     """
-    if schedule == "onecycle":
-        sched = optax.cosine_onecycle_schedule(
-            steps, learning_rate, pct_start=0.2, div_factor=2.0, final_div_factor=100.0
-        )
-    elif schedule == "cosine":
-        sched = optax.cosine_decay_schedule(learning_rate, steps)
-    elif schedule == "constant":
-        sched = learning_rate
-    else:
-        raise ValueError(f"`schedule` must be onecycle, cosine or constant, got {schedule!r}.")
-    opt = optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(sched))
     return fit(
         operator_loss(loss),
         model,
-        opt,
+        optimiser,
         steps=steps,
         key=key,
         batch=default_batch((a, u), batch_size),
@@ -158,5 +218,6 @@ def train_operator(
         checkpoint=checkpoint,
         validate=validate,
         validate_every=validate_every,
+        patience=patience,
         desc=f"train {type(getattr(model, 'model', model)).__name__}",
     )

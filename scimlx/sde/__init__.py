@@ -32,5 +32,6 @@ from ._train import (
     PathBatch as PathBatch,
     paths_from_data as paths_from_data,
     predict_proba as predict_proba,
+    reference_optimiser as reference_optimiser,
     train_classifier as train_classifier,
 )

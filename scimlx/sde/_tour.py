@@ -5,9 +5,10 @@ import time
 import jax.random as jr
 import numpy as np
 
+from .._core import steps_per_epoch
 from ..data import paper_split, standardise, synthetic_irregular
 from ._models import LNSDE
-from ._train import evaluate, paths_from_data, train_classifier
+from ._train import evaluate, paths_from_data, reference_optimiser, train_classifier
 
 
 def tour_stage(epochs: int = 60, quick: bool = False) -> dict:
@@ -23,14 +24,15 @@ def tour_stage(epochs: int = 60, quick: bool = False) -> dict:
     data = standardise(data, data[tr])
     paths = paths_from_data(data)
     model = LNSDE(3, 16, 3, key=jr.key(0))
+    spe = steps_per_epoch(len(tr), 32)
     res = train_classifier(
         model,
         paths[tr],
         paths[va],
-        key=jr.key(1),
-        epochs=epochs,
+        optimiser=reference_optimiser(5e-3, spe),
+        steps=epochs * spe,
         batch_size=32,
-        lr=5e-3,
+        key=jr.key(1),
         patience=None,
         progress=False,
     )

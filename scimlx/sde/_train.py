@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-import tempfile
 
 import equinox as eqx
 import jax
@@ -12,7 +11,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._core._checks import check_labels, check_nonempty
+from .._core._checks import (
+    check_finite,
+    check_int,
+    check_labels,
+    check_nonempty,
+    check_positive,
+)
 from ._models import AbstractLatentModel
 from ._path import ControlPath, make_path
 
@@ -262,51 +267,95 @@ def default_batch_size(n_total: int) -> int:
     return min(b, max(n_total, 1))
 
 
+def reference_optimiser(learning_rate: float, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The paper's optimiser for [`scimlx.sde.train_classifier`][]: Adam, L2 weight decay
+    `learning_rate / 100` added to the gradient (as `torch.optim.Adam(weight_decay=...)`),
+    the learning rate halved every 10 epochs (`StepLR(10, 0.5)`).
+
+    The paper's learning rate is `1e-3 * batch_size / 16` (or the result of its search);
+    with the batch size from [`scimlx.sde.default_batch_size`][]:
+
+    ```python
+    bs = sde.default_batch_size(len(train) + 2 * len(val))
+    spe = scimlx.steps_per_epoch(len(train), bs)
+    res = sde.train_classifier(
+        model, train, val, optimiser=sde.reference_optimiser(1e-3 * bs / 16, spe),
+        steps=100 * spe, batch_size=bs, key=key,
+    )
+    ```
+
+    For gradient clipping, chain it in front:
+    `optax.chain(optax.clip_by_global_norm(1.0), sde.reference_optimiser(lr, spe))`.
+
+    **Arguments:**
+
+    - `learning_rate`: the initial learning rate (a positive number; an array under
+      `optax.inject_hyperparams`).
+    - `steps_per_epoch`: optimiser steps per epoch, from [`scimlx.steps_per_epoch`][].
+
+    **Returns:**
+
+    An `optax.GradientTransformation`.
+    """
+    check_finite("learning_rate", learning_rate)
+    check_positive("learning_rate", learning_rate)
+    check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    schedule = optax.exponential_decay(
+        learning_rate, transition_steps=10 * steps_per_epoch, decay_rate=0.5, staircase=True
+    )
+    return optax.chain(optax.add_decayed_weights(learning_rate / 100), optax.adam(schedule))
+
+
 def train_classifier(
     model: AbstractLatentModel,
     train: PathBatch,
     val: PathBatch | None = None,
     *,
+    optimiser: optax.GradientTransformation,
+    steps: int,
+    batch_size: int,
     key: PRNGKeyArray,
-    epochs: int = 100,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    weight_decay: float | None = None,
-    lr_halving_epochs: int | None = 10,
     patience: int | None = 11,
     min_epochs: int = 22,
-    clip: float | None = None,
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     **solve_options,
 ):
-    """Train a classifier with [`scimlx.fit`][]: Adam, step decay, early stopping on val loss.
+    """Train a classifier with [`scimlx.fit`][] on the cross-entropy of its class logits.
 
-    The defaults follow the paper's robustness protocol: batch size from
-    [`scimlx.sde.default_batch_size`][] (of train + 2 x validation, i.e. the whole set for a
-    70/15/15 split), `lr = 1e-3 * batch / 16`, L2 weight decay `lr / 100`
-    (added to the gradient, as `torch.optim.Adam(weight_decay=...)`), learning rate halved
-    every 10 epochs, validation loss every epoch (inference mode, after
-    [`scimlx.sde.calibrate_readout`][] on `train`), best-validation weights returned. Every
-    epoch visits each training series once; the last batch of an epoch holds the remainder
-    (as a `DataLoader(drop_last=False)`). Early stopping follows the reference code's rule
-    `(epoch > 20) & (patient > 10)` (0-based epochs): the run stops after `patience` epochs
-    in a row without improvement, at the end of epoch `min_epochs` (1-based) or later.
+    Epochs visit each training series once, in a fresh random order, in batches of
+    `batch_size`; the last batch of an epoch holds the remainder (as a
+    `DataLoader(drop_last=False)`), so an epoch is
+    [`scimlx.steps_per_epoch`][]`(len(train), batch_size)` steps. With `val`, the
+    validation loss is computed at the end of every epoch (inference mode, after
+    [`scimlx.sde.calibrate_readout`][] on `train`) and the best-validation weights are
+    returned. Early stopping follows the reference code's rule `(epoch > 20) & (patient >
+    10)` (0-based epochs): the run stops after `patience` epochs in a row without
+    improvement, at the end of epoch `min_epochs` (1-based) or later; that is `scimlx.fit`
+    with `validate_every` one epoch, `patience` and `min_steps = min_epochs` epochs.
+    The paper's optimiser and batch size are [`scimlx.sde.reference_optimiser`][] and
+    [`scimlx.sde.default_batch_size`][] (of train + 2 x validation, i.e. the whole set for
+    a 70/15/15 split).
 
     **Arguments:**
 
     - `model`: the initial model; its readout's `out_size` is the number of classes, and
       labels must lie in `[0, out_size)`.
-    - `train`, `val`: [`scimlx.sde.PathBatch`][] sets (`val=None`: no early stopping).
-    - `key`: PRNG key (batches, Brownian motions).
-    - `epochs`, `batch_size`, `lr`, `weight_decay`, `lr_halving_epochs`: as above.
+    - `train`, `val`: [`scimlx.sde.PathBatch`][] sets (`val=None`: no validation, no early
+      stopping).
+    - `optimiser`: an `optax.GradientTransformation`, e.g.
+      [`scimlx.sde.reference_optimiser`][].
+    - `steps`: optimiser steps; `epochs * scimlx.steps_per_epoch(len(train), batch_size)`
+      for whole epochs.
+    - `batch_size`: series per step (a batch size above `len(train)` takes the whole set).
+    - `key`: PRNG key (batch order, Brownian motions).
     - `patience`: epochs without improvement of the validation loss before stopping
-      (default 11; `None`: never stop early).
+      (default 11; `None`: never stop early). Used with `val` only.
     - `min_epochs`: the first epoch (1-based) at whose end the run may stop early
       (default 22).
-    - `clip`: optional global gradient-norm clip.
     - `progress`: progress bar.
-    - `checkpoint`: file path for resumable checkpoints.
+    - `checkpoint`: file path for resumable checkpoints (saved every 10 epochs and at the
+      end).
     - `solve_options`: passed to the model's `solve` (e.g. `stepping="grid"`).
 
     **Returns:**
@@ -322,35 +371,15 @@ def train_classifier(
     if val is not None:
         _check_nonempty(val, "val")
         _check_labels(model, val, "val")
-    _check_positive_int(epochs, "epochs")
-    if batch_size is not None:
-        _check_positive_int(batch_size, "batch_size")
+    _check_positive_int(steps, "steps")
+    _check_positive_int(batch_size, "batch_size")
     if patience is not None:
         _check_positive_int(patience, "patience")
     if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
         raise ValueError(f"`min_epochs` must be a non-negative int, got {min_epochs!r}.")
-    for name, v, low in (("lr", lr, "positive"), ("clip", clip, "positive")) + (
-        ("weight_decay", weight_decay, "non-negative"),
-    ):
-        if v is not None and not (np.isfinite(v) and (v > 0 or (v == 0 and low != "positive"))):
-            raise ValueError(f"`{name}` must be a finite {low} number, got {v!r}.")
     n = len(train)
-    n_total = n + (2 * len(val) if val is not None else 0)  # 70/15/15: train + val + test
-    bs = default_batch_size(n_total) if batch_size is None else batch_size
-    bs = min(bs, n)
-    spe = -(-n // bs)  # the last batch of an epoch holds the remainder
-    lr = 1e-3 * bs / 16 if lr is None else lr
-    wd = lr / 100 if weight_decay is None else weight_decay
-    if lr_halving_epochs:
-        schedule = optax.exponential_decay(
-            lr, transition_steps=lr_halving_epochs * spe, decay_rate=0.5, staircase=True
-        )
-    else:
-        schedule = lr
-    parts = [optax.add_decayed_weights(wd)] if wd > 0 else []
-    if clip is not None:
-        parts.insert(0, optax.clip_by_global_norm(clip))
-    optimiser = optax.chain(*parts, optax.adam(schedule))
+    bs = min(batch_size, n)
+    spe = scimlx.steps_per_epoch(n, bs)
     seed = int(jr.randint(jr.fold_in(key, 12345), (), 0, 2**30))
 
     def batch_fn(step, _key):
@@ -374,38 +403,23 @@ def train_classifier(
         def validate(m):
             return float(vloss(calibrate(m), val))
 
-    def run(steps, patience, checkpoint):
-        return scimlx.fit(
-            loss,
-            model,
-            optimiser,
-            steps=steps,
-            key=key,
-            batch=batch_fn,
-            progress=progress,
-            desc=type(model).__name__,
-            checkpoint=checkpoint,
-            checkpoint_every=max(spe * 10, 1),
-            validate=validate,
-            validate_every=spe,
-            patience=patience,
-        )
-
     patience = patience if val is not None else None
-    free = min(max(min_epochs - 1, 0), epochs) * spe  # steps during which no early stop
-    if patience is None or free == 0 or free >= epochs * spe:
-        result = run(epochs * spe, patience if free < epochs * spe else None, checkpoint)
-    else:
-        # fit's patience has no warm-up: train the first `min_epochs - 1` epochs without
-        # it, then resume (the same run, from its checkpoint) with it
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = checkpoint if checkpoint is not None else os.path.join(tmp, "warmup.ckpt")
-            done = 0
-            if os.path.exists(ckpt):
-                done = int(scimlx.read_header(ckpt).get("metadata", {}).get("step", 0))
-            if done < free:
-                run(free, None, ckpt)
-            result = run(epochs * spe, patience, ckpt)
+    result = scimlx.fit(
+        loss,
+        model,
+        optimiser,
+        steps=steps,
+        key=key,
+        batch=batch_fn,
+        progress=progress,
+        desc=type(model).__name__,
+        checkpoint=checkpoint,
+        checkpoint_every=10 * spe,
+        validate=validate,
+        validate_every=spe,
+        patience=patience,
+        min_steps=0 if patience is None else min_epochs * spe,
+    )
     if model.readout.uses_statistics:  # inference statistics for the returned models
         result = dataclasses.replace(
             result, model=calibrate(result.model), last_model=calibrate(result.last_model)
