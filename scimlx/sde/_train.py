@@ -273,10 +273,11 @@ def reference_optimiser(learning_rate: float, steps_per_epoch: int) -> optax.Gra
     the learning rate halved every 10 epochs (`StepLR(10, 0.5)`).
 
     The paper's learning rate is `1e-3 * batch_size / 16` (or the result of its search);
-    with the batch size from [`scimlx.sde.default_batch_size`][]:
+    with the batch size from [`scimlx.sde.default_batch_size`][] (at most the training
+    set's size):
 
     ```python
-    bs = sde.default_batch_size(len(train) + 2 * len(val))
+    bs = min(sde.default_batch_size(len(train) + 2 * len(val)), len(train))
     spe = scimlx.steps_per_epoch(len(train), bs)
     res = sde.train_classifier(
         model, train, val, optimiser=sde.reference_optimiser(1e-3 * bs / 16, spe),
