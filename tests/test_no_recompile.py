@@ -9,9 +9,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import pytest
 from jax import monitoring
 
-from scimlx import linsolve, nde, neuralop
+from scimlx import linsolve, nde, neuralop, sde
 
 
 _COUNT = {"on": False, "n": 0}
@@ -98,3 +99,16 @@ def test_mgno_forward_new_input():
     x1, x2 = jr.normal(jr.key(8), (2, 1, 16, 16))
     n, _ = _twice(lambda x: f(model, x), (x1,), (x2,))
     assert n == 0
+
+
+@pytest.mark.parametrize("stepping", ["scan", "grid", "adaptive"])
+def test_latent_sde_solve_new_path_and_key(stepping):
+    t = jnp.linspace(0.0, 1.0, 12)
+    p1, p2 = (sde.make_path(t, jr.normal(jr.key(i), (12, 2))) for i in (9, 10))
+    model = sde.LNSDE(3, 8, 2, key=jr.key(11))
+
+    def solve(path, key):
+        return model.solve(path, t, key=key, stepping=stepping)
+
+    n, zs = _twice(solve, (p1, jr.key(12)), (p2, jr.key(13)))
+    assert n == 0 and zs.shape == (12, 8) and bool(jnp.all(jnp.isfinite(zs)))
