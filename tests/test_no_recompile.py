@@ -59,6 +59,10 @@ def test_pcg_solve_new_rhs():
     n, x = _twice(solve, (b1, 1e-8), (b2, 1e-8))
     assert n == 0
     assert jnp.linalg.norm(b2 - op.mv(x)) <= 1e-8 * jnp.linalg.norm(b2) * 1.01
+    # a tolerance passed as an array is a value, not part of the program
+    n, x = _twice(solve, (b1, jnp.asarray(1e-6)), (b2, jnp.asarray(1e-9)))
+    assert n == 0
+    assert jnp.linalg.norm(b2 - op.mv(x)) <= 1e-9 * jnp.linalg.norm(b2) * 1.01
 
 
 def test_multigrid_setup_new_coefficients():

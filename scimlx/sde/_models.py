@@ -17,7 +17,13 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from .._core._checks import check_int, check_positive, check_tolerances, error_if_nonfinite
+from .._core._checks import (
+    check_int,
+    check_positive,
+    check_tolerances,
+    error_if_nonfinite,
+    Tolerance,
+)
 from ._brownian import GridBrownianPath
 from ._path import ControlPath
 
@@ -228,8 +234,8 @@ class AbstractLatentModel(eqx.Module):
         key: PRNGKeyArray | None = None,
         stepping: str = "scan",
         solver: diffrax.AbstractSolver | None = None,
-        rtol: float = 1e-3,
-        atol: float = 1e-5,
+        rtol: Tolerance = 1e-3,
+        atol: Tolerance = 1e-5,
         bm_tol: float | None = None,
         max_steps: int = 4096,
         throw: bool = True,
