@@ -9,9 +9,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import pytest
 from jax import monitoring
 
-from scimlx import linsolve, nde, neuralop
+from scimlx import linsolve, nde, neuralop, sde
 
 
 _COUNT = {"on": False, "n": 0}
@@ -58,6 +59,10 @@ def test_pcg_solve_new_rhs():
     n, x = _twice(solve, (b1, 1e-8), (b2, 1e-8))
     assert n == 0
     assert jnp.linalg.norm(b2 - op.mv(x)) <= 1e-8 * jnp.linalg.norm(b2) * 1.01
+    # a tolerance passed as an array is a value, not part of the program
+    n, x = _twice(solve, (b1, jnp.asarray(1e-6)), (b2, jnp.asarray(1e-9)))
+    assert n == 0
+    assert jnp.linalg.norm(b2 - op.mv(x)) <= 1e-9 * jnp.linalg.norm(b2) * 1.01
 
 
 def test_multigrid_setup_new_coefficients():
@@ -98,3 +103,16 @@ def test_mgno_forward_new_input():
     x1, x2 = jr.normal(jr.key(8), (2, 1, 16, 16))
     n, _ = _twice(lambda x: f(model, x), (x1,), (x2,))
     assert n == 0
+
+
+@pytest.mark.parametrize("stepping", ["scan", "grid", "adaptive"])
+def test_latent_sde_solve_new_path_and_key(stepping):
+    t = jnp.linspace(0.0, 1.0, 12)
+    p1, p2 = (sde.make_path(t, jr.normal(jr.key(i), (12, 2))) for i in (9, 10))
+    model = sde.LNSDE(3, 8, 2, key=jr.key(11))
+
+    def solve(path, key):
+        return model.solve(path, t, key=key, stepping=stepping)
+
+    n, zs = _twice(solve, (p1, jr.key(12)), (p2, jr.key(13)))
+    assert n == 0 and zs.shape == (12, 8) and bool(jnp.all(jnp.isfinite(zs)))

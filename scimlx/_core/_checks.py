@@ -15,6 +15,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Real
+
+
+# A tolerance: a Python number (part of the compiled program: a new value recompiles) or a
+# scalar array (a value: new values reuse the program).
+Tolerance = float | Real[ArrayLike, ""]
 
 
 def _is_static(x: Any) -> bool:

@@ -21,10 +21,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 from jaxtyping import Array, ArrayLike, Int, PyTree, Shaped
 
 from .._core._checks import check_int, check_nonempty, check_range
 from .._core._results import code_names, code_of, item_with_codes
+
+
+# diffrax's marker for "root-finder tolerances taken from the step-size controller", read from
+# its public constructor (`diffrax.with_stepsize_controller_tols`).
+_USE_CONTROLLER_TOLS = diffrax.with_stepsize_controller_tols(optx.Newton)().rtol
 
 
 class DiffEqProblem(eqx.Module):
@@ -132,12 +138,10 @@ def _setup(member: DiffEqMember, x):
         controller, diffrax.AbstractAdaptiveStepSizeController
     ):
         # As diffeqsolve: root-finder tolerances marked "use the controller's".
-        from diffrax._root_finder import use_stepsize_tol
-
         attrs = [
             a
             for a in ("rtol", "atol", "norm")
-            if getattr(solver.root_finder, a) is use_stepsize_tol
+            if getattr(solver.root_finder, a) is _USE_CONTROLLER_TOLS
         ]
         if attrs:
             solver = eqx.tree_at(

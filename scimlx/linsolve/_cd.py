@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float, Int
 
+from .._core._checks import Tolerance
+
 
 try:  # the foundation's enumeration (extends diffrax's, hence lineax's)
     from scimlx._core._results import RESULTS
@@ -176,8 +178,8 @@ class ConjugateDirection(lx.AbstractLinearSolver):
     direction map is not differentiated. Options: `y0`, an initial guess.
     """
 
-    rtol: float
-    atol: float
+    rtol: Tolerance
+    atol: Tolerance
     direction: Callable[[Array], Array] | None = None
     k: int = eqx.field(static=True, default=2)
     max_steps: int = eqx.field(static=True, default=1000)
@@ -300,8 +302,8 @@ def cd_solve(
     *,
     direction: Callable[[Float[Array, "*shape"]], Float[Array, "*shape"]] | None = None,
     k: int = 2,
-    rtol: float = 1e-6,
-    atol: float = 0.0,
+    rtol: Tolerance = 1e-6,
+    atol: Tolerance = 0.0,
     max_steps: int = 1000,
     recompute_every: int = 50,
     x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float
 
+from .._core._checks import Tolerance
+
 
 try:
     from scimlx._core._results import RESULTS
@@ -105,8 +107,8 @@ class PCG(lx.AbstractLinearSolver):
     semidefinite lineax operator, e.g. a [`scimlx.linsolve.VCycle`][]) and `y0`.
     """
 
-    rtol: float
-    atol: float
+    rtol: Tolerance
+    atol: Tolerance
     max_steps: int = eqx.field(static=True, default=1000)
     stabilise_every: int = eqx.field(static=True, default=50)
     stagnation_window: int = eqx.field(static=True, default=100)
@@ -217,8 +219,8 @@ def pcg_solve(
     b: Float[Array, "*shape"],
     *,
     preconditioner: lx.AbstractLinearOperator | None = None,
-    rtol: float = 1e-6,
-    atol: float = 0.0,
+    rtol: Tolerance = 1e-6,
+    atol: Tolerance = 0.0,
     max_steps: int = 1000,
     stabilise_every: int = 50,
     x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message

@@ -12,6 +12,7 @@ import lineax as lx
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core._checks import Tolerance
 from ._cd import cd_solve, CDSolution
 
 
@@ -208,8 +209,8 @@ def dcdm_solve(
     *,
     mask: Float[Array, "*shape"] | None = None,
     k: int = 2,
-    rtol: float = 1e-6,
-    atol: float = 0.0,
+    rtol: Tolerance = 1e-6,
+    atol: Tolerance = 0.0,
     max_steps: int = 200,
     recompute_every: int = 50,
     x0: Float[Array, "*shape"] | None = None,

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._core._checks import Tolerance
 from ._blackbox import blackbox_hierarchy
 from ._operators import _probe_stencil, AbstractGridOperator, DiffusionOperator, StencilOperator
 from ._smoothers import chebyshev, estimate_lmax, jacobi, red_black_gauss_seidel
@@ -518,8 +519,8 @@ def multigrid_solve(
     b: Float[Array, "*grid"],
     *,
     vcycle: VCycle | None = None,
-    rtol: float = 1e-6,
-    atol: float = 0.0,
+    rtol: Tolerance = 1e-6,
+    atol: Tolerance = 0.0,
     max_steps: int = 100,
     throw: bool = True,
 ) -> MGSolution:

@@ -13,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core import CorruptedFileError, is_successful, read_arrays, RESULTS, write_arrays
+from .._core._checks import Tolerance
 from ..linsolve._cg import pcg_solve
 from ..linsolve._multigrid import multigrid
 from ..linsolve._operators import DiffusionOperator
@@ -124,7 +125,7 @@ def darcy_solve(
     a: Float[Array, "n n"],
     f: Float[Array, "n n"] | None = None,
     *,
-    rtol: float = 1e-10,
+    rtol: Tolerance = 1e-10,
     max_steps: int = 200,
     throw: bool = True,
 ) -> DarcySolution:
@@ -185,7 +186,7 @@ def darcy_dataset(
     n_modes: int | None = None,
     high: float = 12.0,
     low: float = 3.0,
-    rtol: float | None = None,
+    rtol: Tolerance | None = None,
     batch_size: int = 64,
     progress: bool = False,
 ) -> DarcyData:

@@ -6,7 +6,8 @@ batch with `jax.vmap`.
 """
 
 import abc
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import diffrax
 import equinox as eqx
@@ -16,7 +17,13 @@ import jax.random as jr
 import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from .._core._checks import check_int, check_positive, check_tolerances, error_if_nonfinite
+from .._core._checks import (
+    check_int,
+    check_positive,
+    check_tolerances,
+    error_if_nonfinite,
+    Tolerance,
+)
 from ._brownian import GridBrownianPath
 from ._path import ControlPath
 
@@ -227,8 +234,8 @@ class AbstractLatentModel(eqx.Module):
         key: PRNGKeyArray | None = None,
         stepping: str = "scan",
         solver: diffrax.AbstractSolver | None = None,
-        rtol: float = 1e-3,
-        atol: float = 1e-5,
+        rtol: Tolerance = 1e-3,
+        atol: Tolerance = 1e-5,
         bm_tol: float | None = None,
         max_steps: int = 4096,
         throw: bool = True,
@@ -282,17 +289,8 @@ class AbstractLatentModel(eqx.Module):
                 if self.is_sde
                 else None
             )
-            terms = self.terms(path, brownian)
             slv = diffrax.Euler() if solver is None else solver
-            state = slv.init(terms, ts[0], ts[1], z0, None)
-
-            def step(carry, tt):
-                z, st = carry
-                z1, _, _, st, _ = slv.step(terms, tt[0], tt[1], z, None, st, False)
-                return (z1, st), z1
-
-            _, zs = jax.lax.scan(step, (z0, state), (ts[:-1], ts[1:]))
-            return jnp.concatenate([z0[None], zs], axis=0)
+            return _scan_solve(self.terms(path, brownian), slv, ts, z0)
         elif stepping == "grid":
             brownian = (
                 GridBrownianPath(ts, (self.hidden,), key=key, dtype=z0.dtype)
@@ -447,17 +445,57 @@ def _stratonovich_terms(terms, diffusion):
     `g_i dg_i/dz_i / 2`, so that a Stratonovich solver (Heun, the adaptive default) converges
     to the Ito solution that Euler-Maruyama approximates on the grid."""
     drift, noise = terms.terms
+    return diffrax.MultiTerm(diffrax.ODETerm(_StratonovichDrift(drift.vf, diffusion)), noise)
 
-    def corrected(t, z, args):
-        g = diffusion(t, z)
-        dg = jnp.diagonal(jax.jacfwd(lambda y: diffusion(t, y))(z))
-        return drift.vf(t, z, args) - 0.5 * g * dg
 
-    return diffrax.MultiTerm(diffrax.ODETerm(corrected), noise)
+# The vector fields below are Modules, not closures: a fresh `lambda` per call would be a new
+# static argument of diffrax's jitted solve, recompiling every eager `model.solve(...)`.
+
+
+class _StratonovichDrift(eqx.Module):
+    drift: Callable
+    diffusion: Callable
+
+    def __call__(self, t, z, args):
+        g = self.diffusion(t, z)
+        dg = jnp.diagonal(jax.jacfwd(lambda y: self.diffusion(t, y))(z))
+        return self.drift(t, z, args) - 0.5 * g * dg
+
+
+class _DiagonalNoise(eqx.Module):
+    diffusion: Callable
+
+    def __call__(self, t, z, args):
+        return lx.DiagonalLinearOperator(self.diffusion(t, z))
+
+
+class _PathDrift(eqx.Module):
+    """`model.drift(t, z, X(t))`."""
+
+    model: Any
+    path: Any
+
+    def __call__(self, t, z, args):
+        return self.model.drift(t, z, self.path.evaluate(t))
+
+
+@eqx.filter_jit
+def _scan_solve(terms, solver, ts, z0):
+    """`solver` stepped along the grid `ts` by `lax.scan` (jitted: an eager `lax.scan` would
+    compile anew on every call)."""
+    state = solver.init(terms, ts[0], ts[1], z0, None)
+
+    def step(carry, tt):
+        z, st = carry
+        z1, _, _, st, _ = solver.step(terms, tt[0], tt[1], z, None, st, False)
+        return (z1, st), z1
+
+    _, zs = jax.lax.scan(step, (z0, state), (ts[:-1], ts[1:]))
+    return jnp.concatenate([z0[None], zs], axis=0)
 
 
 def _diag_term(fn, brownian):
-    return diffrax.ControlTerm(lambda t, z, args: lx.DiagonalLinearOperator(fn(t, z)), brownian)
+    return diffrax.ControlTerm(_DiagonalNoise(fn), brownian)
 
 
 class _StableDrift(eqx.Module):
@@ -554,7 +592,7 @@ class LSDE(AbstractLatentModel):
         return jnp.tanh(jax.nn.sigmoid(self.theta) * s)
 
     def terms(self, path, brownian):
-        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        drift = diffrax.ODETerm(_PathDrift(self, path))
         return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
 
@@ -614,7 +652,7 @@ class LNSDE(AbstractLatentModel):
         return jnp.tanh(g) if self.bounded else g
 
     def terms(self, path, brownian):
-        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        drift = diffrax.ODETerm(_PathDrift(self, path))
         return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
 
@@ -689,7 +727,7 @@ class GSDE(AbstractLatentModel):
         return jnp.tanh(g) if self.bounded else g
 
     def terms(self, path, brownian):
-        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        drift = diffrax.ODETerm(_PathDrift(self, path))
         return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
 
@@ -765,7 +803,7 @@ class NaiveSDE(AbstractLatentModel):
         return jnp.tanh(jax.nn.sigmoid(self.theta) * jnp.nan_to_num(s))
 
     def terms(self, path, brownian):
-        drift = diffrax.ODETerm(lambda t, z, args: self.drift(t, z, path.evaluate(t)))
+        drift = diffrax.ODETerm(_PathDrift(self, path))
         return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
 
@@ -864,5 +902,9 @@ class NeuralODE(AbstractLatentModel):
         h, _ = jax.lax.scan(step, h0, (ts, xs), reverse=True)
         return self.encoder(h)
 
+    def vector_field(self, t, z, args):
+        """tanh(MLP(Lin_in(z)))."""
+        return jnp.tanh(self.mlp(self.lin_in(z)))
+
     def terms(self, path, brownian):
-        return diffrax.ODETerm(lambda t, z, args: jnp.tanh(self.mlp(self.lin_in(z))))
+        return diffrax.ODETerm(self.vector_field)
