@@ -2,12 +2,13 @@
 internals of equinox enumerations (codes as integers, names, promotion between the
 diffrax, lineax and optimistix families)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from equinox._enum import EnumerationItem
 
 
@@ -24,8 +25,10 @@ class RESULTS(diffrax.RESULTS, metaclass=_ResultsMeta):  # pyright: ignore[repor
 
     `diffrax.RESULTS` already contains lineax's and optimistix's codes (`successful`,
     `max_steps_reached`, `singular`, `breakdown`, `stagnation`, `nonfinite`, ...). scimlx
-    adds the codes below. A result from diffrax, lineax or optimistix compares with these
-    members directly (`lineax_sol.result == scimlx.RESULTS.successful`), and
+    adds `invalid_input`, and its `breakdown` message says what a breakdown is in scimlx's
+    conjugate-gradient and conjugate-direction solves (non-positive curvature). A result
+    from diffrax, lineax or optimistix compares with these members directly
+    (`lineax_sol.result == scimlx.RESULTS.successful`), and
     [`scimlx.is_successful`][] accepts any of them; [`scimlx.as_result`][] converts one
     into this enumeration. `list(scimlx.RESULTS)` lists every code in order, and
     `scimlx.RESULTS[item]` gives a code's message.
@@ -37,10 +40,17 @@ class RESULTS(diffrax.RESULTS, metaclass=_ResultsMeta):  # pyright: ignore[repor
 
     successful = ""
     invalid_input = "An input violated the documented requirements (see the argument's docs)."
-    negative_curvature = (
-        "A search direction had non-positive curvature d^T A d <= 0: the operator is not "
-        "positive definite on the search space, or the direction map failed."
-    )
+
+
+# `breakdown` is lineax's code; its message here also says what it means in scimlx's
+# solves (set after the class is built: redefining it in the body makes equinox warn).
+RESULTS._index_to_message[int(RESULTS.breakdown._value)] = (
+    "An iterative linear solve broke down. In a conjugate-gradient or conjugate-direction "
+    "solve (`pcg_solve`, `cd_solve`, `dcdm_solve`) a search direction had non-positive "
+    "curvature d^T A d <= 0: the operator is not positive definite on the search space, or "
+    "the preconditioner or direction map failed. With lineax's GMRES, try increasing "
+    "`restart`."
+)
 
 
 def _family(enumeration: Any) -> bool:
@@ -130,6 +140,26 @@ def code_names(enumeration: Any = RESULTS) -> list[str]:
 def has_code(name: str, enumeration: Any = RESULTS) -> bool:
     """Whether the enumeration has a member called `name`."""
     return name in enumeration._name_to_item
+
+
+def result_from_codes(codes: Any, names: Sequence[str], enumeration: Any = RESULTS) -> Any:
+    """The item of `enumeration` named `names[c]` for each solver code `c`.
+
+    A solver loop records why it stopped as a small integer (its own code `c`, an index
+    into `names`); this is the one place where such codes become `RESULTS` items.
+
+    **Arguments:**
+
+    - `codes`: integer array (any shape, possibly traced) of indices into `names`.
+    - `names`: the member name for each solver code, e.g.
+      `("successful", "max_steps_reached", "breakdown")`.
+    - `enumeration`: the enumeration to build items of (default `scimlx.RESULTS`; a lineax
+      solver returns `lineax.RESULTS`).
+    """
+    table = np.array([int(getattr(enumeration, name)._value) for name in names], np.int32)
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(table)[jnp.asarray(codes)]
+    return item_with_codes(value, enumeration)
 
 
 def item_with_codes(codes: Any, enumeration: Any) -> Any:
