@@ -9,7 +9,10 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from equinox._enum import EnumerationItem
+
+
+# The class of every equinox enumeration's items (equinox exports `Enumeration` only).
+EnumerationItem = type(diffrax.RESULTS.successful)
 
 
 class _ResultsMeta(type(diffrax.RESULTS)):
@@ -51,14 +54,6 @@ RESULTS._index_to_message[int(RESULTS.breakdown._value)] = (
     "the preconditioner or direction map failed. With lineax's GMRES, try increasing "
     "`restart`."
 )
-
-
-def _family(enumeration: Any) -> bool:
-    """Whether items of `enumeration` can become `RESULTS` items (it is `RESULTS`, one of
-    its bases -- diffrax, optimistix, lineax -- or a subclass of `RESULTS`)."""
-    return isinstance(enumeration, type) and (
-        issubclass(RESULTS, enumeration) or issubclass(enumeration, RESULTS)
-    )
 
 
 def as_result(result: Any) -> Any:
@@ -170,7 +165,9 @@ def item_with_codes(codes: Any, enumeration: Any) -> Any:
 # Cross-family comparisons. equinox compares items of one enumeration only
 # ("Can only compare equality between enumerations of the same type"), so that
 # `diffrax_sol.result == scimlx.RESULTS.successful` would raise although scimlx.RESULTS
-# extends diffrax's codes. When one side is a scimlx `RESULTS` item and the other an
+# extends diffrax's codes. equinox offers no public hook for this (items of every
+# enumeration are of the one class, and `Enumeration.where`/`promote` build plain items), so
+# its comparison is wrapped here. When one side is a scimlx `RESULTS` item and the other an
 # item of one of its base enumerations (diffrax, optimistix, lineax), the base item is
 # promoted first; every other comparison is left to equinox unchanged.
 _eqx_eq = EnumerationItem.__eq__
