@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 
+import scimlx
 import scimlx.linsolve as ls
 
 
@@ -361,7 +362,7 @@ def _cd_row(method, p, model, *, k, max_steps, note):
 
     t = time_compiled(solve, op, b, model, mask, repeats=1)
     sol = t["output"]
-    ok = bool(sol.result == ls_results().successful)
+    ok = bool(scimlx.is_successful(sol.result))
     fb = int(sol.stats["num_fallbacks"])
     return {
         "method": method,
@@ -380,12 +381,6 @@ def _cd_row(method, p, model, *, k, max_steps, note):
             + (f"; {fb} residual fallbacks" if fb else "")
         ).strip("; "),
     }
-
-
-def ls_results():
-    from scimlx._core._results import RESULTS
-
-    return RESULTS
 
 
 def _cg_with_net_row(p, model, *, max_steps):
