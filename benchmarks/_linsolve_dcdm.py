@@ -29,6 +29,7 @@ import lineax as lx
 import numpy as np
 import optax
 
+import scimlx
 import scimlx.linsolve as ls
 
 
@@ -362,7 +363,7 @@ def _cd_row(method, p, model, *, k, max_steps, note):
 
     t = time_compiled(solve, op, b, model, mask, repeats=1)
     sol = t["output"]
-    ok = bool(sol.result == ls_results().successful)
+    ok = bool(scimlx.is_successful(sol.result))
     fb = int(sol.stats["num_fallbacks"])
     return {
         "method": method,
@@ -381,12 +382,6 @@ def _cd_row(method, p, model, *, k, max_steps, note):
             + (f"; {fb} residual fallbacks" if fb else "")
         ).strip("; "),
     }
-
-
-def ls_results():
-    from scimlx._core._results import RESULTS
-
-    return RESULTS
 
 
 def _cg_with_net_row(p, model, *, max_steps):

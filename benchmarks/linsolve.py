@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 
+import scimlx
 import scimlx.linsolve as ls
 from benchmarks import _linsolve_families as fam
 from benchmarks._harness import (
@@ -202,7 +203,7 @@ def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
     _COMPILED.add(key)
 
     def finish(_, sol):
-        ok = bool(sol.result == ls_results().successful)
+        ok = bool(scimlx.is_successful(sol.result))
         x = np.asarray(sol.value).ravel()
         its = int(sol.stats["num_steps"])
         return {
@@ -212,17 +213,11 @@ def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
             "true_rel_res": _true_res(A, x, np.asarray(b).ravel()),
             "note": f"{len(getattr(vc, 'operators', ()))} levels"
             + ("" if coarse is None else f", coarse={coarse}")
-            + ("" if ok else f"; not converged ({ls_results()[sol.result]!s:.50})"),
+            + ("" if ok else f"; not converged ({scimlx.RESULTS[sol.result]!s:.50})"),
         }
 
     setup = (_mg_setup, (op, coarse)) if rhs_b is None else None
     return Method(name, setup, (_mg_solve, (op, vc, b, rtol)), finish, compile_s=compile_s)
-
-
-def ls_results():
-    from scimlx._core._results import RESULTS
-
-    return RESULTS
 
 
 def pyamg_methods(A, b, rtol):

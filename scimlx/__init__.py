@@ -18,6 +18,7 @@ from ._core import (
     read_header as read_header,
     RESULTS as RESULTS,
     save as save,
+    Solution as Solution,
     steps_per_epoch as steps_per_epoch,
 )
 from ._tour import tour as tour

@@ -8,7 +8,7 @@ import optax
 import pytest
 import scipy.sparse.linalg as spla
 
-from scimlx._core._results import RESULTS
+from scimlx import RESULTS
 from scimlx.linsolve import (
     dcdm_loss,
     dcdm_solve,

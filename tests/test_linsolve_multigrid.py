@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+import scimlx
 import scimlx.linsolve as ls
 
 
@@ -234,7 +235,7 @@ def test_mg_pcg_held_out_scenes(shapes):
         sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-6, max_steps=50)
         res = float(jnp.linalg.norm(b - op.mv(sol.value)) / jnp.linalg.norm(b))
         assert res <= 1.01e-6
-        assert sol.result == ls_results().successful
+        assert sol.result == scimlx.RESULTS.successful
         its.append(int(sol.stats["num_steps"]))
         if int(np.prod(shape)) <= 32**2:
             ref = spla.spsolve(ls.to_scipy_sparse(op).tocsc(), np.asarray(b).ravel())
@@ -244,12 +245,6 @@ def test_mg_pcg_held_out_scenes(shapes):
     assert max(its) <= 12, its
     if len(its) == 2:
         assert its[1] <= 1.5 * its[0] + 1, its
-
-
-def ls_results():
-    import scimlx
-
-    return scimlx.RESULTS
 
 
 def test_pcg_zero_entries_and_max_steps():
@@ -264,7 +259,7 @@ def test_pcg_zero_entries_and_max_steps():
     np.testing.assert_allclose(np.asarray(sol.value), ref, rtol=1e-6)
     assert int(sol.stats["num_steps"]) <= n
     short = ls.pcg_solve(op, b, rtol=1e-8, max_steps=3, throw=False)
-    assert short.result == ls_results().max_steps_reached
+    assert short.result == scimlx.RESULTS.max_steps_reached
     assert int(short.stats["num_steps"]) == 3
     hist = np.asarray(short.stats["residual_history"])
     assert np.all(np.isfinite(hist))
@@ -315,7 +310,7 @@ def test_pcg_vmap_over_rhs():
     bs = jax.vmap(lambda k: ls.random_rhs(op.solid, key=k))(keys)
     sols = jax.vmap(lambda b: ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-8, throw=False))(bs)
     A = ls.to_scipy_sparse(op).tocsc()
-    assert bool(jnp.all(sols.result == ls_results().successful))
+    assert bool(jnp.all(sols.result == scimlx.RESULTS.successful))
     for i in range(3):
         ref = spla.spsolve(A, np.asarray(bs[i]).ravel())
         np.testing.assert_allclose(np.asarray(sols.value[i]).ravel(), ref, atol=1e-6)
@@ -328,7 +323,7 @@ def test_pcg_stagnation_and_true_residual():
     b = ls.random_rhs(op.solid, key=jax.random.key(0)).astype(jnp.float32)
     vc = ls.multigrid(op)
     sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-9, max_steps=1000, throw=False)
-    assert sol.result == ls_results().stagnation
+    assert sol.result == scimlx.RESULTS.stagnation
     steps = int(sol.stats["num_steps"])
     assert 100 <= steps < 1000
     bn = float(sol.stats["b_norm"])
@@ -339,7 +334,7 @@ def test_pcg_stagnation_and_true_residual():
         ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-9, max_steps=1000)
     # detection off: the same solve runs to max_steps and says so
     off = ls.pcg_solve(op, b, rtol=1e-9, max_steps=150, stagnation_window=0, throw=False)
-    assert off.result == ls_results().max_steps_reached
+    assert off.result == scimlx.RESULTS.max_steps_reached
     assert int(off.stats["num_steps"]) == 150
 
 

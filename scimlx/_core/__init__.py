@@ -9,6 +9,7 @@ from ._checks import (
     check_int as check_int,
     check_labels as check_labels,
     check_last_axis as check_last_axis,
+    check_like as check_like,
     check_ndim as check_ndim,
     check_nonempty as check_nonempty,
     check_ordered as check_ordered,
@@ -49,5 +50,7 @@ from ._progress import ProgressBar as ProgressBar
 from ._results import (
     as_result as as_result,
     is_successful as is_successful,
+    result_from_codes as result_from_codes,
     RESULTS as RESULTS,
 )
+from ._solution import Solution as Solution, solution as solution

@@ -213,3 +213,16 @@ def error_if_nonfinite(name: str, x: Any) -> Any:
 def error_if_negative(name: str, x: Any) -> Any:
     """Return `x`, raising at run time (also under `jit`) if it is negative or NaN."""
     return eqx.error_if(x, ~jnp.all(jnp.asarray(x) >= 0), f"`{name}` must be non-negative.")
+
+
+def check_like(name: str, x: Any, like: Any, *, what: str = "") -> None:
+    """Raise a `ValueError` naming `name` unless `x` has the shape and dtype of `like` (an
+    array or a `jax.ShapeDtypeStruct`); `what` says what `like` is (e.g. "the operator's
+    input"). Runs at trace time."""
+    shape, dtype = tuple(np.shape(x)), jnp.result_type(x)
+    if shape != tuple(like.shape) or dtype != like.dtype:
+        source = f" ({what})" if what else ""
+        raise ValueError(
+            f"`{name}` must have shape {tuple(like.shape)} and dtype {like.dtype}{source}, "
+            f"got shape {shape} and dtype {dtype}."
+        )

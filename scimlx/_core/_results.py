@@ -2,13 +2,17 @@
 internals of equinox enumerations (codes as integers, names, promotion between the
 diffrax, lineax and optimistix families)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import diffrax
 import jax
 import jax.numpy as jnp
-from equinox._enum import EnumerationItem
+import numpy as np
+
+
+# The class of every equinox enumeration's items (equinox exports `Enumeration` only).
+EnumerationItem = type(diffrax.RESULTS.successful)
 
 
 class _ResultsMeta(type(diffrax.RESULTS)):
@@ -24,8 +28,10 @@ class RESULTS(diffrax.RESULTS, metaclass=_ResultsMeta):  # pyright: ignore[repor
 
     `diffrax.RESULTS` already contains lineax's and optimistix's codes (`successful`,
     `max_steps_reached`, `singular`, `breakdown`, `stagnation`, `nonfinite`, ...). scimlx
-    adds the codes below. A result from diffrax, lineax or optimistix compares with these
-    members directly (`lineax_sol.result == scimlx.RESULTS.successful`), and
+    adds `invalid_input`, and its `breakdown` message says what a breakdown is in scimlx's
+    conjugate-gradient and conjugate-direction solves (non-positive curvature). A result
+    from diffrax, lineax or optimistix compares with these members directly
+    (`lineax_sol.result == scimlx.RESULTS.successful`), and
     [`scimlx.is_successful`][] accepts any of them; [`scimlx.as_result`][] converts one
     into this enumeration. `list(scimlx.RESULTS)` lists every code in order, and
     `scimlx.RESULTS[item]` gives a code's message.
@@ -37,18 +43,17 @@ class RESULTS(diffrax.RESULTS, metaclass=_ResultsMeta):  # pyright: ignore[repor
 
     successful = ""
     invalid_input = "An input violated the documented requirements (see the argument's docs)."
-    negative_curvature = (
-        "A search direction had non-positive curvature d^T A d <= 0: the operator is not "
-        "positive definite on the search space, or the direction map failed."
-    )
 
 
-def _family(enumeration: Any) -> bool:
-    """Whether items of `enumeration` can become `RESULTS` items (it is `RESULTS`, one of
-    its bases -- diffrax, optimistix, lineax -- or a subclass of `RESULTS`)."""
-    return isinstance(enumeration, type) and (
-        issubclass(RESULTS, enumeration) or issubclass(enumeration, RESULTS)
-    )
+# `breakdown` is lineax's code; its message here also says what it means in scimlx's
+# solves (set after the class is built: redefining it in the body makes equinox warn).
+RESULTS._index_to_message[int(RESULTS.breakdown._value)] = (
+    "An iterative linear solve broke down. In a conjugate-gradient or conjugate-direction "
+    "solve (`pcg_solve`, `cd_solve`, `dcdm_solve`) a search direction had non-positive "
+    "curvature d^T A d <= 0: the operator is not positive definite on the search space, or "
+    "the preconditioner or direction map failed. With lineax's GMRES, try increasing "
+    "`restart`."
+)
 
 
 def as_result(result: Any) -> Any:
@@ -132,6 +137,26 @@ def has_code(name: str, enumeration: Any = RESULTS) -> bool:
     return name in enumeration._name_to_item
 
 
+def result_from_codes(codes: Any, names: Sequence[str], enumeration: Any = RESULTS) -> Any:
+    """The item of `enumeration` named `names[c]` for each solver code `c`.
+
+    A solver loop records why it stopped as a small integer (its own code `c`, an index
+    into `names`); this is the one place where such codes become `RESULTS` items.
+
+    **Arguments:**
+
+    - `codes`: integer array (any shape, possibly traced) of indices into `names`.
+    - `names`: the member name for each solver code, e.g.
+      `("successful", "max_steps_reached", "breakdown")`.
+    - `enumeration`: the enumeration to build items of (default `scimlx.RESULTS`; a lineax
+      solver returns `lineax.RESULTS`).
+    """
+    table = np.array([int(getattr(enumeration, name)._value) for name in names], np.int32)
+    with jax.ensure_compile_time_eval():
+        value = jnp.asarray(table)[jnp.asarray(codes)]
+    return item_with_codes(value, enumeration)
+
+
 def item_with_codes(codes: Any, enumeration: Any) -> Any:
     """An item of `enumeration` holding the integer `codes` (any shape)."""
     return EnumerationItem(jnp.asarray(codes).astype(jnp.int32), enumeration)  # pyright: ignore
@@ -140,7 +165,9 @@ def item_with_codes(codes: Any, enumeration: Any) -> Any:
 # Cross-family comparisons. equinox compares items of one enumeration only
 # ("Can only compare equality between enumerations of the same type"), so that
 # `diffrax_sol.result == scimlx.RESULTS.successful` would raise although scimlx.RESULTS
-# extends diffrax's codes. When one side is a scimlx `RESULTS` item and the other an
+# extends diffrax's codes. equinox offers no public hook for this (items of every
+# enumeration are of the one class, and `Enumeration.where`/`promote` build plain items), so
+# its comparison is wrapped here. When one side is a scimlx `RESULTS` item and the other an
 # item of one of its base enumerations (diffrax, optimistix, lineax), the base item is
 # promoted first; every other comparison is left to equinox unchanged.
 _eqx_eq = EnumerationItem.__eq__

@@ -4,12 +4,8 @@ from ._blackbox import (
     blackbox_coarsen as blackbox_coarsen,
     BoxTransfer as BoxTransfer,
 )
-from ._cd import (
-    cd_solve as cd_solve,
-    CDSolution as CDSolution,
-    ConjugateDirection as ConjugateDirection,
-)
-from ._cg import PCG as PCG, pcg_solve as pcg_solve, Solution as Solution
+from ._cd import cd_solve as cd_solve, ConjugateDirection as ConjugateDirection
+from ._cg import PCG as PCG, pcg_solve as pcg_solve
 from ._dcdm import (
     dcdm_loss as dcdm_loss,
     dcdm_solve as dcdm_solve,
@@ -22,7 +18,6 @@ from ._lanczos import lanczos as lanczos, ritz_pairs as ritz_pairs, ritz_rhs as 
 from ._multigrid import (
     coarsen as coarsen,
     galerkin_coarsen as galerkin_coarsen,
-    MGSolution as MGSolution,
     multigrid as multigrid,
     multigrid_solve as multigrid_solve,
     VCycle as VCycle,

@@ -7,44 +7,27 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
+from .._core import Solution
 from .._core._checks import Tolerance
-
-
-try:  # the foundation's enumeration (extends diffrax's, hence lineax's)
-    from scimlx._core._results import RESULTS
-except ImportError:  # pragma: no cover - only before the foundation lands
-    import diffrax
-
-    RESULTS = diffrax.RESULTS
-
-
-def _member(name: str, fallback: str):
-    return getattr(RESULTS, name) if name in RESULTS._name_to_item else getattr(RESULTS, fallback)
-
-
-def _dot(x: Array, y: Array) -> Array:
-    return jnp.sum(x * y)
+from ._iterative import (
+    BREAKDOWN,
+    check_problem,
+    dot,
+    lineax_result,
+    loop_solution,
+    MAX_STEPS,
+    NONFINITE,
+    single_array_structure,
+    STAGNATION,
+    stagnation_update,
+    SUCCESSFUL,
+)
 
 
 def _identity(r: Array) -> Array:
     return r
-
-
-def _single_array_structure(operator: lx.AbstractLinearOperator, name: str = "operator"):
-    struct = operator.in_structure()
-    if not isinstance(struct, jax.ShapeDtypeStruct):
-        raise ValueError(
-            f"`{name}` must act on a single array (got input structure {struct}); "
-            "flatten a pytree-valued problem first."
-        )
-    if operator.out_structure() != struct:
-        raise ValueError(
-            f"`{name}` must be square with equal input and output structures, got "
-            f"{struct} -> {operator.out_structure()}."
-        )
-    return struct
 
 
 def _cd_loop(
@@ -61,12 +44,11 @@ def _cd_loop(
     stall_tol: float = 0.0,
     stagnation_window: int = 100,
 ):
-    """The loop itself, on plain arrays. Returns (x, code, stats) with code in
-    {0: converged, 1: max steps, 2: non-positive curvature, 3: non-finite, 4: stagnation}."""
-    from ._cg import _stagnation_update
-
+    """The loop itself, on plain arrays. Returns (x, code, stats), `code` (also in
+    `stats["code"]`) saying why it stopped: converged, max steps, breakdown (non-positive
+    curvature), non-finite or stagnation (the codes of `_iterative`)."""
     dtype = b.dtype
-    bnorm = jnp.sqrt(_dot(b, b))
+    bnorm = jnp.sqrt(dot(b, b))
     tol = jnp.asarray(atol, dtype) + jnp.asarray(rtol, dtype) * bnorm
     if x0 is None:
         x = jnp.zeros_like(b)
@@ -76,17 +58,17 @@ def _cd_loop(
         x = x0.astype(dtype)
         r = b - mv(x)
         n_mv = jnp.array(1, jnp.int32)
-    rnorm = jnp.sqrt(_dot(r, r))
+    rnorm = jnp.sqrt(dot(r, r))
     kk = max(k, 1)  # buffers of length >= 1 keep shapes static; unused when k == 0
     P = jnp.zeros((kk,) + b.shape, dtype)
     AP = jnp.zeros((kk,) + b.shape, dtype)
     pAp = jnp.ones((kk,), dtype)
     hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(rnorm)
-    code = jnp.where(jnp.isfinite(rnorm), 0, 3).astype(jnp.int32)
+    code = jnp.where(jnp.isfinite(rnorm), SUCCESSFUL, NONFINITE).astype(jnp.int32)
 
     def cond_fun(carry):
         it, _, _, rnorm, _, _, _, _, _, _, _, code, _, _ = carry
-        return (it < max_steps) & (rnorm > tol) & (code == 0)
+        return (it < max_steps) & (rnorm > tol) & (code == SUCCESSFUL)
 
     def body_fun(carry):
         it, x, r, rnorm, P, AP, pAp, hist, n_mv, n_dir, n_fb, code, ref, since = carry
@@ -100,8 +82,8 @@ def _cd_loop(
             # q.r is unchanged by the A-orthogonalisation (r is orthogonal to the previous
             # directions), so a direction nearly orthogonal to r cannot make progress, and a
             # deterministic map would return it again: take the residual instead.
-            qn = jnp.sqrt(_dot(q, q))
-            stalled = ~(jnp.abs(_dot(q, r)) > stall_tol * qn * rnorm)
+            qn = jnp.sqrt(dot(q, q))
+            stalled = ~(jnp.abs(dot(q, r)) > stall_tol * qn * rnorm)
             q = jnp.where(stalled, r, q)
             n_fb = n_fb + stalled.astype(jnp.int32)
         if k > 0:
@@ -109,8 +91,8 @@ def _cd_loop(
             coeff = jnp.tensordot(AP, q, axes=q.ndim) / pAp
             q = q - jnp.tensordot(coeff, P, axes=1)
         Aq = mv(q)
-        qAq = _dot(q, Aq)
-        qr = _dot(q, r)
+        qAq = dot(q, Aq)
+        qr = dot(q, r)
         finite = jnp.isfinite(qAq) & jnp.isfinite(qr)
         bad_curv = finite & ~(qAq > 0)
         ok = finite & ~bad_curv
@@ -118,18 +100,22 @@ def _cd_loop(
         x = x + alpha * q
         r = r - alpha * Aq
         # the true residual every `recompute_every` steps and before declaring convergence
-        recompute = ((it + 1) % recompute_every == 0) | (jnp.sqrt(_dot(r, r)) <= tol)
+        recompute = ((it + 1) % recompute_every == 0) | (jnp.sqrt(dot(r, r)) <= tol)
         r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         n_mv = n_mv + 1 + recompute.astype(jnp.int32)
-        rnorm_new = jnp.sqrt(_dot(r, r))
+        rnorm_new = jnp.sqrt(dot(r, r))
         if k > 0:
             slot = it % k
             P = P.at[slot].set(jnp.where(ok, q, 0.0))
             AP = AP.at[slot].set(jnp.where(ok, Aq, 0.0))
             pAp = pAp.at[slot].set(jnp.where(ok, qAq, 1.0))
-        code = jnp.where(~finite | ~jnp.isfinite(rnorm_new), 3, jnp.where(bad_curv, 2, 0))
-        ref, since, stagnated = _stagnation_update(rnorm_new, ref, since, it + 1, stagnation_window)
-        code = jnp.where((code == 0) & stagnated & (rnorm_new > tol), 4, code)
+        code = jnp.where(
+            ~finite | ~jnp.isfinite(rnorm_new),
+            NONFINITE,
+            jnp.where(bad_curv, BREAKDOWN, SUCCESSFUL),
+        )
+        ref, since, stagnated = stagnation_update(rnorm_new, ref, since, it + 1, stagnation_window)
+        code = jnp.where((code == SUCCESSFUL) & stagnated & (rnorm_new > tol), STAGNATION, code)
         code = code.astype(jnp.int32)
         hist = hist.at[it + 1].set(rnorm_new)
         return (it + 1, x, r, rnorm_new, P, AP, pAp, hist, n_mv, n_dir + 1, n_fb, code, ref, since)
@@ -140,7 +126,7 @@ def _cd_loop(
         cond_fun, body_fun, carry
     )
     rtrue = b - mv(x)
-    code = jnp.where((code == 0) & ~(jnp.sqrt(_dot(rtrue, rtrue)) <= tol), 1, code)
+    code = jnp.where((code == SUCCESSFUL) & ~(jnp.sqrt(dot(rtrue, rtrue)) <= tol), MAX_STEPS, code)
     stats = {
         "num_steps": it,
         "num_mv": n_mv + 1,
@@ -148,7 +134,7 @@ def _cd_loop(
         "num_fallbacks": n_fb,
         "residual_history": hist,
         "residual_norm": rnorm,
-        "true_residual_norm": jnp.sqrt(_dot(rtrue, rtrue)),
+        "true_residual_norm": jnp.sqrt(dot(rtrue, rtrue)),
         "b_norm": bnorm,
         "code": code,
     }
@@ -211,7 +197,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
         del options
-        _single_array_structure(operator)
+        single_array_structure(operator)
         if not lx.is_positive_semidefinite(operator):
             raise ValueError(
                 "`operator` must be tagged positive (semi)definite for the conjugate-"
@@ -236,16 +222,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
             stall_tol=self.stall_tol,
             stagnation_window=self.stagnation_window,
         )
-        result = lx.RESULTS.where(
-            code == 0,
-            lx.RESULTS.successful,
-            lx.RESULTS.where(
-                code == 1,
-                lx.RESULTS.max_steps_reached,
-                lx.RESULTS.where(code == 4, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
-            ),
-        )
-        return x, result, stats
+        return x, lineax_result(code), stats
 
     def transpose(self, state, options: dict[str, Any]):
         del options
@@ -257,42 +234,6 @@ class ConjugateDirection(lx.AbstractLinearSolver):
 
     def assume_full_rank(self):
         return True
-
-
-class CDSolution(eqx.Module):
-    """Result of [`scimlx.linsolve.cd_solve`][].
-
-    - `value`: the approximate solution $x$.
-    - `result`: a `scimlx.RESULTS` (`successful`, `max_steps_reached`,
-      `negative_curvature` (breakdown: $q^\\top A q \\leq 0$), `stagnation` (less than
-      10 % residual reduction in `stagnation_window` steps), `nonfinite`). `successful` means
-      the true residual $\\|b - Ax\\|_2$ meets the tolerance.
-    - `stats`: `num_steps`, `num_mv` (operator products, including residual
-      recomputations and the final true residual), `num_direction_evals`,
-      `residual_history` (length `max_steps + 1`, $\\|r_i\\|_2$, NaN after the last step),
-      `num_fallbacks` (steps that replaced a stalled direction by $r$),
-      `residual_norm`, `true_residual_norm` ($\\|b - Ax\\|_2$), `b_norm`.
-    """
-
-    value: Array
-    result: Any
-    stats: dict[str, Any]
-
-
-def _to_results(code: Int[Array, ""]):
-    return RESULTS.where(
-        code == 0,
-        RESULTS.successful,
-        RESULTS.where(
-            code == 1,
-            RESULTS.max_steps_reached,
-            RESULTS.where(
-                code == 2,
-                _member("negative_curvature", "breakdown"),
-                RESULTS.where(code == 4, RESULTS.stagnation, _member("nonfinite", "breakdown")),
-            ),
-        ),
-    )
 
 
 @eqx.filter_jit
@@ -310,7 +251,7 @@ def cd_solve(
     stall_tol: float = 0.0,
     throw: bool = True,
     stagnation_window: int = 100,
-) -> CDSolution:
+) -> Solution:
     r"""Solve $Ax = b$ (A SPD) by truncated conjugate directions with a direction map.
 
     **Arguments:**
@@ -334,23 +275,23 @@ def cd_solve(
 
     **Returns:**
 
-    A [`scimlx.linsolve.CDSolution`][]. Gradients with respect to `b` and to the
-    operator's arrays are implicit (lineax's rule: a transposed solve).
+    A [`scimlx.Solution`][]. Gradients of `value` with respect to `b` and to the
+    operator's arrays are implicit (lineax's rule: a transposed solve). `result` is
+    `successful` (the true residual $\|b - Ax\|_2$ meets the tolerance),
+    `max_steps_reached`, `breakdown` (non-positive curvature $q^\top A q \leq 0$),
+    `stagnation` or `nonfinite`. `stats` holds:
+
+    - `num_steps`: iterations taken;
+    - `num_mv`: operator products, including residual recomputations and the final true
+      residual;
+    - `num_direction_evals`: calls of the direction map;
+    - `num_fallbacks`: steps that replaced a stalled direction by $r$ (see `stall_tol`);
+    - `residual_history`: $\|r_i\|_2$, length `max_steps + 1`, NaN after the last step;
+    - `residual_norm`: the last $\|r\|_2$ of the iteration;
+    - `true_residual_norm`: $\|b - Ax\|_2$ of the returned `value`;
+    - `b_norm`: $\|b\|_2$.
     """
-    if not isinstance(operator, lx.AbstractLinearOperator):
-        raise TypeError(f"`operator` must be a lineax operator, got {type(operator)}.")
-    struct = _single_array_structure(operator)
-    if b.shape != struct.shape:
-        raise ValueError(
-            f"`b` must have shape {struct.shape} (the operator's input), got {b.shape}."
-        )
-    if b.dtype != struct.dtype:
-        raise ValueError(f"`b` must have dtype {struct.dtype} (the operator's), got {b.dtype}.")
-    if x0 is not None and (x0.shape != b.shape or x0.dtype != b.dtype):
-        raise ValueError(
-            f"`x0` must have shape {b.shape} and dtype {b.dtype} (those of `b`), got "
-            f"{x0.shape}, {x0.dtype}."
-        )
+    check_problem(operator, b, x0)
     solver = ConjugateDirection(
         rtol=rtol,
         atol=atol,
@@ -363,9 +304,4 @@ def cd_solve(
     )
     options = {} if x0 is None else {"y0": x0}
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)
-    result = _to_results(sol.stats["code"])
-    value = sol.value
-    if throw:
-        value = result.error_if(value, result != RESULTS.successful)
-    stats = {key: val for key, val in sol.stats.items() if key != "code"}
-    return CDSolution(value=value, result=result, stats=stats)
+    return loop_solution(sol.value, sol.stats, throw=throw)

@@ -1,39 +1,29 @@
 """Preconditioned conjugate gradients with a norm-based stopping rule and full statistics."""
 
-from typing import Any
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float
 
+from .._core import Solution
 from .._core._checks import Tolerance
-
-
-try:
-    from scimlx._core._results import RESULTS
-except ImportError:  # pragma: no cover
-    import diffrax
-
-    RESULTS = diffrax.RESULTS
-
-
-def _dot(x, y):
-    return jnp.sum(x * y)
-
-
-def _stagnation_update(rn, ref, since, k, window):
-    """Progress bookkeeping: `ref` is the residual norm at the last step that reduced it by at
-    least 10 %, `since` that step; stagnation when `window` steps pass without such a step."""
-    improved = rn < 0.9 * ref
-    ref = jnp.where(improved, rn, ref)
-    since = jnp.where(improved, k, since)
-    return ref, since, (window > 0) & (k - since >= window)
+from ._iterative import (
+    BREAKDOWN,
+    check_problem,
+    dot,
+    lineax_result,
+    loop_solution,
+    MAX_STEPS,
+    NONFINITE,
+    STAGNATION,
+    stagnation_update,
+    SUCCESSFUL,
+)
 
 
 def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every, stagnation_window=100):
-    bnorm = jnp.sqrt(_dot(b, b))
+    bnorm = jnp.sqrt(dot(b, b))
     tol = atol + rtol * bnorm
     if x0 is None:
         x = jnp.zeros_like(b)
@@ -45,47 +35,49 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every, stagnatio
         nmv = jnp.array(1)
     z = prec(r)
     p = z
-    rz = _dot(r, z)
-    rn = jnp.sqrt(_dot(r, r))
+    rz = dot(r, z)
+    rn = jnp.sqrt(dot(r, r))
     hist = jnp.full((max_steps + 1,), jnp.nan, b.dtype).at[0].set(rn)
-    # code: 0 converged/running, 1 max steps, 2 breakdown (p^T A p <= 0), 3 non-finite,
-    # 4 stagnation (less than 10 % progress in `stagnation_window` steps)
-    code = jnp.where(jnp.isfinite(rn), 0, 3)
+    # code (see `_iterative`): converged/running, max steps, breakdown (p^T A p <= 0),
+    # non-finite, stagnation (less than 10 % progress in `stagnation_window` steps)
+    code = jnp.where(jnp.isfinite(rn), SUCCESSFUL, NONFINITE)
     zero = jnp.array(0)
 
     def cond(c):
         x, r, z, p, rz, rn, k, nmv, hist, code, ref, since = c
-        return (rn > tol) & (k < max_steps) & (code == 0)
+        return (rn > tol) & (k < max_steps) & (code == SUCCESSFUL)
 
     def body(c):
         x, r, z, p, rz, rn, k, nmv, hist, code, ref, since = c
         Ap = mv(p)
-        pAp = _dot(p, Ap)
+        pAp = dot(p, Ap)
         bad = ~(pAp > 0)
         alpha = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, pAp))
         x = x + alpha * p
         r = r - alpha * Ap
         # the true residual every `stabilise_every` steps, and before declaring convergence
         # (so a drifting recursive residual never reports success)
-        recompute = (((k + 1) % stabilise_every) == 0) | (jnp.sqrt(_dot(r, r)) <= tol)
+        recompute = (((k + 1) % stabilise_every) == 0) | (jnp.sqrt(dot(r, r)) <= tol)
         r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         nmv = nmv + 1 + recompute.astype(nmv.dtype)
         z = prec(r)
-        rz_new = _dot(r, z)
+        rz_new = dot(r, z)
         beta = rz_new / jnp.where(rz == 0, 1.0, rz)
         p = z + beta * p
-        rn = jnp.sqrt(_dot(r, r))
-        ref, since, stagnated = _stagnation_update(rn, ref, since, k + 1, stagnation_window)
-        code = jnp.where(bad & (rn > tol), 2, jnp.where(jnp.isfinite(rn), 0, 3))
-        code = jnp.where((code == 0) & stagnated & (rn > tol), 4, code)
+        rn = jnp.sqrt(dot(r, r))
+        ref, since, stagnated = stagnation_update(rn, ref, since, k + 1, stagnation_window)
+        code = jnp.where(
+            bad & (rn > tol), BREAKDOWN, jnp.where(jnp.isfinite(rn), SUCCESSFUL, NONFINITE)
+        )
+        code = jnp.where((code == SUCCESSFUL) & stagnated & (rn > tol), STAGNATION, code)
         return x, r, z, p, rz_new, rn, k + 1, nmv, hist.at[k + 1].set(rn), code, ref, since
 
     x, r, z, p, rz, rn, k, nmv, hist, code, _, _ = jax.lax.while_loop(
         cond, body, (x, r, z, p, rz, rn, zero, nmv, hist, code, rn, zero)
     )
     rt = b - mv(x)
-    true_r = jnp.sqrt(_dot(rt, rt))
-    code = jnp.where((code == 0) & ~(true_r <= tol), 1, code)
+    true_r = jnp.sqrt(dot(rt, rt))
+    code = jnp.where((code == SUCCESSFUL) & ~(true_r <= tol), MAX_STEPS, code)
     stats = {
         "num_steps": k,
         "num_mv": nmv + 1,
@@ -153,16 +145,7 @@ class PCG(lx.AbstractLinearSolver):
             self.stabilise_every,
             self.stagnation_window,
         )
-        result = lx.RESULTS.where(
-            code == 0,
-            lx.RESULTS.successful,
-            lx.RESULTS.where(
-                code == 1,
-                lx.RESULTS.max_steps_reached,
-                lx.RESULTS.where(code == 4, lx.RESULTS.stagnation, lx.RESULTS.breakdown),
-            ),
-        )
-        return x, result, stats
+        return x, lineax_result(code), stats
 
     def transpose(self, state, options):
         operator, prec = state
@@ -175,42 +158,6 @@ class PCG(lx.AbstractLinearSolver):
 
     def assume_full_rank(self):
         return True
-
-
-class Solution(eqx.Module):
-    """Result of [`scimlx.linsolve.pcg_solve`][].
-
-    - `value`: the solution.
-    - `result`: a `scimlx.RESULTS` (`successful`, `max_steps_reached`, `breakdown`
-      (non-positive curvature), `stagnation` (less than 10 % residual reduction in
-      `stagnation_window` steps), `nonfinite`). `successful` means the true residual
-      `|b - A x|_2` meets the tolerance.
-    - `stats`: `num_steps`, `num_mv` (operator products incl. residual recomputations and the
-      final true residual), `num_preconditioner`, `residual_history` (length
-      `max_steps + 1`, NaN after the last step), `residual_norm`, `true_residual_norm`,
-      `b_norm`.
-    """
-
-    value: Array
-    result: Any
-    stats: dict[str, Any]
-
-
-def _to_results(code):
-    nonfinite = RESULTS.nonfinite if "nonfinite" in RESULTS._name_to_item else RESULTS.breakdown
-    return RESULTS.where(
-        code == 0,
-        RESULTS.successful,
-        RESULTS.where(
-            code == 1,
-            RESULTS.max_steps_reached,
-            RESULTS.where(
-                code == 2,
-                RESULTS.breakdown,
-                RESULTS.where(code == 4, RESULTS.stagnation, nonfinite),
-            ),
-        ),
-    )
 
 
 @eqx.filter_jit
@@ -255,21 +202,20 @@ def pcg_solve(
 
     **Returns:**
 
-    A [`scimlx.linsolve.Solution`][].
+    A [`scimlx.Solution`][]. `result` is `successful` (the true residual `|b - A x|_2`
+    meets the tolerance), `max_steps_reached`, `breakdown` (non-positive curvature
+    `p^T A p <= 0`), `stagnation` or `nonfinite`. `stats` holds:
+
+    - `num_steps`: iterations taken;
+    - `num_mv`: operator products, including residual recomputations and the final true
+      residual;
+    - `num_preconditioner`: preconditioner applications;
+    - `residual_history`: `|r_i|_2`, length `max_steps + 1`, NaN after the last step;
+    - `residual_norm`: the last `|r|_2` of the iteration;
+    - `true_residual_norm`: `|b - A x|_2` of the returned `value`;
+    - `b_norm`: `|b|_2`.
     """
-    if not isinstance(operator, lx.AbstractLinearOperator):
-        raise TypeError(f"`operator` must be a lineax operator; got {type(operator)}.")
-    struct = operator.in_structure()
-    if b.shape != struct.shape or b.dtype != struct.dtype:
-        raise ValueError(
-            f"`b` must have shape {struct.shape} and dtype {struct.dtype} (the operator's "
-            f"input); got {b.shape}, {b.dtype}."
-        )
-    if x0 is not None and (x0.shape != struct.shape or x0.dtype != struct.dtype):
-        raise ValueError(
-            f"`x0` must have shape {struct.shape} and dtype {struct.dtype} (the operator's "
-            f"input, the grid of `b`); got {x0.shape}, {x0.dtype}."
-        )
+    struct = check_problem(operator, b, x0)
     if preconditioner is not None:
         if not isinstance(preconditioner, lx.AbstractLinearOperator):
             raise TypeError(
@@ -299,9 +245,4 @@ def pcg_solve(
     if x0 is not None:
         options["y0"] = x0
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)
-    result = _to_results(sol.stats["code"])
-    value = sol.value
-    if throw:
-        value = result.error_if(value, result != RESULTS.successful)
-    stats = {k: v for k, v in sol.stats.items() if k != "code"}
-    return Solution(value=value, result=result, stats=stats)
+    return loop_solution(sol.value, sol.stats, throw=throw)

@@ -12,8 +12,9 @@ import lineax as lx
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._core import Solution
 from .._core._checks import Tolerance
-from ._cd import cd_solve, CDSolution
+from ._cd import cd_solve
 
 
 try:
@@ -216,7 +217,7 @@ def dcdm_solve(
     x0: Float[Array, "*shape"] | None = None,
     stall_tol: float = 1e-6,
     throw: bool = True,
-) -> CDSolution:
+) -> Solution:
     r"""Solve $Ax = b$ with DCDM: [`scimlx.linsolve.cd_solve`][] with a network direction.
 
     Each step feeds $r/\|r\|$ to the network, $A$-orthogonalises its output against the
@@ -235,7 +236,8 @@ def dcdm_solve(
 
     **Returns:**
 
-    A [`scimlx.linsolve.CDSolution`][]; `stats["num_direction_evals"]` counts network calls.
+    A [`scimlx.Solution`][], as from [`scimlx.linsolve.cd_solve`][] (the same `result`
+    codes and `stats` keys; `stats["num_direction_evals"]` counts network calls).
 
     ??? cite "Reference"
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._cd import _single_array_structure
+from ._iterative import single_array_structure
 
 
 @eqx.filter_jit
@@ -34,7 +34,7 @@ def lanczos(
     (`beta[j]` couples `j` and `j + 1`; the last is the residual norm), and the basis
     `Q` of shape `(m, n)` (flattened vectors).
     """
-    struct = _single_array_structure(operator)
+    struct = single_array_structure(operator)
     if v0.shape != struct.shape:
         raise ValueError(f"`v0` must have shape {struct.shape}, got {v0.shape}.")
     if not isinstance(steps, int) or steps < 1:
@@ -94,7 +94,7 @@ def ritz_pairs(
     `(m, *shape)`. If the Krylov space is exhausted before `m` steps, the missing pairs
     are placed last with value 0 and zero vectors.
     """
-    struct = _single_array_structure(operator)
+    struct = single_array_structure(operator)
     g = jax.random.normal(key, struct.shape, struct.dtype)
     if mask is not None:
         if mask.shape != struct.shape:

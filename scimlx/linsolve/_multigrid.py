@@ -8,19 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._core import Solution
 from .._core._checks import Tolerance
 from ._blackbox import blackbox_hierarchy
+from ._iterative import loop_solution, MAX_STEPS, NONFINITE, SUCCESSFUL
 from ._operators import _probe_stencil, AbstractGridOperator, DiffusionOperator, StencilOperator
 from ._smoothers import chebyshev, estimate_lmax, jacobi, red_black_gauss_seidel
 from ._transfer import prolong, restrict, tensor_kernel
 
-
-try:
-    from scimlx._core._results import RESULTS
-except ImportError:  # pragma: no cover
-    import diffrax
-
-    RESULTS = diffrax.RESULTS
 
 _P1 = (0.25, 0.75, 0.75, 0.25)  # cell-centred bilinear prolongation, per axis
 _SMOOTHERS = ("jacobi", "chebyshev", "rbgs")
@@ -504,15 +499,6 @@ def _setup(ops, smoother, pre, post, omega, degree, galerkin=False, transfers=()
     )
 
 
-class MGSolution(eqx.Module):
-    """Result of [`scimlx.linsolve.multigrid_solve`][]: `value`, `result` (a `scimlx.RESULTS`)
-    and `stats` (`num_steps`, `residual_history` of length `max_steps + 1`, NaN-padded)."""
-
-    value: Array
-    result: Any
-    stats: dict[str, Any]
-
-
 @eqx.filter_jit
 def multigrid_solve(
     operator: DiffusionOperator,
@@ -523,7 +509,7 @@ def multigrid_solve(
     atol: Tolerance = 0.0,
     max_steps: int = 100,
     throw: bool = True,
-) -> MGSolution:
+) -> Solution:
     """Solve `A x = b` by repeated V-cycles (stationary multigrid).
 
     Stops when `|r|_2 <= atol + rtol |b|_2`.
@@ -538,7 +524,13 @@ def multigrid_solve(
 
     **Returns:**
 
-    An [`scimlx.linsolve.MGSolution`][].
+    A [`scimlx.Solution`][]. `result` is `successful` (`|b - A x|_2` meets the tolerance),
+    `max_steps_reached` or `nonfinite`. `stats` holds:
+
+    - `num_steps`: V-cycles taken;
+    - `residual_history`: `|r_i|_2` (`|b|_2` first), length `max_steps + 1`, NaN after the
+      last cycle;
+    - `residual_norm`: `|b - A x|_2` of the returned `value`.
     """
     if b.shape != operator.grid_shape:
         raise ValueError(f"`b` must have shape {operator.grid_shape}; got {b.shape}.")
@@ -569,16 +561,6 @@ def multigrid_solve(
     x, r, rn, k, hist = jax.lax.while_loop(
         cond, body, (jnp.zeros_like(b), b, bnorm, jnp.array(0), hist)
     )
-    result = RESULTS.where(
-        rn <= tol,
-        RESULTS.successful,
-        RESULTS.where(jnp.isfinite(rn), RESULTS.max_steps_reached, _nonfinite()),
-    )
-    if throw:
-        x = result.error_if(x, result != RESULTS.successful)
-    return MGSolution(x, result, {"num_steps": k, "residual_history": hist, "residual_norm": rn})
-
-
-def _nonfinite():
-    names = RESULTS._name_to_item
-    return RESULTS.nonfinite if "nonfinite" in names else RESULTS.breakdown
+    code = jnp.where(rn <= tol, SUCCESSFUL, jnp.where(jnp.isfinite(rn), MAX_STEPS, NONFINITE))
+    stats = {"num_steps": k, "residual_history": hist, "residual_norm": rn, "code": code}
+    return loop_solution(x, stats, throw=throw)

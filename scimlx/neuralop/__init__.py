@@ -7,7 +7,6 @@ from ._data import (
     darcy_operator as darcy_operator,
     darcy_solve as darcy_solve,
     DarcyData as DarcyData,
-    DarcySolution as DarcySolution,
     grf as grf,
 )
 from ._fno import FNO as FNO, Pointwise as Pointwise, SpectralConv2d as SpectralConv2d

@@ -4,7 +4,6 @@ import json
 import math
 import os
 import warnings
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -12,11 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import CorruptedFileError, is_successful, read_arrays, RESULTS, write_arrays
+from .._core import CorruptedFileError, is_successful, read_arrays, Solution, write_arrays
 from .._core._checks import Tolerance
-from ..linsolve._cg import pcg_solve
-from ..linsolve._multigrid import multigrid
-from ..linsolve._operators import DiffusionOperator
+from ..linsolve import DiffusionOperator, multigrid, pcg_solve
 
 
 # variant -> (alpha, tau). "smooth" is the FNO paper's data (`piececonst_r421_N1024_smooth`),
@@ -112,14 +109,6 @@ def darcy_operator(a: Float[Array, "n n"]) -> DiffusionOperator:
     return DiffusionOperator(tuple(faces), solid, bnd, (1.0 / n, 1.0 / n))
 
 
-class DarcySolution(eqx.Module):
-    """Result of [`scimlx.neuralop.darcy_solve`][]: `value`, `result`, `stats`."""
-
-    value: Array
-    result: RESULTS
-    stats: dict[str, Any]
-
-
 @eqx.filter_jit
 def darcy_solve(
     a: Float[Array, "n n"],
@@ -128,7 +117,7 @@ def darcy_solve(
     rtol: Tolerance = 1e-10,
     max_steps: int = 200,
     throw: bool = True,
-) -> DarcySolution:
+) -> Solution:
     """Solve `-div(a grad u) = f` (`f = 1` by default) with multigrid-preconditioned CG.
 
     The operator is [`scimlx.neuralop.darcy_operator`][]; the preconditioner is one
@@ -145,18 +134,14 @@ def darcy_solve(
 
     **Returns:**
 
-    A [`scimlx.neuralop.DarcySolution`][] (`stats["num_steps"]` holds the CG iterations).
+    A [`scimlx.Solution`][]: the one of [`scimlx.linsolve.pcg_solve`][], with its `result`
+    codes and `stats` keys (`stats["num_steps"]` holds the CG iterations).
     """
     op = darcy_operator(a)
     if f is None:
         f = jnp.ones_like(a)
     vc = multigrid(op, smoother="chebyshev", pre=1, post=1, max_coarse=16)
-    sol = pcg_solve(op, f, preconditioner=vc, rtol=rtol, max_steps=max_steps, throw=False)
-    result = sol.result
-    value = sol.value
-    if throw:
-        value = result.error_if(value, result != RESULTS.successful)
-    return DarcySolution(value, result, {"num_steps": sol.stats["num_steps"]})
+    return pcg_solve(op, f, preconditioner=vc, rtol=rtol, max_steps=max_steps, throw=throw)
 
 
 class DarcyData(eqx.Module):

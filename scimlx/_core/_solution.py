@@ -1,0 +1,44 @@
+"""The value, outcome and statistics of every scimlx solve that is not a diffrax solve."""
+
+from typing import Any
+
+import equinox as eqx
+from jaxtyping import Array, PyTree
+
+from ._results import is_successful, RESULTS
+
+
+class Solution(eqx.Module):
+    """The outcome of a scimlx solve, in the spirit of `lineax.Solution`.
+
+    Every scimlx solve that is not a diffrax solve returns one:
+    [`scimlx.linsolve.pcg_solve`][], [`scimlx.linsolve.cd_solve`][],
+    [`scimlx.linsolve.dcdm_solve`][], [`scimlx.linsolve.multigrid_solve`][] and
+    [`scimlx.neuralop.darcy_solve`][]. (Neural differential equations return diffrax's
+    own `diffrax.Solution`.)
+
+    - `value`: the solution.
+    - `result`: a [`scimlx.RESULTS`][] item; `scimlx.is_successful(sol.result)` tells
+      whether the solve succeeded (per element under `jax.vmap`).
+    - `stats`: a dict of arrays. Every iterative solve reports `num_steps`; the other keys
+      (residual norms, operator products, ...) are listed in each solve's docstring.
+    """
+
+    value: PyTree[Array]
+    result: RESULTS
+    stats: dict[str, PyTree[Array]]
+
+    def __check_init__(self):
+        if not isinstance(self.result, RESULTS):
+            raise TypeError(
+                "`result` must be a `scimlx.RESULTS` item (convert a diffrax or lineax one "
+                f"with `scimlx.as_result`), got {self.result!r}."
+            )
+
+
+def solution(value: Any, result: Any, stats: dict[str, Any], *, throw: bool) -> Solution:
+    """A [`scimlx.Solution`][]; with `throw`, its value raises `result`'s message when the
+    computation runs (also under `jit`) unless the solve succeeded."""
+    if throw:
+        value = result.error_if(value, ~is_successful(result))
+    return Solution(value=value, result=result, stats=stats)
