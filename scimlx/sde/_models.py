@@ -833,7 +833,7 @@ class NaiveSDE(AbstractLatentModel):
 class NeuralCDE(AbstractLatentModel):
     """Neural CDE baseline (Kidger et al. 2020): `dz = f(z) dX(t)`, `f = tanh(MLP(z))` reshaped
     to `(hidden, in_channels)`, `z0 = Linear(X(t0))`. On the grid, Euler uses the exact
-    increments of X; adaptive stepping uses `dX/dt` (Tsit5).
+    increments of X; with an adaptive step-size controller, `dX/dt` (Tsit5).
 
     **Arguments:** as [`scimlx.sde.LSDE`][] (no `theta`).
     """
