@@ -50,11 +50,11 @@ from scimlx.sde import (  # noqa: E402
     default_batch_size,
     GridBrownianPath,
     GSDE,
+    LatentODE,
     LNSDE,
     LSDE,
     NaiveSDE,
     NeuralCDE,
-    NeuralODE,
     paths_from_data,
     reference_optimiser,
 )
@@ -68,7 +68,7 @@ MODELS = {
     "GSDE": GSDE,
     "naive SDE": NaiveSDE,
     "neural CDE": NeuralCDE,
-    "neural ODE": NeuralODE,
+    "neural ODE": LatentODE,
 }
 STABLE = ("LSDE", "LNSDE", "GSDE")
 TORCH = "LNSDE (PyTorch ref.)"

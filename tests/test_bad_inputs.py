@@ -370,7 +370,7 @@ def sde_model_and_path():
 
 @settings(max_examples=15, **_SETTINGS)
 @given(
-    name=st.sampled_from(["rtol", "atol", "bm_tol", "max_steps"]),
+    name=st.sampled_from(["rtol", "atol", "brownian_tol", "max_steps"]),
     value=st.one_of(st.floats(-5.0, -1e-9), st.just(float("nan")), st.just(0)),
 )
 def test_sde_solve_rejects_bad_options(sde_model_and_path, name, value):
@@ -379,10 +379,18 @@ def test_sde_solve_rejects_bad_options(sde_model_and_path, name, value):
         value = -1.0  # zero tolerances are allowed (one of the two may be zero)
     if name == "max_steps":
         value = int(value) if not math.isnan(value) else -1
+    options = {"rtol": 1e-3, "atol": 1e-5}
+    if name in options:
+        options[name] = value
+        name = f"stepsize_controller.{name}"
+        kwargs = {}
+    else:
+        kwargs = {name: value}
+    controller = diffrax.PIDController(**options)
     TRIED["sde"] += 1
     _raises_naming(
         _NAMED, name,
-        lambda: model.solve(path, times, key=jr.key(1), stepping="adaptive", **{name: value}),
+        lambda: model.solve(path, times, key=jr.key(1), stepsize_controller=controller, **kwargs),
     )  # fmt: skip
 
 

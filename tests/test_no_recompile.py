@@ -105,14 +105,20 @@ def test_mgno_forward_new_input():
     assert n == 0
 
 
-@pytest.mark.parametrize("stepping", ["scan", "grid", "adaptive"])
-def test_latent_sde_solve_new_path_and_key(stepping):
+@pytest.mark.parametrize("controller", ["scan", "grid", "adaptive"])
+def test_latent_sde_solve_new_path_and_key(controller):
     t = jnp.linspace(0.0, 1.0, 12)
     p1, p2 = (sde.make_path(t, jr.normal(jr.key(i), (12, 2))) for i in (9, 10))
     model = sde.LNSDE(3, 8, 2, key=jr.key(11))
 
     def solve(path, key):
-        return model.solve(path, t, key=key, stepping=stepping)
+        # a fresh controller object per call, as a user writes it
+        stepsize_controller = {
+            "scan": sde.ObservationGrid(),
+            "grid": sde.ObservationGrid(scan=False),
+            "adaptive": dfx.PIDController(rtol=1e-3, atol=1e-5),
+        }[controller]
+        return model.solve(path, t, key=key, stepsize_controller=stepsize_controller)
 
     n, zs = _twice(solve, (p1, jr.key(12)), (p2, jr.key(13)))
     assert n == 0 and zs.shape == (12, 8) and bool(jnp.all(jnp.isfinite(zs)))

@@ -11,12 +11,13 @@ import pytest
 from scimlx.sde import (
     GridBrownianPath,
     GSDE,
+    LatentODE,
     LNSDE,
     LSDE,
     make_path,
     NaiveSDE,
     NeuralCDE,
-    NeuralODE,
+    ObservationGrid,
 )
 
 
@@ -91,7 +92,7 @@ def test_defaults_are_the_reference_codes():
     naive = NaiveSDE(C + 1, H, 2, key=k)
     assert naive.time_features and naive.lin_in.in_features == H + 2
     assert NaiveSDE(C + 1, H, 2, time_features=False, key=k).lin_in.in_features == H
-    for cls in (LSDE, LNSDE, GSDE, NaiveSDE, NeuralCDE, NeuralODE):
+    for cls in (LSDE, LNSDE, GSDE, NaiveSDE, NeuralCDE, LatentODE):
         assert cls(C + 1, H, 2, key=k).readout.kind == "official"
 
 
@@ -163,7 +164,10 @@ def test_scan_and_diffeqsolve_equal_manual_euler_maruyama(getkey):
     path = make_path(ts, ys)
     key = getkey()
     z_scan = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts, key=key))(m))
-    z_grid = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts, key=key, stepping="grid"))(m))
+    on_grid = ObservationGrid(scan=False)
+    z_grid = np.asarray(
+        eqx.filter_jit(lambda m: m.solve(path, ts, key=key, stepsize_controller=on_grid))(m)
+    )
     dw = np.asarray(GridBrownianPath(jnp.asarray(ts), (H,), key=key).increments)
     z = np.asarray(m.encoder(path.evaluate(ts[0])))
     zs = [z]
@@ -174,6 +178,41 @@ def test_scan_and_diffeqsolve_equal_manual_euler_maruyama(getkey):
         zs.append(z)
     np.testing.assert_allclose(z_scan, np.stack(zs), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(z_grid, np.stack(zs), rtol=1e-10, atol=1e-10)
+
+
+def test_diffrax_controllers_and_adjoints_reproduce_the_grid_scan(getkey):
+    """`diffrax.StepTo(ts)` and, for an ODE on a uniform grid, `diffrax.ConstantStepSize()`
+    take the scan's steps; an adjoint on `ObservationGrid(scan=False)` gives the scan's
+    gradient."""
+    ts, ys = _data(5)
+    path = make_path(ts, ys)
+    key = getkey()
+    sde_model = LNSDE(C + 1, H, 2, readout="linear", key=getkey())
+    ode_model = LatentODE(C + 1, H, 2, readout="linear", key=getkey())
+
+    def loss(m, **options):
+        return jnp.sum(m.solve(path, ts, key=key, **options) ** 2)
+
+    @eqx.filter_jit
+    def run(m, o):
+        step_to = diffrax.StepTo(ts=jnp.asarray(ts))
+        direct = dict(
+            stepsize_controller=ObservationGrid(scan=False), adjoint=diffrax.DirectAdjoint()
+        )
+        return (
+            m.solve(path, ts, key=key),
+            m.solve(path, ts, key=key, stepsize_controller=step_to),
+            o.solve(path, ts),
+            o.solve(path, ts, stepsize_controller=diffrax.ConstantStepSize()),
+            eqx.filter_grad(loss)(m),
+            eqx.filter_grad(lambda m: loss(m, **direct))(m),
+        )
+
+    z_scan, z_step_to, o_scan, o_constant, g_scan, g_direct = run(sde_model, ode_model)
+    np.testing.assert_allclose(np.asarray(z_step_to), np.asarray(z_scan), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(o_constant), np.asarray(o_scan), rtol=0, atol=1e-12)
+    for a, b in zip(jax.tree.leaves(g_scan), jax.tree.leaves(g_direct)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
 
 
 def test_neural_cde_euler_uses_path_increments(getkey):
@@ -188,7 +227,7 @@ def test_neural_cde_euler_uses_path_increments(getkey):
     np.testing.assert_allclose(zs[-1], z, rtol=1e-10, atol=1e-10)
 
 
-ALL = [LSDE, LNSDE, GSDE, NaiveSDE, NeuralCDE, NeuralODE]
+ALL = [LSDE, LNSDE, GSDE, NaiveSDE, NeuralCDE, LatentODE]
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -246,10 +285,8 @@ def test_adaptive_solve_matches_a_fine_grid_ito_solve_of_the_same_brownian_path(
             path,
             ts,
             key=key,
-            stepping="adaptive",
-            rtol=1e-5,
-            atol=1e-7,
-            bm_tol=tol,
+            stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7),
+            brownian_tol=tol,
             max_steps=100_000,
         )
         vbt = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=tol, shape=(H,), key=key)
@@ -310,7 +347,7 @@ def test_adaptive_neural_cde_matches_a_fine_grid_solve(getkey):
     @eqx.filter_jit
     def run(c):
         path = make_path(ts, ys)
-        za = c.solve(path, ts, stepping="adaptive", rtol=1e-8, atol=1e-8)
+        za = c.solve(path, ts, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
         fine = jnp.linspace(ts[0], ts[-1], 4 * 512 + 1)
         zf = c.solve(path, fine)[::512]
         return za, zf
@@ -329,5 +366,13 @@ def test_model_argument_errors(getkey):
     ts, ys = _data()
     with pytest.raises(ValueError, match="key"):
         m.solve(make_path(ts, ys), ts)
-    with pytest.raises(ValueError, match="stepping"):
-        m.solve(make_path(ts, ys), ts, key=getkey(), stepping="rk4")  # pyright: ignore
+    path = make_path(ts, ys)
+    with pytest.raises(TypeError, match="stepsize_controller"):
+        m.solve(path, ts, key=getkey(), stepsize_controller="adaptive")  # pyright: ignore
+    with pytest.raises(ValueError, match="adjoint"):  # the default scan has no adjoint
+        m.solve(path, ts, key=getkey(), adjoint=diffrax.RecursiveCheckpointAdjoint())
+    with pytest.raises(ValueError, match="max_steps"):  # ... and takes len(ts) - 1 steps
+        m.solve(path, ts, key=getkey(), max_steps=10)
+    for controller in (ObservationGrid(), diffrax.StepTo(ts=jnp.asarray(ts))):
+        with pytest.raises(ValueError, match="brownian_tol"):  # Brownian motion on the steps
+            m.solve(path, ts, key=getkey(), stepsize_controller=controller, brownian_tol=1e-3)

@@ -8,11 +8,11 @@ from ._brownian import GridBrownianPath as GridBrownianPath
 from ._models import (
     AbstractLatentModel as AbstractLatentModel,
     GSDE as GSDE,
+    LatentODE as LatentODE,
     LNSDE as LNSDE,
     LSDE as LSDE,
     NaiveSDE as NaiveSDE,
     NeuralCDE as NeuralCDE,
-    NeuralODE as NeuralODE,
 )
 from ._path import (
     check_observations as check_observations,
@@ -23,6 +23,7 @@ from ._path import (
     natural_cubic_coefficients as natural_cubic_coefficients,
     observation_mask as observation_mask,
 )
+from ._stepping import ObservationGrid as ObservationGrid
 from ._train import (
     calibrate_readout as calibrate_readout,
     classification_loss as classification_loss,

@@ -22,13 +22,12 @@ from .._core._checks import (
     check_positive,
     check_tolerances,
     error_if_nonfinite,
-    Tolerance,
 )
 from ._brownian import GridBrownianPath
 from ._path import ControlPath
+from ._stepping import ObservationGrid
 
 
-Stepping = Literal["scan", "grid", "adaptive"]
 Readout = Literal["official", "batchnorm", "mlp", "linear"]
 READOUTS = ("official", "batchnorm", "mlp", "linear")
 
@@ -232,12 +231,12 @@ class AbstractLatentModel(eqx.Module):
         ts: Real[ArrayLike, " n"],
         *,
         key: PRNGKeyArray | None = None,
-        stepping: str = "scan",
         solver: diffrax.AbstractSolver | None = None,
-        rtol: Tolerance = 1e-3,
-        atol: Tolerance = 1e-5,
-        bm_tol: float | None = None,
-        max_steps: int = 4096,
+        stepsize_controller: diffrax.AbstractStepSizeController
+        | ObservationGrid = ObservationGrid(),
+        adjoint: diffrax.AbstractAdjoint | None = None,
+        brownian_tol: float | None = None,
+        max_steps: int | None = None,
         throw: bool = True,
     ) -> Float[Array, "n hidden"]:
         """Latent states z(t) at every time of `ts`.
@@ -245,26 +244,33 @@ class AbstractLatentModel(eqx.Module):
         **Arguments:**
 
         - `path`: the series' controlled path (from [`scimlx.sde.make_path`][]).
-        - `ts`: times to step on / save at, strictly increasing, shape `(n,)`; usually the
+        - `ts`: times to save at, strictly increasing, shape `(n,)`; usually the
           observation grid of the series (padded grids included).
         - `key`: PRNG key for the Brownian motion (SDEs only).
-        - `stepping`: `"scan"` (default): one step of the diffrax `solver` (Euler by default)
-          per interval of `ts`, driven by a `jax.lax.scan` with a
-          [`scimlx.sde.GridBrownianPath`][] -- the paper's scheme (Euler on the observation
-          grid), and the fastest to compile and to run. `"grid"`: the same steps through
-          `diffrax.diffeqsolve` with `diffrax.StepTo(ts)` (identical values; diffrax's
-          while-loop, saving and error handling, backpropagation storing every step).
-          `"adaptive"`: a PID step-size
-          controller with `diffrax.VirtualBrownianTree` (Heun for SDEs, Tsit5 for ODEs/CDEs by
-          default), saving at `ts`. Heun converges to the Stratonovich solution, so for SDEs
-          the adaptive default solves the Stratonovich form of the model's Ito equation
-          (drift less `g dg/dz / 2`, diagonal noise): all three modes approximate the same
-          Ito SDE.
-        - `solver`: a diffrax solver to use instead of the default (e.g. `diffrax.ItoMilstein()`
-          for grid stepping of an SDE). An adaptive `solver` gets the Ito equation as it is.
-        - `rtol`, `atol`: tolerances for `"adaptive"`.
-        - `bm_tol`: tolerance of the virtual Brownian tree (default: a thousandth of the span).
-        - `max_steps`: step cap for `"adaptive"`.
+        - `solver`: a diffrax solver. Default: `diffrax.Euler()` (Euler-Maruyama for SDEs)
+          with a fixed-step controller; with an adaptive one
+          (`diffrax.AbstractAdaptiveStepSizeController`, e.g. `diffrax.PIDController`),
+          `diffrax.Heun()` for SDEs and `diffrax.Tsit5()` for ODEs/CDEs (CDEs then use
+          `dX/dt`). Heun converges to the Stratonovich solution, so the adaptive default
+          solves the Stratonovich form of the model's Ito equation (drift less
+          `g dg/dz / 2`, diagonal noise): every default approximates the same Ito SDE. A
+          `solver` you pass gets the Ito equation as it is (e.g. `diffrax.ItoMilstein()`).
+        - `stepsize_controller`: [`scimlx.sde.ObservationGrid`][] (default: one step per
+          interval of `ts` by `jax.lax.scan`, the paper's scheme and the fastest) or any
+          diffrax controller, solved by `diffrax.diffeqsolve` and saved at `ts`: e.g.
+          `diffrax.PIDController(rtol=1e-3, atol=1e-5)` (first step the mean interval of
+          `ts`), `diffrax.StepTo(grid)`, `diffrax.ConstantStepSize()` (step the mean
+          interval of `ts`).
+        - `adjoint`: a diffrax adjoint for `diffrax.diffeqsolve` (default
+          `diffrax.RecursiveCheckpointAdjoint()`; on the observation grid, storing every
+          step). Not with `ObservationGrid()` (the scan is differentiated directly).
+        - `brownian_tol`: tolerance of the `diffrax.VirtualBrownianTree` that drives SDEs
+          when the steps are not fixed in advance (default: a thousandth of the span of
+          `ts`). With `ObservationGrid` or `diffrax.StepTo`, the Brownian motion is a
+          [`scimlx.sde.GridBrownianPath`][] on the steps instead, and `brownian_tol` is
+          refused.
+        - `max_steps`: step cap of `diffrax.diffeqsolve` (default 4096; on the observation
+          grid, `n - 1`). Not with `ObservationGrid()` (the scan takes `n - 1` steps).
         - `throw`: raise on solver failure (use `False` under `vmap` and check for NaN).
 
         **Returns:**
@@ -274,7 +280,7 @@ class AbstractLatentModel(eqx.Module):
         ts = jnp.asarray(ts)
         if ts.ndim != 1 or ts.shape[0] < 1:
             raise ValueError(f"`ts` must be a non-empty 1-D array of times, got {ts.shape}.")
-        _check_solve_arguments(self, path, stepping, rtol, atol, bm_tol, max_steps)
+        _check_solve_arguments(self, path, stepsize_controller, adjoint, brownian_tol, max_steps)
         ts = error_if_nonfinite("ts", ts)
         z0 = self.initial(path, ts)
         ts = ts.astype(z0.dtype)
@@ -283,65 +289,59 @@ class AbstractLatentModel(eqx.Module):
             return z0[None]
         if self.is_sde and key is None:
             raise ValueError(f"{type(self).__name__} is an SDE: pass `key=`.")
-        if stepping == "scan":
-            brownian = (
-                GridBrownianPath(ts, (self.hidden,), key=key, dtype=z0.dtype)
-                if self.is_sde
-                else None
-            )
+        on_grid = isinstance(stepsize_controller, ObservationGrid)
+        if on_grid and stepsize_controller.scan:
+            brownian = self._grid_brownian(ts, key, z0.dtype)
             slv = diffrax.Euler() if solver is None else solver
             return _scan_solve(self.terms(path, brownian), slv, ts, z0)
-        elif stepping == "grid":
-            brownian = (
-                GridBrownianPath(ts, (self.hidden,), key=key, dtype=z0.dtype)
-                if self.is_sde
-                else None
+        controller = diffrax.StepTo(ts=ts) if on_grid else stepsize_controller
+        adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+        step_to = isinstance(controller, diffrax.StepTo)
+        if not self.is_sde:
+            brownian = None
+        elif step_to:
+            brownian = self._grid_brownian(jnp.asarray(controller.ts), key, z0.dtype)  # pyright: ignore
+        else:
+            tol = brownian_tol if brownian_tol is not None else 1e-3 * (ts[-1] - ts[0])
+            brownian = diffrax.VirtualBrownianTree(
+                ts[0], ts[-1], tol=tol, shape=(self.hidden,), key=key
             )
-            terms = self.terms(path, brownian)
-            sol = diffrax.diffeqsolve(
-                terms,
-                diffrax.Euler() if solver is None else solver,
-                ts[0],
-                ts[-1],
-                None,
-                z0,
-                stepsize_controller=diffrax.StepTo(ts=ts),
-                saveat=diffrax.SaveAt(t0=True, steps=True),
-                max_steps=n - 1,
-                adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=n - 1),
-                throw=throw,
-            )
-            return sol.ys  # pyright: ignore
-        elif stepping == "adaptive":
+        terms = self.terms(path, brownian)
+        if adaptive and isinstance(terms, diffrax.ControlTerm):
+            terms = terms.to_ode()
+        if solver is None and adaptive:
             if self.is_sde:
-                span = ts[-1] - ts[0]
-                tol = bm_tol if bm_tol is not None else 1e-3 * span
-                brownian = diffrax.VirtualBrownianTree(
-                    ts[0], ts[-1], tol=tol, shape=(self.hidden,), key=key
-                )
-                default_solver = diffrax.Heun()
-            else:
-                brownian = None
-                default_solver = diffrax.Tsit5()
-            terms = self.terms(path, brownian)
-            if isinstance(terms, diffrax.ControlTerm):
-                terms = terms.to_ode()
-            if self.is_sde and solver is None:
+                solver = diffrax.Heun()
                 terms = _stratonovich_terms(terms, self.diffusion)
-            sol = diffrax.diffeqsolve(
-                terms,
-                default_solver if solver is None else solver,
-                ts[0],
-                ts[-1],
-                (ts[-1] - ts[0]) / (n - 1),
-                z0,
-                stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-                saveat=diffrax.SaveAt(ts=ts),
-                max_steps=max_steps,
-                throw=throw,
-            )
-            return sol.ys  # pyright: ignore
-        raise ValueError(f"`stepping` must be 'scan', 'grid' or 'adaptive', got {stepping!r}.")
+            else:
+                solver = diffrax.Tsit5()
+        if on_grid:
+            saveat = diffrax.SaveAt(t0=True, steps=True)  # the steps are `ts`: no interpolation
+            max_steps = n - 1 if max_steps is None else max_steps
+            if adjoint is None:
+                adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints=n - 1)
+        else:
+            saveat = diffrax.SaveAt(ts=ts)
+        sol = diffrax.diffeqsolve(
+            terms,
+            diffrax.Euler() if solver is None else solver,
+            ts[0],
+            ts[-1],
+            None if step_to else (ts[-1] - ts[0]) / (n - 1),
+            z0,
+            stepsize_controller=controller,
+            saveat=saveat,
+            max_steps=4096 if max_steps is None else max_steps,
+            adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+            throw=throw,
+        )
+        return sol.ys  # pyright: ignore
+
+    def _grid_brownian(self, grid, key, dtype) -> GridBrownianPath | None:
+        """Brownian motion pre-sampled on the step grid (SDEs), `None` otherwise."""
+        if not self.is_sde:
+            return None
+        return GridBrownianPath(grid, (self.hidden,), key=key, dtype=dtype)
 
     def classify(
         self,
@@ -423,13 +423,36 @@ def _input_channels(model) -> int | None:
     return None
 
 
-def _check_solve_arguments(model, path, stepping, rtol, atol, bm_tol, max_steps) -> None:
-    if stepping not in ("scan", "grid", "adaptive"):
-        raise ValueError(f"`stepping` must be 'scan', 'grid' or 'adaptive', got {stepping!r}.")
-    check_tolerances(rtol=rtol, atol=atol)
-    if bm_tol is not None:
-        check_positive("bm_tol", bm_tol)
-    check_int("max_steps", max_steps, minimum=1)
+def _check_solve_arguments(model, path, controller, adjoint, brownian_tol, max_steps) -> None:
+    if not isinstance(controller, (ObservationGrid, diffrax.AbstractStepSizeController)):
+        raise TypeError(
+            "`stepsize_controller` must be a scimlx.sde.ObservationGrid or a diffrax "
+            f"step-size controller, got {type(controller).__name__}."
+        )
+    tols = {
+        name: getattr(controller, name)
+        for name in ("rtol", "atol")
+        if isinstance(getattr(controller, name, None), (int, float))
+    }
+    check_tolerances(**{f"stepsize_controller.{k}": v for k, v in tols.items()})
+    scan = isinstance(controller, ObservationGrid) and controller.scan
+    for name, value in (("adjoint", adjoint), ("max_steps", max_steps)):
+        if scan and value is not None:
+            raise ValueError(
+                f"`{name}` applies to diffrax solves; the default "
+                "`stepsize_controller=ObservationGrid()` steps by `jax.lax.scan` (use "
+                "`ObservationGrid(scan=False)` for the same steps through diffrax)."
+            )
+    if brownian_tol is not None:
+        if isinstance(controller, (ObservationGrid, diffrax.StepTo)):
+            raise ValueError(
+                "`brownian_tol` applies to the virtual Brownian tree of solves whose steps "
+                "are not fixed in advance; with ObservationGrid or diffrax.StepTo the "
+                "Brownian motion is sampled exactly on the steps."
+            )
+        check_positive("brownian_tol", brownian_tol)
+    if max_steps is not None:
+        check_int("max_steps", max_steps, minimum=1)
     want = _input_channels(model)
     channels = getattr(path, "channels", None)
     if want is not None and channels is not None and channels != want:
@@ -810,7 +833,7 @@ class NaiveSDE(AbstractLatentModel):
 class NeuralCDE(AbstractLatentModel):
     """Neural CDE baseline (Kidger et al. 2020): `dz = f(z) dX(t)`, `f = tanh(MLP(z))` reshaped
     to `(hidden, in_channels)`, `z0 = Linear(X(t0))`. On the grid, Euler uses the exact
-    increments of X; adaptive stepping uses `dX/dt` (Tsit5).
+    increments of X; with an adaptive step-size controller, `dX/dt` (Tsit5).
 
     **Arguments:** as [`scimlx.sde.LSDE`][] (no `theta`).
     """
@@ -853,7 +876,7 @@ class NeuralCDE(AbstractLatentModel):
         return diffrax.ControlTerm(self.vector_field, path)
 
 
-class NeuralODE(AbstractLatentModel):
+class LatentODE(AbstractLatentModel):
     """Latent neural ODE baseline with an observation encoder.
 
     `z0` comes from a GRU run backwards in time over the path's values at the grid times

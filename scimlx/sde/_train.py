@@ -357,7 +357,8 @@ def train_classifier(
     - `progress`: progress bar.
     - `checkpoint`: file path for resumable checkpoints (saved every 10 epochs and at the
       end).
-    - `solve_options`: passed to the model's `solve` (e.g. `stepping="grid"`).
+    - `solve_options`: passed to the model's `solve` (e.g.
+      `stepsize_controller=scimlx.sde.ObservationGrid(scan=False)`).
 
     **Returns:**
 
