@@ -101,10 +101,21 @@ def test_user_structure_refuses_modes_it_does_not_define(getkey):
 
 def test_structure_without_recurrence_cannot_be_built():
     class NoRecurrence(dsf.AbstractDSF):
-        length = 1
-        in_dim = 1
-        state_dim = 1
-        state_shape = (1,)
+        @property
+        def length(self):
+            return 1
+
+        @property
+        def in_dim(self):
+            return 1
+
+        @property
+        def state_dim(self):
+            return 1
+
+        @property
+        def state_shape(self):
+            return (1,)
 
     with pytest.raises(TypeError, match="abstract.*recurrence"):
         NoRecurrence()

@@ -18,7 +18,9 @@ def _docs_example() -> dict:
     """Runs the "Write your own regularizer" example of docs/nde.md verbatim."""
     text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "nde.md").read_text()
     section = text.split("## Write your own regularizer", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None, "docs/nde.md has no example under 'Write your own regularizer'"
+    code = match.group(1)
     namespace: dict = {}
     exec(compile(code, "docs/nde.md", "exec"), namespace)
     return namespace
@@ -111,7 +113,7 @@ class StepCount(nde.AbstractRegularizer):
         return _CountingSolver(solver)
 
     def penalty(self, problem, output):
-        _, count = output.solver_state
+        _, count = output.solver_state  # pyright: ignore
         return nde.Penalty(jnp.zeros((), problem.dtype), stats={"counted_steps": count})
 
 
@@ -141,7 +143,7 @@ def test_subclass_without_penalty_fails_clearly():
 
 def test_penalty_of_the_wrong_type_and_foreign_regularizers_are_named():
     class ReturnsFloat(nde.AbstractRegularizer):
-        def penalty(self, problem, output):
+        def penalty(self, problem, output):  # pyright: ignore
             return 1.0
 
     with pytest.raises(TypeError, match=r"ReturnsFloat\.penalty must return"):
