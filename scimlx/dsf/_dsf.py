@@ -245,7 +245,7 @@ class ChannelDSF(AbstractDSF):
         return length * length * (self.in_dim + dl * nl + inner) * item
 
     def phi(self, length):
-        return k.channel_phi(self, length)[0]
+        return k.channel_phi(self, length)
 
 
 class DiagonalDSF(AbstractDSF):

@@ -394,9 +394,9 @@ def channel_chunked_per_state(dsf, x, h0, chunk_size):
     return _channel_out(y[:L], gamma, D, x), H
 
 
-def channel_phi(dsf, L, dtype=None):
-    beta = dsf.beta
-    cd = beta.dtype if dtype is None else dtype
+def channel_phi(dsf, L):
+    """The diagonals `(L, L, d)` of the blocks Phi_ij of a ChannelDSF."""
+    cd = dsf.beta.dtype
     ll, beta, key, query, gamma, D, _ = _channel_arrays(dsf, jnp.zeros((L, dsf.in_dim), cd))
     M = _decay_matrix(ll)  # (L, L, dl, nl)
     _, A = _intra(M, query, key, jnp.zeros((L, dsf.in_dim), cd))
@@ -407,7 +407,7 @@ def channel_phi(dsf, L, dtype=None):
         P = gamma[:, None, :] * P
     if D is not None:
         P = P + jnp.eye(L, dtype=cd)[:, :, None] * D[None, None, :]
-    return P, M, ll, beta, key
+    return P
 
 
 def channel_matrix(dsf, x, h0):
