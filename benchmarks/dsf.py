@@ -253,7 +253,7 @@ def chunk_sweep_section(quick: bool, repeats: int):
     # the matmul-shaped (decay-tensor) intra-chunk form for per-state decays, forward only, batch 1
     fr = jax.jit(lambda s, x: dsf.evaluate(s, x, method="recurrence")[0])
     for q in (8,) if quick else (8, 16, 32):
-        fm = jax.jit(lambda s, x, q=q: dsf._evaluate._channel_chunked(s, x, None, q)[0])
+        fm = jax.jit(lambda s, x, q=q: dsf._kernels.channel_chunked(s, x, None, q)[0])
         t_m = time_compiled(fm, sys32, x32, repeats=3)
         t_r = time_compiled(fr, sys32, x32, repeats=3)
         rows.append(

@@ -21,7 +21,7 @@ import math
 
 import jax
 
-from ._dsf import AbstractDSF, ChannelDSF, DenseDSF, DiagonalDSF, SoftmaxDSF
+from ._dsf import AbstractDSF
 
 
 # (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
@@ -72,27 +72,6 @@ AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
 CHUNK_SIZE: dict[str, int] = {"scalar": 32, "per_state": 8, "softmax": 128}
 
 
-def family(dsf: AbstractDSF) -> str:
-    """The structure family used to look up `AUTO_TABLE`."""
-    if isinstance(dsf, SoftmaxDSF):
-        return "softmax"
-    if isinstance(dsf, DenseDSF):
-        return "dense"
-    if isinstance(dsf, DiagonalDSF):
-        return "diagonal"
-    if (
-        isinstance(dsf, ChannelDSF)
-        and dsf.log_lam.shape[2] == 1
-        and dsf.log_lam.shape[1] == 1
-        and dsf.key.shape[1] == 1
-        and dsf.query.shape[1] == 1
-    ):
-        return "scalar"
-    if isinstance(dsf, ChannelDSF) and dsf.log_lam.shape[2] == 1:
-        return "per_channel"
-    return "per_state"
-
-
 def choose_method(
     dsf: AbstractDSF, length: int, *, training: bool, backend: str | None = None
 ) -> str:
@@ -103,11 +82,11 @@ def choose_method(
 
     **Returns:** one of `"recurrence"`, `"scan"`, `"chunked"`, `"matrix"`.
     """
-    fam = family(dsf)
-    if fam in ("dense", "diagonal", "per_channel"):
-        return "recurrence"  # not benchmarked
+    fam = dsf.family
     backend = backend or jax.default_backend()
-    rows = AUTO_TABLE.get((backend, fam, training)) or AUTO_TABLE[("cpu", fam, training)]
+    rows = AUTO_TABLE.get((backend, fam, training)) or AUTO_TABLE.get(("cpu", fam, training))
+    if not rows:
+        return "recurrence"  # a family not benchmarked (per-channel, diagonal, dense, yours)
     for max_len, method in rows:
         if length <= max_len:
             return method
@@ -116,4 +95,4 @@ def choose_method(
 
 def choose_chunk_size(dsf: AbstractDSF) -> int:
     """Default chunk length of `method="chunked"` for this system's family."""
-    return CHUNK_SIZE.get(family(dsf), 64)
+    return CHUNK_SIZE.get(dsf.family, 64)

@@ -20,10 +20,14 @@ stored in the structure that makes it cheap to evaluate:
 
 import abc
 import math
+from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Inexact, Shaped
+
+from . import _kernels as k
 
 
 def _check_ndim(name: str, x, ndim: int, what: str):
@@ -39,12 +43,25 @@ def _check_dim(name: str, size: int, allowed: tuple[int, ...], axis_name: str, s
         )
 
 
+_MODES = ("recurrence", "scan", "chunked", "matrix")
+
+
 class AbstractDSF(eqx.Module):
     """A linear time-varying system h_i = Lambda_i h_{i-1} + B_i x_i, y_i = C_i h_i + D_i x_i.
 
     Concrete structures: [`scimlx.dsf.ChannelDSF`][], [`scimlx.dsf.DiagonalDSF`][],
     [`scimlx.dsf.DenseDSF`][], [`scimlx.dsf.SoftmaxDSF`][]. Evaluate one with
     [`scimlx.dsf.evaluate`][], inspect its input-output matrix with [`scimlx.dsf.phi`][].
+
+    A structure evaluates itself: [`scimlx.dsf.evaluate`][] checks the arguments and calls
+    the method of the mode asked for, never asking which class it has. A subclass defines
+    `length`, `in_dim`, `state_dim`, `state_shape` and `recurrence` (every system has a
+    recurrence), and whichever of `scan`, `chunked`, `matrix` (with `matrix_bytes`) and
+    `phi` its structure allows; the others raise a `ValueError` that lists the modes it
+    supports. Each mode method takes one unbatched `(L, d)` input `x` and an initial state
+    `h0` (of shape `state_shape`, or `None` for zero) and returns `(y, final_state)`.
+    `family` names the row of [`scimlx.dsf.AUTO_TABLE`][] that `method="auto"` reads
+    (a family without rows uses `"recurrence"`).
     """
 
     @property
@@ -61,6 +78,55 @@ class AbstractDSF(eqx.Module):
     @abc.abstractmethod
     def state_dim(self) -> int | float:
         """Dimension of the hidden state h_i (`math.inf` for softmax attention)."""
+
+    @property
+    @abc.abstractmethod
+    def state_shape(self) -> tuple[int, ...] | None:
+        """Shape of the state `h0` the modes accept (`None`: no initial state accepted)."""
+
+    @property
+    def family(self) -> str:
+        """The structure family that `method="auto"` looks up (default: the class name)."""
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def recurrence(self, x: Inexact[Array, "L d"], h0: Any, unroll: int) -> tuple[Array, Any]:
+        """`y` by `lax.scan` over the steps (O(L) depth, O(state) memory)."""
+
+    def scan(self, x: Inexact[Array, "L d"], h0: Any) -> tuple[Array, Any]:
+        """`y` by `lax.associative_scan` (O(log L) depth, O(L state) memory)."""
+        raise self.unsupported("scan")
+
+    def chunked(self, x: Inexact[Array, "L d"], h0: Any, chunk_size: int) -> tuple[Array, Any]:
+        """`y` in blocks of `chunk_size` steps, with a recurrence across blocks."""
+        raise self.unsupported("chunked")
+
+    def matrix(self, x: Inexact[Array, "L d"], h0: Any) -> tuple[Array, Any]:
+        """`y = Phi x` with Phi materialised (see `matrix_bytes`)."""
+        raise self.unsupported("matrix")
+
+    def matrix_bytes(self, length: int, itemsize: int | None) -> int:
+        """Estimated bytes of the intermediates of `matrix` and `phi` at this length."""
+        raise ValueError(
+            f"{type(self).__name__} defines no `matrix_bytes`, which `method='matrix'` and "
+            "`phi` need to respect `max_bytes`."
+        )
+
+    def phi(self, length: int) -> Inexact[Array, "L L ..."]:
+        """The materialised input-output matrix Phi (see [`scimlx.dsf.phi`][])."""
+        raise ValueError(f"{type(self).__name__} does not define its matrix `phi`.")
+
+    def supported_methods(self) -> tuple[str, ...]:
+        """The evaluation modes this structure defines."""
+        return tuple(m for m in _MODES if getattr(type(self), m) is not getattr(AbstractDSF, m))
+
+    def unsupported(self, method: str) -> ValueError:
+        """The error for a mode this structure does not define."""
+        state = "infinite" if math.isinf(self.state_dim) else self.state_dim
+        return ValueError(
+            f"`method`: {method!r} is not defined for {type(self).__name__} (state "
+            f"dimension {state}); it supports {self.supported_methods()}."
+        )
 
 
 class ChannelDSF(AbstractDSF):
@@ -146,6 +212,41 @@ class ChannelDSF(AbstractDSF):
         """Whether Lambda_i is a multiple of the identity per channel (size 1 on the state axis)."""
         return self.log_lam.shape[2] == 1
 
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.in_dim, self.n)
+
+    @property
+    def family(self) -> str:
+        if not self.scalar_decay:
+            return "per_state"
+        shared = self.log_lam.shape[1] == 1 and self.key.shape[1] == 1
+        return "scalar" if shared and self.query.shape[1] == 1 else "per_channel"
+
+    def recurrence(self, x, h0, unroll):
+        return k.channel_recurrence(self, x, h0, unroll)
+
+    def scan(self, x, h0):
+        return k.channel_scan(self, x, h0)
+
+    def chunked(self, x, h0, chunk_size):
+        if self.scalar_decay:
+            return k.channel_chunked(self, x, h0, chunk_size)
+        return k.channel_chunked_per_state(self, x, h0, chunk_size)
+
+    def matrix(self, x, h0):
+        return k.channel_matrix(self, x, h0)
+
+    def matrix_bytes(self, length, itemsize):
+        item = itemsize or self.beta.dtype.itemsize
+        dl, nl = self.log_lam.shape[1:]
+        per_ch = max(dl, self.key.shape[1], self.query.shape[1])
+        inner = per_ch * self.n if (nl > 1 or per_ch > 1) else 1
+        return length * length * (self.in_dim + dl * nl + inner) * item
+
+    def phi(self, length):
+        return k.channel_phi(self, length)
+
 
 class DiagonalDSF(AbstractDSF):
     """Diagonal DSF with dense input and output maps (S5, LRU; complex states allowed).
@@ -192,6 +293,33 @@ class DiagonalDSF(AbstractDSF):
     def state_dim(self) -> int | float:
         return self.B.shape[1]
 
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.log_lam.shape[1],)
+
+    @property
+    def family(self) -> str:
+        return "diagonal"
+
+    def recurrence(self, x, h0, unroll):
+        return k.diag_recurrence(self, x, h0, unroll)
+
+    def scan(self, x, h0):
+        return k.diag_scan(self, x, h0)
+
+    def chunked(self, x, h0, chunk_size):
+        return k.diag_chunked(self, x, h0, chunk_size)
+
+    def matrix(self, x, h0):
+        return k.diag_matrix(self, x, h0)
+
+    def matrix_bytes(self, length, itemsize):
+        item = itemsize or self.B.dtype.itemsize
+        return length * length * (int(self.state_dim) + self.in_dim**2) * item
+
+    def phi(self, length):
+        return k.diag_phi(self, length)[0]
+
 
 class DenseDSF(AbstractDSF):
     """The full DSF: per-step dense Lambda_i, B_i, C_i, D_i (reference for small cases).
@@ -217,6 +345,30 @@ class DenseDSF(AbstractDSF):
     @property
     def state_dim(self) -> int | float:
         return self.lam.shape[1]
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.lam.shape[1],)
+
+    @property
+    def family(self) -> str:
+        return "dense"
+
+    def recurrence(self, x, h0, unroll):
+        return k.dense_recurrence(self, x, h0, unroll)
+
+    def scan(self, x, h0):
+        return k.dense_scan(self, x, h0)
+
+    def matrix(self, x, h0):
+        return k.dense_matrix(self, x, h0)
+
+    def matrix_bytes(self, length, itemsize):
+        item = itemsize or self.B.dtype.itemsize
+        return length * length * (int(self.state_dim) * self.in_dim + self.in_dim**2) * item
+
+    def phi(self, length):
+        return k.dense_phi(self)
 
 
 class SoftmaxDSF(AbstractDSF):
@@ -251,6 +403,32 @@ class SoftmaxDSF(AbstractDSF):
     @property
     def state_dim(self) -> int | float:
         return math.inf
+
+    @property
+    def state_shape(self) -> None:
+        return None
+
+    @property
+    def family(self) -> str:
+        return "softmax"
+
+    def recurrence(self, x, h0, unroll):
+        """The growing KV state; the final state is the KV cache `(K, V)`."""
+        return k.softmax_recurrence(self, x, unroll)
+
+    def chunked(self, x, h0, chunk_size):
+        """Online softmax over key blocks (flash-style)."""
+        return k.softmax_chunked(self, x, chunk_size)
+
+    def matrix(self, x, h0):
+        return k.softmax_matrix(self, x)
+
+    def matrix_bytes(self, length, itemsize):
+        return 2 * length * length * (itemsize or self.q.dtype.itemsize)
+
+    def phi(self, length):
+        P = jax.nn.softmax(k.softmax_scores(self, self.q.dtype), axis=-1)
+        return jnp.broadcast_to(P[:, :, None], P.shape + (self.value_dim,))
 
     def truncate(self, order: int) -> ChannelDSF:
         """The finite DSF whose features are the Taylor expansion of exp up to `order`.

@@ -15,8 +15,13 @@ from ._models import (
     NeuralSDEClassifier as NeuralSDEClassifier,
 )
 from ._nfe import count_nfe as count_nfe, nfe_formula as nfe_formula
-from ._regularizers import (
+from ._regularizer import (
     AbstractRegularizer as AbstractRegularizer,
+    Penalty as Penalty,
+    RegularizedProblem as RegularizedProblem,
+    RegularizerOutput as RegularizerOutput,
+)
+from ._regularizers import (
     GlobalErrorEstimate as GlobalErrorEstimate,
     GlobalStiffness as GlobalStiffness,
     KineticJacobian as KineticJacobian,

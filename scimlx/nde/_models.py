@@ -21,7 +21,7 @@ from .._core._checks import (
     check_tolerances,
     error_if_nonfinite,
 )
-from ._regularizers import AbstractRegularizer, RandomEndTime
+from ._regularizer import AbstractRegularizer
 from ._solve import regularized_diffeqsolve, RegularizedSolution
 
 
@@ -378,10 +378,10 @@ class NeuralSDE(eqx.Module):
         if reg_key is None:
             reg_key = rk
         # STEER integrates past t1: the Brownian path must cover the random end time.
-        extra = max([r.half_width for r in regularizers if isinstance(r, RandomEndTime)] + [0.0])
+        t_end = max([r.max_end_time(self.t1) for r in regularizers] + [self.t1])
         bm = dfx.VirtualBrownianTree(
             self.t0,
-            self.t1 + extra,
+            t_end,
             tol=self.brownian_tol,
             shape=jax.ShapeDtypeStruct((n,), y0.dtype),
             key=bm_key,

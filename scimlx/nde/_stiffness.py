@@ -88,15 +88,21 @@ def stability_region_size(solver: dfx.AbstractSolver) -> float:
     return _stability_size_cached(key)
 
 
-def stiffness_from_stages(
-    tableau: dfx.ButcherTableau, y0: PyTree, ks: PyTree, dt: Array
-) -> Float[Array, ""]:
+def stiffness_from_stages(tableau: dfx.ButcherTableau, ks: PyTree, dt: Array) -> Float[Array, ""]:
     r"""Shampine's eigenvalue estimate $|\hat\lambda| = \|k_s - k_{s-1}\| /
     (|\Delta t| \|g_s - g_{s-1}\|)$ from one ERK step (stages `k_i = Δt f_i`).
 
-    Returns 0 when the denominator vanishes.
+    **Arguments:**
+
+    - `tableau`: the solver's explicit Butcher tableau (its last two stages share a node).
+    - `ks`: the stages of the step, leading axis the stage (`dense_info["k"]` of Tsit5 or
+        Dopri5).
+    - `dt`: the step size.
+
+    **Returns:**
+
+    $|\hat\lambda|$, or 0 when the denominator vanishes.
     """
-    del y0
     s = tableau.num_stages
     w = np.zeros(s)
     w[: len(tableau.a_lower[s - 2])] += tableau.a_lower[s - 2]
@@ -147,7 +153,7 @@ class StiffnessEstimateSolver(AbstractForwardingSolver):
             terms, t0, t1, y0, args, inner, made_jump
         )
         dt = jnp.asarray(t1 - t0)
-        lam = stiffness_from_stages(_tableau(self.solver), y0, dense_info["k"], dt)
+        lam = stiffness_from_stages(_tableau(self.solver), dense_info["k"], dt)
         sest = (lam / self.stability_size).astype(s_sum.dtype)
         adt = jnp.abs(dt).astype(s_sum.dtype)
         state = (inner, s_sum + sest * adt, jnp.maximum(s_max, sest), s_plain + sest)
