@@ -132,10 +132,12 @@ def _solve(op, b, **kw):
     return vc, int(sol.stats["num_steps"])
 
 
-@pytest.mark.parametrize("sides", [(63, 65), (199,)], ids=["63-65", "199"])
-def test_any_grid_size_coarsens(sides):
+def test_any_grid_size_coarsens():
+    # odd sides on both sides of a power of two, and one (99 = 2 * 49 + 1) whose halvings
+    # stay odd: the coarsest grid stays small, no dense whole-grid fallback
+    sides = (31, 33, 99)
     its = {}
-    for n in (64,) + sides:
+    for n in (32,) + sides:
         shape = (n, n)
         solid = jnp.asarray(ls.obstacle_scene(shape, seed=3, split="test"))
         op = ls.poisson(shape, solid=solid)
@@ -144,11 +146,11 @@ def test_any_grid_size_coarsens(sides):
         assert int(np.prod(vc.operators[-1].grid_shape)) <= 256
         assert bool(vc.transfers) == (n % 2 == 1)  # odd sides: black-box levels by default
     for n in sides:
-        assert its[n] <= its[64] + 3, its
+        assert its[n] <= its[32] + 3, its
 
 
 def test_odd_3d_grid_and_bad_periodic_grid():
-    shape = (17, 15, 19)
+    shape = (11, 9, 13)
     solid = jnp.asarray(ls.obstacle_scene(shape, seed=2, split="test"))
     op = ls.poisson(shape, solid=solid)
     b = ls.random_rhs(solid, key=jax.random.key(0))
@@ -213,7 +215,7 @@ def test_blackbox_hard_geometries():
 
 
 def test_semicoarsening_for_anisotropy():
-    n = 64
+    n = 32
     base = ls.poisson((n, n))
     op = ls.DiffusionOperator(
         (100.0 * base.faces[0], base.faces[1]), base.solid, base.boundary, base.spacing
