@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "docs", "images", "bench")
 SNIPPETS = os.path.join(ROOT, "docs", "_snippets")
 
-PLOTTED = ["linsolve", "nde_regularization", "neuralop", "dsf", "ensemble", "stable_sde"]
+PLOTTED = ["linsolve", "nde_regularisation", "neuralop", "dsf", "ensemble", "stable_sde"]
 TABLED = PLOTTED + ["node"]
 
 # How a results file was produced (by file name), where the plain `python -m benchmarks.<area>`
@@ -34,8 +34,8 @@ COMMANDS = {
         ", with the MQAR rows merged in from MQAR-only runs of the same script "
         "(`DSF_MQAR_RESULTS`)",
     ),
-    "nde_regularization.json": (
-        "python -m benchmarks.nde_regularization --tasks b1",
+    "nde_regularisation.json": (
+        "python -m benchmarks.nde_regularisation --tasks b1",
         " (and `b2`, `b3`, `b3loose`: one process per task, merged; see the file's `provenance`)",
     ),
 }
@@ -46,7 +46,7 @@ COLUMNS = {
         "grid", "rhs", "method", "its", "setup_s", "solve_s", "total_s", "compile_s",
         "true_rel_res",
     ],
-    "nde_regularization": [
+    "nde_regularisation": [
         "task", "arm", "weight", "seeds", "test_acc", "test_acc_std", "test_mse", "nfe",
         "nfe_ratio", "pred_speedup", "train_ratio",
     ],
@@ -140,7 +140,7 @@ def _table(rows: list[dict], columns: list[str], indent: str = "") -> list[str]:
 
 def main_rows(area: str, d: dict) -> list[dict]:
     rows = d.get("rows", [])
-    if area == "nde_regularization":  # the per-seed rows are summarised by the others
+    if area == "nde_regularisation":  # the per-seed rows are summarised by the others
         rows = [r for r in rows if "seeds" in r]
     if area == "neuralop":
         rows = [{k: v for k, v in r.items() if k != "runs"} for r in rows]
@@ -260,7 +260,7 @@ def _plain_log_ticks(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_nde_regularization(d, fig):
+def plot_nde_regularisation(d, fig):
     agg = _nde_points(d)
     tasks = [
         ("B1 NODE digits", "test_acc", "test accuracy (%)"),
@@ -307,7 +307,7 @@ def plot_nde_regularization(d, fig):
         bbox_to_anchor=(0.5, 0.04),
     )
     fig.suptitle(
-        "Solver regularization: accuracy against prediction cost "
+        "Solver regularisation: accuracy against prediction cost "
         "(mean of seeds; one point per weight, joined in weight order)"
     )
     fig.subplots_adjust(bottom=0.32, wspace=0.3)
@@ -453,7 +453,7 @@ def plot_stable_sde(d, fig):
 
 PLOTS = {
     "linsolve": (plot_linsolve, (10, 7)),
-    "nde_regularization": (plot_nde_regularization, (12, 4.4)),
+    "nde_regularisation": (plot_nde_regularisation, (12, 4.4)),
     "neuralop": (plot_neuralop, (12, 4)),
     "dsf": (plot_dsf, (11, 6.5)),
     "ensemble": (plot_ensemble, (11, 7)),

@@ -326,7 +326,7 @@ def growth_section(quick: bool, repeats: int):
 
 # Scalar-decay families: one decay per step shared by the states of a head (linear and normalised
 # attention, Mamba-2 SSD) or of a channel (the paper's SSD, RG-LRU, qLSTM), as `make_mixer` names.
-GRAD_FAMILIES = ("linear", "normalized", "ssd", "ssd_paper", "rglru", "qlstm", "qlstm_reversed")
+GRAD_FAMILIES = ("linear", "normalised", "ssd", "ssd_paper", "rglru", "qlstm", "qlstm_reversed")
 
 
 def _softplus_inverse(v):
@@ -355,7 +355,7 @@ def strong_decays(name, layer):
         )
     if name == "linear":  # elu+1 query features spanning e^-30 ... 30
         return eqx.tree_at(lambda m: m.Wq, layer, 30.0 * layer.Wq)
-    if name == "normalized":  # log eta = w_eta . u spanning about +-15 (eta^-1 up to ~1e7)
+    if name == "normalised":  # log eta = w_eta . u spanning about +-15 (eta^-1 up to ~1e7)
         return eqx.tree_at(lambda m: m.w_eta, layer, 7.0 * layer.w_eta)
     raise ValueError(name)
 
@@ -476,7 +476,7 @@ def mqar_batch(key, batch, L, num_kv, vocab, power_a=0.01):
     return jax.vmap(one)(jr.split(key, batch))
 
 
-MQAR_MIXERS = ("softmax", "linear", "normalized", "s6", "ssd")
+MQAR_MIXERS = ("softmax", "linear", "normalised", "s6", "ssd")
 
 
 def train_mqar(
@@ -500,7 +500,7 @@ def train_mqar(
         mixer,
         d_state=n_state,
         n_heads=1,
-        max_len=L if mixer in ("softmax", "linear", "normalized") else 0,
+        max_len=L if mixer in ("softmax", "linear", "normalised") else 0,
         dtype="float32",
         key=jr.fold_in(key, 1),
     )
@@ -548,7 +548,7 @@ def train_mqar(
 
 PAPER_ORDER = (
     "paper (Sieber et al. 2024, Fig. 2/5 as summarised in the methods notes; numbers not verified "
-    "here): softmax >= SSD > normalized >= linear, S6 between"
+    "here): softmax >= SSD > normalised >= linear, S6 between"
 )
 
 
@@ -951,7 +951,7 @@ def report(quick, args, t_start, cost, sweep, growth, mq, grad=None, **provenanc
         ),
         "mqar_acc_softmax": accs["softmax"],
         "mqar_acc_linear": accs["linear"],
-        "mqar_acc_normalized": accs["normalized"],
+        "mqar_acc_normalised": accs["normalised"],
         "mqar_acc_s6": accs["s6"],
         "mqar_acc_ssd": accs["ssd"],
         "mqar_steps_used": {

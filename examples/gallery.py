@@ -29,7 +29,7 @@ PAGE = os.path.join(ROOT, "docs", "gallery.md")
 
 # (script stem, section title), in the order of the capability pages.
 EXAMPLES = [
-    ("nde_regularization", "Regularized neural ODE: accuracy against solver cost"),
+    ("nde_regularisation", "Regularised neural ODE: accuracy against solver cost"),
     ("sde_missing_rates", "Stable neural SDEs: accuracy against missing values"),
     ("linsolve_dcdm", "Learned and multigrid solvers: residual histories"),
     ("neuralop_darcy", "Neural operators on Darcy flow: MgNO and FNO"),

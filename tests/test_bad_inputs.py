@@ -331,12 +331,12 @@ def test_nde_vector_field_of_another_width_is_named(width):
             nde.GlobalErrorEstimate,
             nde.GlobalStiffness,
             nde.LocalErrorEstimate,
-            nde.TaylorRegularizer,
+            nde.TaylorRegulariser,
         ]
     ),
     weight=bad_floats,
 )
-def test_nde_bad_regularizer_weights_are_rejected(cls, weight):
+def test_nde_bad_regulariser_weights_are_rejected(cls, weight):
     TRIED["nde"] += 1
     _raises_naming(ValueError, "`weight`", lambda: cls(weight=weight))
 

@@ -65,7 +65,7 @@ def ref_linear(layer, u):
     return np.concatenate(outs, 1) @ np.asarray(layer.Wo).T
 
 
-def ref_normalized(layer, u):
+def ref_normalised(layer, u):
     H = layer.n_heads
     q, k, v = u @ np.asarray(layer.Wq).T, u @ np.asarray(layer.Wk).T, u @ np.asarray(layer.Wv).T
     s = u @ np.asarray(layer.w_eta).T + np.asarray(layer.b_eta)
@@ -132,7 +132,7 @@ def ref_s6(layer, u):
     y = np.zeros_like(u)
     for i in range(len(u)):
         dA = np.exp(delta[i][:, None] * A)
-        if layer.discretization == "mamba":
+        if layer.discretisation == "mamba":
             dBu = delta[i][:, None] * Bm[i][None, :] * u[i][:, None]
         else:
             dBu = (dA - 1) / A * Bm[i][None, :] * u[i][:, None]
@@ -210,16 +210,16 @@ _CASES = {
         dsf.LinearAttention(d, 1, n, feature_map="identity", normalise=False, key=key),
         ref_linear,
     ),
-    "normalized_exp": lambda d, n, key: (dsf.NormalizedAttention(d, 2, n, key=key), ref_normalized),
-    "normalized_sigmoid": lambda d, n, key: (
-        dsf.NormalizedAttention(d, 1, n, norm="sigmoid", key=key),
-        ref_normalized,
+    "normalised_exp": lambda d, n, key: (dsf.NormalisedAttention(d, 2, n, key=key), ref_normalised),
+    "normalised_sigmoid": lambda d, n, key: (
+        dsf.NormalisedAttention(d, 1, n, norm="sigmoid", key=key),
+        ref_normalised,
     ),
     "s4d": lambda d, n, key: (dsf.S4D(d, n, key=key), ref_s4d),
     "s5": lambda d, n, key: (dsf.S5(d, n, key=key), ref_s5),
     "lru": lambda d, n, key: (dsf.LRU(d, n, key=key), ref_lru),
     "s6": lambda d, n, key: (dsf.S6(d, n, key=key), ref_s6),
-    "s6_zoh": lambda d, n, key: (dsf.S6(d, n, discretization="zoh", key=key), ref_s6),
+    "s6_zoh": lambda d, n, key: (dsf.S6(d, n, discretisation="zoh", key=key), ref_s6),
     "ssd": lambda d, n, key: (dsf.SSD(d, 2, n, key=key), ref_ssd),
     "ssd_paper": lambda d, n, key: (dsf.SSD(d, 1, n, per_channel_dt=True, key=key), ref_ssd),
     "rglru": lambda d, n, key: (dsf.RGLRU(d, 2, key=key), ref_rglru),

@@ -1,4 +1,4 @@
-"""A user's own regularizers, written against the `nde.AbstractRegularizer` hooks, work
+"""A user's own regularisers, written against the `nde.AbstractRegulariser` hooks, work
 like the built-ins: their penalties against analytic values, composition with built-ins,
 and clear errors for incomplete or wrong subclasses."""
 
@@ -15,11 +15,11 @@ import scimlx.nde as nde
 
 
 def _docs_example() -> dict:
-    """Runs the "Write your own regularizer" example of docs/nde.md verbatim."""
+    """Runs the "Write your own regulariser" example of docs/nde.md verbatim."""
     text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "nde.md").read_text()
-    section = text.split("## Write your own regularizer", 1)[1]
+    section = text.split("## Write your own regulariser", 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match is not None, "docs/nde.md has no example under 'Write your own regularizer'"
+    assert match is not None, "docs/nde.md has no example under 'Write your own regulariser'"
     code = match.group(1)
     namespace: dict = {}
     exec(compile(code, "docs/nde.md", "exec"), namespace)
@@ -32,7 +32,7 @@ CTRL = dfx.PIDController(rtol=1e-9, atol=1e-9)
 
 
 def _solve(a, regs, **kw):
-    return nde.regularized_diffeqsolve(
+    return nde.regularised_diffeqsolve(
         dfx.ODETerm(lambda t, y, args: -args * y),
         dfx.Tsit5(),
         0.0,
@@ -40,7 +40,7 @@ def _solve(a, regs, **kw):
         0.1,
         Y0,
         a,
-        regularizers=regs,
+        regularisers=regs,
         stepsize_controller=CTRL,
         **kw,
     )
@@ -106,7 +106,7 @@ class _CountingSolver(dfx.AbstractWrappedSolver):
         return y1, err, dense, (inner, count + 1), result
 
 
-class StepCount(nde.AbstractRegularizer):
+class StepCount(nde.AbstractRegulariser):
     """No penalty; reports the accepted steps its solver wrapper counted."""
 
     def wrap_solver(self, solver, problem, key):
@@ -133,7 +133,7 @@ def test_user_solver_wrapper_composes_with_a_builtin_wrapper(first):
 
 
 def test_subclass_without_penalty_fails_clearly():
-    class NoPenalty(nde.AbstractRegularizer):
+    class NoPenalty(nde.AbstractRegulariser):
         def wrap_solver(self, solver, problem, key):
             return solver
 
@@ -141,19 +141,19 @@ def test_subclass_without_penalty_fails_clearly():
         NoPenalty()
 
 
-def test_penalty_of_the_wrong_type_and_foreign_regularizers_are_named():
-    class ReturnsFloat(nde.AbstractRegularizer):
+def test_penalty_of_the_wrong_type_and_foreign_regularisers_are_named():
+    class ReturnsFloat(nde.AbstractRegulariser):
         def penalty(self, problem, output):  # pyright: ignore
             return 1.0
 
     with pytest.raises(TypeError, match=r"ReturnsFloat\.penalty must return"):
         _solve(jnp.asarray(1.0), (ReturnsFloat(),))
-    with pytest.raises(TypeError, match="regularizers"):
+    with pytest.raises(TypeError, match="regularisers"):
         _solve(jnp.asarray(1.0), (lambda sol: 0.0,))
     with pytest.raises(ValueError, match="final_l2"):
         twin = DOCS["FinalStateL2"]
 
-        class Twin(nde.AbstractRegularizer):
+        class Twin(nde.AbstractRegulariser):
             def penalty(self, problem, output):
                 return twin().penalty(problem, output)
 

@@ -1,4 +1,4 @@
-"""Global error-estimate and stiffness regularizers against hand-written references."""
+"""Global error-estimate and stiffness regularisers against hand-written references."""
 
 import diffrax as dfx
 import jax
@@ -61,7 +61,7 @@ def test_error_estimate_matches_hand_loop():
     ref = _hand_loop(solver, ctrl, 0.0, 2.0, 0.5, y0, a, with_stiffness=True)
     assert ref["n_rej"] > 0  # the reference exercises rejected steps
     regs = (nde.GlobalErrorEstimate(weight=2.0), nde.GlobalStiffness())
-    sol = nde.regularized_diffeqsolve(
+    sol = nde.regularised_diffeqsolve(
         dfx.ODETerm(_vf),
         solver,
         0.0,
@@ -69,7 +69,7 @@ def test_error_estimate_matches_hand_loop():
         0.5,
         y0,
         a,
-        regularizers=regs,
+        regularisers=regs,
         stepsize_controller=ctrl,
         saveat=dfx.SaveAt(t1=True, controller_state=True),
     )
@@ -116,7 +116,7 @@ def test_error_estimate_gradient_vs_finite_differences():
         return r
 
     def reg(a):
-        return nde.regularized_diffeqsolve(
+        return nde.regularised_diffeqsolve(
             dfx.ODETerm(_vf),
             solver,
             0.0,
@@ -124,7 +124,7 @@ def test_error_estimate_gradient_vs_finite_differences():
             0.1,
             y0,
             a,
-            regularizers=(nde.GlobalErrorEstimate(),),
+            regularisers=(nde.GlobalErrorEstimate(),),
             stepsize_controller=ctrl,
             max_steps=16,
         ).penalty
@@ -137,7 +137,7 @@ def test_error_estimate_gradient_vs_finite_differences():
     np.testing.assert_allclose(
         jax.grad(
             lambda a: (
-                nde.regularized_diffeqsolve(
+                nde.regularised_diffeqsolve(
                     dfx.ODETerm(_vf),
                     solver,
                     0.0,
@@ -145,7 +145,7 @@ def test_error_estimate_gradient_vs_finite_differences():
                     0.1,
                     y0,
                     a,
-                    regularizers=(nde.GlobalErrorEstimate(),),
+                    regularisers=(nde.GlobalErrorEstimate(),),
                     stepsize_controller=ctrl,
                     adjoint=dfx.DirectAdjoint(),
                     max_steps=16,
@@ -159,7 +159,7 @@ def test_error_estimate_gradient_vs_finite_differences():
 
 @pytest.mark.parametrize("lam", [2.0, 50.0])
 def test_stiffness_recovers_lambda(lam):
-    sol = nde.regularized_diffeqsolve(
+    sol = nde.regularised_diffeqsolve(
         dfx.ODETerm(lambda t, y, args: -args * y),
         dfx.Tsit5(),
         0.0,
@@ -167,7 +167,7 @@ def test_stiffness_recovers_lambda(lam):
         0.01,
         jnp.array([1.0, -2.0]),
         jnp.asarray(lam),
-        regularizers=(nde.GlobalStiffness(aggregation="max"),),
+        regularisers=(nde.GlobalStiffness(aggregation="max"),),
         stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-9),
     )
     r = nde.stability_region_size(dfx.Tsit5())
@@ -182,9 +182,9 @@ def test_stability_sizes_match_reference_values():
         nde.StiffnessEstimateSolver(dfx.Bosh3())
 
 
-def test_backsolve_with_global_regularizer_raises():
+def test_backsolve_with_global_regulariser_raises():
     with pytest.raises(ValueError, match="discrete adjoint"):
-        nde.regularized_diffeqsolve(
+        nde.regularised_diffeqsolve(
             dfx.ODETerm(_vf),
             dfx.Tsit5(),
             0.0,
@@ -192,7 +192,7 @@ def test_backsolve_with_global_regularizer_raises():
             0.1,
             jnp.ones(2),
             jnp.asarray(1.0),
-            regularizers=(nde.GlobalErrorEstimate(),),
+            regularisers=(nde.GlobalErrorEstimate(),),
             stepsize_controller=dfx.PIDController(rtol=1e-4, atol=1e-4),
             adjoint=dfx.BacksolveAdjoint(),
         )
@@ -238,7 +238,7 @@ def test_error_estimate_sde():
             dfx.ODETerm(lambda t, y, args: -args * y),
             dfx.ControlTerm(lambda t, y, args: lx.DiagonalLinearOperator(0.3 * y), bm),
         )
-        return nde.regularized_diffeqsolve(
+        return nde.regularised_diffeqsolve(
             terms,
             solver,
             0.0,
@@ -246,7 +246,7 @@ def test_error_estimate_sde():
             0.05,
             jnp.array([1.0, 2.0]),
             a,
-            regularizers=(nde.GlobalErrorEstimate(),),
+            regularisers=(nde.GlobalErrorEstimate(),),
             stepsize_controller=dfx.PIDController(rtol=5e-2, atol=5e-2),
             max_steps=64,
         ).penalty

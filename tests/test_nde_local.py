@@ -1,4 +1,4 @@
-"""Local error-estimate regularizer: independent recomputation and adjoint invariance."""
+"""Local error-estimate regulariser: independent recomputation and adjoint invariance."""
 
 import diffrax as dfx
 import jax
@@ -17,7 +17,7 @@ def _vf(t, y, args):
 
 
 def _solve(a, reg, adjoint, key):
-    return nde.regularized_diffeqsolve(
+    return nde.regularised_diffeqsolve(
         dfx.ODETerm(_vf),
         dfx.Tsit5(),
         0.0,
@@ -25,7 +25,7 @@ def _solve(a, reg, adjoint, key):
         0.05,
         jnp.array([1.0, -0.5]),
         a,
-        regularizers=(reg,),
+        regularisers=(reg,),
         stepsize_controller=CTRL,
         adjoint=adjoint,
         key=key,
@@ -78,7 +78,7 @@ def test_local_unbiased_matches_independent_step(getkey):
     scale = 1e-6 + np.maximum(np.abs(y0n), np.abs(y1n)) * 1e-6
     ref = np.sqrt(np.mean((en / scale) ** 2)) * dt
     np.testing.assert_allclose(sol.components["local_error"], ref, rtol=1e-3)
-    assert int(sol.stats["nfe_regularizer"]) == 8
+    assert int(sol.stats["nfe_regulariser"]) == 8
 
 
 def test_biased_reservoir_is_uniform_over_accepted_steps():

@@ -15,7 +15,7 @@ def test_node_classifier_matches_plain_diffrax(getkey, tmp_path):
     ctrl = dfx.PIDController(rtol=1e-6, atol=1e-6)
     model = nde.NeuralODEClassifier(5, 3, dim=4, width=6, key=getkey(), stepsize_controller=ctrl)
     x = jr.normal(getkey(), (7, 5))
-    logits, sol = model(x, regularizers=(nde.GlobalErrorEstimate(),))
+    logits, sol = model(x, regularisers=(nde.GlobalErrorEstimate(),))
     assert logits.shape == (7, 3) and sol.components["error"] > 0
     # Reference: the same vector field solved with plain diffrax, batch as one state.
     vf = model.node.vector_field

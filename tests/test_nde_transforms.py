@@ -1,4 +1,4 @@
-"""Every regularizer under jit, vmap and grad; analytic checks of the integral ones;
+"""Every regulariser under jit, vmap and grad; analytic checks of the integral ones;
 NFE accounting against counted vector-field calls."""
 
 import diffrax as dfx
@@ -17,7 +17,7 @@ T1 = 1.0
 
 
 def _solve(a, regs, key):
-    return nde.regularized_diffeqsolve(
+    return nde.regularised_diffeqsolve(
         dfx.ODETerm(lambda t, y, args: -args * y),
         dfx.Tsit5(),
         0.0,
@@ -25,20 +25,20 @@ def _solve(a, regs, key):
         0.05,
         Y0,
         a,
-        regularizers=regs,
+        regularisers=regs,
         stepsize_controller=CTRL,
         key=key,
         max_steps=256,
     )
 
 
-# Each solve combines several regularizers (one of each kind at most) to keep the
-# number of compilations small; every regularizer appears once.
+# Each solve combines several regularisers (one of each kind at most) to keep the
+# number of compilations small; every regulariser appears once.
 REGS = {
     "error+stiffness+taynode": (
         nde.GlobalErrorEstimate(weight=10.0),
         nde.GlobalStiffness(aggregation="max"),
-        nde.TaylorRegularizer(order=2),
+        nde.TaylorRegulariser(order=2),
     ),
     "local_unbiased+steer+rnode": (
         nde.LocalErrorEstimate(),
@@ -50,7 +50,7 @@ REGS = {
 
 
 @pytest.mark.parametrize("name", list(REGS))
-def test_regularizer_jit_vmap_grad(name, getkey):
+def test_regulariser_jit_vmap_grad(name, getkey):
     regs = REGS[name]
     key = getkey()
 
@@ -121,17 +121,17 @@ def test_nfe_matches_counted_calls(solver, sde):
         terms = dfx.ODETerm(drift)
     problem = (terms, solver, 0.0, 1.0, 0.3, jnp.ones(2))
     control = dict(stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3), max_steps=256)
-    sol = nde.regularized_diffeqsolve(
-        *problem, regularizers=(nde.GlobalErrorEstimate(),), **control
+    sol = nde.regularised_diffeqsolve(
+        *problem, regularisers=(nde.GlobalErrorEstimate(),), **control
     )
     jax.effects_barrier()
     assert int(sol.stats["nfe"]) == nd[0]
     if sde:
         assert int(sol.stats["nfe_diffusion"]) == ng[0]
         return
-    # the regularizer observes the solver's heuristics and must not change its steps: the
+    # the regulariser observes the solver's heuristics and must not change its steps: the
     # accepted/rejected counts are those of the plain diffrax solve (ODEs; for SDEs the
-    # regularized solve takes half the plain solve's accepted steps on this problem)
+    # regularised solve takes half the plain solve's accepted steps on this problem)
     ref = dfx.diffeqsolve(*problem, **control)
     for k in ("num_accepted_steps", "num_rejected_steps"):
         assert int(sol.stats[k]) == int(ref.stats[k]), k
@@ -139,7 +139,7 @@ def test_nfe_matches_counted_calls(solver, sde):
 
 def test_nfe_of_local_step_counted(getkey):
     drift, nd = _count(lambda t, y, args: -(y**3))
-    sol = nde.regularized_diffeqsolve(
+    sol = nde.regularised_diffeqsolve(
         dfx.ODETerm(drift),
         dfx.Tsit5(),
         0.0,
@@ -147,9 +147,9 @@ def test_nfe_of_local_step_counted(getkey):
         0.3,
         jnp.ones(2),
         stepsize_controller=dfx.PIDController(rtol=1e-5, atol=1e-5),
-        regularizers=(nde.LocalErrorEstimate(),),
+        regularisers=(nde.LocalErrorEstimate(),),
         key=getkey(),
         max_steps=256,
     )
     jax.effects_barrier()
-    assert int(sol.stats["nfe"]) + int(sol.stats["nfe_regularizer"]) == nd[0]
+    assert int(sol.stats["nfe"]) + int(sol.stats["nfe_regulariser"]) == nd[0]

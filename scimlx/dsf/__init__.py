@@ -16,7 +16,7 @@ from ._layers import (
     AbstractDSFLayer as AbstractDSFLayer,
     LinearAttention as LinearAttention,
     LRU as LRU,
-    NormalizedAttention as NormalizedAttention,
+    NormalisedAttention as NormalisedAttention,
     QLSTM as QLSTM,
     RGLRU as RGLRU,
     S4D as S4D,

@@ -94,7 +94,7 @@ def to_dsf(layer, u: Float[Array, "L d"]) -> tuple[AbstractDSF, Float[Array, "..
     """The DSF form of `layer` on input `u`: returns `(dsf, x)` with y = output(evaluate(dsf, x)).
 
     **Heads axis.** For the multi-head layers (`SoftmaxAttention`, `LinearAttention`,
-    `NormalizedAttention`, `SSD`) `dsf` is a *stack* of one system per head: every leaf has a
+    `NormalisedAttention`, `SSD`) `dsf` is a *stack* of one system per head: every leaf has a
     leading axis of size H (also for H = 1, and for `SSD(per_channel_dt=True)`, whose one
     "head" holds every channel), and `x` is `(H, L, d / H)`, head h driving its system with
     channels h d/H ... (h+1) d/H - 1 of the value stream. Evaluate it with `jax.vmap` over that
@@ -245,7 +245,7 @@ class LinearAttention(AbstractDSFLayer):
         return _unheads(y) @ self.Wo.T
 
 
-class NormalizedAttention(AbstractDSFLayer):
+class NormalisedAttention(AbstractDSFLayer):
     """The paper's normalised attention (eq. (21) in the code's numbering; one eta per head).
 
     y_i = (1/eta_i) sum_{j<=i} (q_i . k_j) v_j with eta_i = f(w_eta . u_i + b_eta), f in {exp,
@@ -482,7 +482,7 @@ class S6(AbstractDSFLayer):
 
     Delta_i = softplus(W_dt2 W_dt1 u_i + b_dt), b_i = W_B u_i, c_i = W_C u_i, A = -exp(A_log);
     h_i = exp(Delta_i A) h_{i-1} + B(Delta_i, b_i) u_i, y_i = h_i c_i + D u_i, with the input map
-    `discretization="mamba"` (Delta b u, the ZOH transition with Euler input as in every public
+    `discretisation="mamba"` (Delta b u, the ZOH transition with Euler input as in every public
     Mamba kernel) or `"zoh"` ((Delta A)^{-1}(e^{Delta A} - 1) Delta b u).
     """
 
@@ -493,7 +493,7 @@ class S6(AbstractDSFLayer):
     W_C: Float[Array, "n d"]
     A_log: Float[Array, "d n"]
     D: Float[Array, " d"]
-    discretization: str = eqx.field(static=True)
+    discretisation: str = eqx.field(static=True)
     method: str = eqx.field(static=True)
 
     def __init__(
@@ -504,13 +504,13 @@ class S6(AbstractDSFLayer):
         *,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        discretization: str = "mamba",
+        discretisation: str = "mamba",
         method: str = "auto",
         dtype=None,
         key: PRNGKeyArray,
     ):
-        if discretization not in ("mamba", "zoh"):
-            raise ValueError(f"`discretization` must be 'mamba' or 'zoh', got {discretization!r}.")
+        if discretisation not in ("mamba", "zoh"):
+            raise ValueError(f"`discretisation` must be 'mamba' or 'zoh', got {discretisation!r}.")
         check_sizes(d_model=d_model, d_state=d_state)
         check_dt_range(dt_min, dt_max)
         dt = _dtype(dtype)
@@ -526,7 +526,7 @@ class S6(AbstractDSFLayer):
             jnp.broadcast_to(jnp.arange(1, d_state + 1, dtype=dt), (d_model, d_state))
         )
         self.D = jnp.ones((d_model,), dt)
-        self.discretization, self.method = discretization, method
+        self.discretisation, self.method = discretisation, method
 
     def delta(self, u):
         """Delta_i, `(L, d)`."""
@@ -538,7 +538,7 @@ class S6(AbstractDSFLayer):
         b = (u @ self.W_B.T)[:, None, :]
         c = (u @ self.W_C.T)[:, None, :]
         ll = delta[:, :, None] * A[None]
-        if self.discretization == "mamba":
+        if self.discretisation == "mamba":
             return ChannelDSF(ll, delta, b, c, D=self.D), u
         key = jnp.expm1(ll) / A[None] * b
         return ChannelDSF(ll, jnp.ones((1, u.shape[1]), u.dtype), key, c, D=self.D), u

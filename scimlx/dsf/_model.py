@@ -13,7 +13,7 @@ from ._layers import (
     AbstractDSFLayer,
     LinearAttention,
     LRU,
-    NormalizedAttention,
+    NormalisedAttention,
     QLSTM,
     RGLRU,
     S4D,
@@ -28,7 +28,7 @@ from ._validate import check_tokens
 MIXERS = (
     "softmax",
     "linear",
-    "normalized",
+    "normalised",
     "s4d",
     "s5",
     "lru",
@@ -61,8 +61,8 @@ def make_mixer(
         return SoftmaxAttention(d_model, n_heads, d_state, **kw)
     if name == "linear":
         return LinearAttention(d_model, n_heads, d_state, **kw)
-    if name == "normalized":
-        return NormalizedAttention(d_model, n_heads, d_state, **kw)
+    if name == "normalised":
+        return NormalisedAttention(d_model, n_heads, d_state, **kw)
     if name == "s4d":
         return S4D(d_model, d_state, **kw)
     if name == "s5":

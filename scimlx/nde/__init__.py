@@ -1,4 +1,4 @@
-"""Neural ODEs/SDEs and regularizers of the adaptive solver's heuristics."""
+"""Neural ODEs/SDEs and regularisers of the adaptive solver's heuristics."""
 
 from ._controller import (
     ErrorEstimateController as ErrorEstimateController,
@@ -15,24 +15,24 @@ from ._models import (
     NeuralSDEClassifier as NeuralSDEClassifier,
 )
 from ._nfe import count_nfe as count_nfe, nfe_formula as nfe_formula
-from ._regularizer import (
-    AbstractRegularizer as AbstractRegularizer,
+from ._regulariser import (
+    AbstractRegulariser as AbstractRegulariser,
     Penalty as Penalty,
-    RegularizedProblem as RegularizedProblem,
-    RegularizerOutput as RegularizerOutput,
+    RegularisedProblem as RegularisedProblem,
+    RegulariserOutput as RegulariserOutput,
 )
-from ._regularizers import (
+from ._regularisers import (
     GlobalErrorEstimate as GlobalErrorEstimate,
     GlobalStiffness as GlobalStiffness,
     KineticJacobian as KineticJacobian,
     LocalErrorEstimate as LocalErrorEstimate,
     RandomEndTime as RandomEndTime,
-    TaylorRegularizer as TaylorRegularizer,
+    TaylorRegulariser as TaylorRegulariser,
 )
 from ._sampler import StepSamplerSolver as StepSamplerSolver
 from ._solve import (
-    regularized_diffeqsolve as regularized_diffeqsolve,
-    RegularizedSolution as RegularizedSolution,
+    regularised_diffeqsolve as regularised_diffeqsolve,
+    RegularisedSolution as RegularisedSolution,
 )
 from ._stiffness import (
     read_stiffness as read_stiffness,

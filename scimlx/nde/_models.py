@@ -1,4 +1,4 @@
-"""Neural ODE / SDE models whose solves carry the regularization statistics."""
+"""Neural ODE / SDE models whose solves carry the regularisation statistics."""
 
 from collections.abc import Callable, Sequence
 
@@ -21,8 +21,8 @@ from .._core._checks import (
     check_tolerances,
     error_if_nonfinite,
 )
-from ._regularizer import AbstractRegularizer
-from ._solve import regularized_diffeqsolve, RegularizedSolution
+from ._regulariser import AbstractRegulariser
+from ._solve import regularised_diffeqsolve, RegularisedSolution
 
 
 def _default_controller() -> dfx.PIDController:
@@ -159,7 +159,7 @@ class MLPVectorField(eqx.Module):
 
 class NeuralODE(eqx.Module):
     """A neural ODE `y' = f_θ(t, y)` solved with any diffrax solver, controller and
-    adjoint, returning the solution with regularization statistics.
+    adjoint, returning the solution with regularisation statistics.
 
     The state may carry leading batch axes (`y0` of shape `(*batch, dim)`): the vector
     field acts on one example and is mapped over them, and the batch is integrated as
@@ -222,23 +222,23 @@ class NeuralODE(eqx.Module):
         y0: Float[Array, "*batch dim"],
         *,
         ts: Float[Array, " times"] | None = None,
-        regularizers: Sequence[AbstractRegularizer] = (),
+        regularisers: Sequence[AbstractRegulariser] = (),
         key: PRNGKeyArray | None = None,
         throw: bool = True,
-    ) -> RegularizedSolution:
+    ) -> RegularisedSolution:
         """Solves from `y0`.
 
         **Arguments:**
 
         - `y0`: initial state `(*batch, dim)`.
         - `ts`: save times (default: only `t1`).
-        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
-        - `key`: PRNG key (local, STEER, RNODE regularizers).
+        - `regularisers`: see [`scimlx.nde.regularised_diffeqsolve`][].
+        - `key`: PRNG key (local, STEER, RNODE regularisers).
         - `throw`: raise on solver failure (use `False` under `vmap`, read `.result`).
 
         **Returns:**
 
-        A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(times, *batch, dim)`.
+        A [`scimlx.nde.RegularisedSolution`][]; `.ys` has shape `(times, *batch, dim)`.
 
         **Raises:**
 
@@ -260,14 +260,14 @@ class NeuralODE(eqx.Module):
             self.dim,
         )
         saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts)
-        return regularized_diffeqsolve(
+        return regularised_diffeqsolve(
             self._terms(),
             self.solver,
             self.t0,
             self.t1,
             self.dt0,
             y0,
-            regularizers=tuple(regularizers),
+            regularisers=tuple(regularisers),
             stepsize_controller=self.stepsize_controller,
             saveat=saveat,
             adjoint=self.adjoint,
@@ -345,23 +345,23 @@ class NeuralSDE(eqx.Module):
         y0: Float[Array, "*batch dim"],
         *,
         key: PRNGKeyArray,
-        regularizers: Sequence[AbstractRegularizer] = (),
+        regularisers: Sequence[AbstractRegulariser] = (),
         reg_key: PRNGKeyArray | None = None,
         throw: bool = True,
-    ) -> RegularizedSolution:
+    ) -> RegularisedSolution:
         """Solves one sample path from `y0` (final state only).
 
         **Arguments:**
 
         - `y0`: initial state `(*batch, dim)`.
         - `key`: PRNG key of the Brownian path.
-        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
-        - `reg_key`: PRNG key for the regularizers (default: derived from `key`).
+        - `regularisers`: see [`scimlx.nde.regularised_diffeqsolve`][].
+        - `reg_key`: PRNG key for the regularisers (default: derived from `key`).
         - `throw`: raise on solver failure.
 
         **Returns:**
 
-        A [`scimlx.nde.RegularizedSolution`][]; `.ys` has shape `(1, *batch, dim)`.
+        A [`scimlx.nde.RegularisedSolution`][]; `.ys` has shape `(1, *batch, dim)`.
         """
         check_last_axis("y0", y0, self.dim, what="the model's `dim`")
         y0 = error_if_nonfinite("y0", y0)
@@ -378,7 +378,7 @@ class NeuralSDE(eqx.Module):
         if reg_key is None:
             reg_key = rk
         # STEER integrates past t1: the Brownian path must cover the random end time.
-        t_end = max([r.max_end_time(self.t1) for r in regularizers] + [self.t1])
+        t_end = max([r.max_end_time(self.t1) for r in regularisers] + [self.t1])
         bm = dfx.VirtualBrownianTree(
             self.t0,
             t_end,
@@ -396,14 +396,14 @@ class NeuralSDE(eqx.Module):
             return lx.DiagonalLinearOperator(diag)
 
         terms = dfx.MultiTerm(dfx.ODETerm(f), dfx.ControlTerm(g, bm))
-        sol = regularized_diffeqsolve(
+        sol = regularised_diffeqsolve(
             terms,
             self.solver,
             self.t0,
             self.t1,
             self.dt0,
             y0.ravel(),
-            regularizers=tuple(regularizers),
+            regularisers=tuple(regularisers),
             stepsize_controller=self.stepsize_controller,
             saveat=dfx.SaveAt(t1=True),
             adjoint=self.adjoint,
@@ -476,22 +476,22 @@ class NeuralODEClassifier(eqx.Module):
         self,
         x: Float[Array, "*batch features"],
         *,
-        regularizers: Sequence[AbstractRegularizer] = (),
+        regularisers: Sequence[AbstractRegulariser] = (),
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, "*batch classes"], RegularizedSolution]:
-        """Logits for `x` and the regularized solution of the batch solve.
+    ) -> tuple[Float[Array, "*batch classes"], RegularisedSolution]:
+        """Logits for `x` and the regularised solution of the batch solve.
 
         **Arguments:**
 
         - `x`: inputs `(*batch, features)`, solved as one state.
-        - `regularizers`, `key`: see [`scimlx.nde.regularized_diffeqsolve`][].
+        - `regularisers`, `key`: see [`scimlx.nde.regularised_diffeqsolve`][].
 
         **Returns:**
 
         `(logits, solution)`.
         """
         z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
-        sol = self.node(z0, regularizers=regularizers, key=key)
+        sol = self.node(z0, regularisers=regularisers, key=key)
         z1 = sol.ys[-1]
         return _apply_rows(self.decoder, z1, self.node.dim), sol
 
@@ -559,22 +559,22 @@ class NeuralSDEClassifier(eqx.Module):
         x: Float[Array, "*batch features"],
         *,
         key: PRNGKeyArray,
-        regularizers: Sequence[AbstractRegularizer] = (),
-    ) -> tuple[Float[Array, "*batch classes"], RegularizedSolution]:
-        """Logits of one sample path and its regularized solution.
+        regularisers: Sequence[AbstractRegulariser] = (),
+    ) -> tuple[Float[Array, "*batch classes"], RegularisedSolution]:
+        """Logits of one sample path and its regularised solution.
 
         **Arguments:**
 
         - `x`: inputs `(*batch, features)`, solved as one state.
-        - `key`: PRNG key of the path (and regularizers).
-        - `regularizers`: see [`scimlx.nde.regularized_diffeqsolve`][].
+        - `key`: PRNG key of the path (and regularisers).
+        - `regularisers`: see [`scimlx.nde.regularised_diffeqsolve`][].
 
         **Returns:**
 
         `(logits, solution)`; average the logits of several keys for prediction.
         """
         z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
-        sol = self.sde(z0, key=key, regularizers=regularizers)
+        sol = self.sde(z0, key=key, regularisers=regularisers)
         return _apply_rows(self.decoder, sol.ys[-1], self.sde.dim), sol
 
 
@@ -622,21 +622,21 @@ class LatentTrajectoryModel(eqx.Module):
         x: Float[Array, "*batch features"],
         ts: Float[Array, " times"],
         *,
-        regularizers: Sequence[AbstractRegularizer] = (),
+        regularisers: Sequence[AbstractRegulariser] = (),
         key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, "times *batch out"], RegularizedSolution]:
+    ) -> tuple[Float[Array, "times *batch out"], RegularisedSolution]:
         """Outputs along the latent trajectory at `ts` and the solution.
 
         **Arguments:**
 
         - `x`: inputs `(*batch, features)`.
         - `ts`: increasing save times in `[t0, t1]`.
-        - `regularizers`, `key`: see [`scimlx.nde.regularized_diffeqsolve`][].
+        - `regularisers`, `key`: see [`scimlx.nde.regularised_diffeqsolve`][].
 
         **Returns:**
 
         `(outputs, solution)`.
         """
         z0 = _apply_rows(self.encoder, x, self.encoder.in_features)
-        sol = self.node(z0, ts=ts, regularizers=regularizers, key=key)
+        sol = self.node(z0, ts=ts, regularisers=regularisers, key=key)
         return _apply_rows(self.decoder, sol.ys, self.node.dim), sol

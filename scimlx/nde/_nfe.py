@@ -41,7 +41,7 @@ def nfe_formula(
 
     **Arguments:**
 
-    - `solver`: a diffrax solver (possibly wrapped by a scimlx regularizer wrapper, or
+    - `solver`: a diffrax solver (possibly wrapped by a scimlx regulariser wrapper, or
         by `diffrax.HalfSolver`).
     - `sde`: whether the terms are an SDE (drift + diffusion).
 

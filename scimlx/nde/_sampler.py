@@ -1,5 +1,5 @@
 """A solver wrapper that picks one accepted step (or the step containing a time) during
-the solve, for the local regularizer: no per-step buffers."""
+the solve, for the local regulariser: no per-step buffers."""
 
 from typing import Literal
 

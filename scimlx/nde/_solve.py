@@ -1,4 +1,4 @@
-"""`regularized_diffeqsolve`: one diffrax solve plus the regularization statistics."""
+"""`regularised_diffeqsolve`: one diffrax solve plus the regularisation statistics."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -11,30 +11,30 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Real
 
 from ._nfe import count_nfe
 from ._nonfinite import classify_nonfinite, NonfiniteStop
-from ._regularizer import (
-    AbstractRegularizer,
+from ._regulariser import (
+    AbstractRegulariser,
     Integrand,
     Penalty,
-    RegularizedProblem,
-    RegularizerOutput,
+    RegularisedProblem,
+    RegulariserOutput,
 )
 
 
-class RegularizedSolution(eqx.Module):
-    """The result of [`scimlx.nde.regularized_diffeqsolve`][].
+class RegularisedSolution(eqx.Module):
+    """The result of [`scimlx.nde.regularised_diffeqsolve`][].
 
     **Fields:**
 
     - `solution`: the `diffrax.Solution` (augmented states removed from `ys`).
-    - `penalty`: the weighted sum of all regularization terms (a scalar; 0 if none).
-    - `components`: the unweighted terms by name, from every regularizer's
+    - `penalty`: the weighted sum of all regularisation terms (a scalar; 0 if none).
+    - `components`: the unweighted terms by name, from every regulariser's
         [`scimlx.nde.Penalty`][] (built-ins: `"error"`, `"stiffness"`, `"local_error"`,
         `"kinetic"`, `"jacobian"`, `"taylor"`).
     - `stats`: `num_steps`, `num_accepted_steps`, `num_rejected_steps`, `nfe` (drift
-        evaluations of the solve), `nfe_diffusion` (SDEs), `nfe_regularizer` (extra
+        evaluations of the solve), `nfe_diffusion` (SDEs), `nfe_regulariser` (extra
         evaluations the penalties made, e.g. the local step), `t1` (the end time used,
-        random with STEER), and the regularizers' own statistics (the local
-        regularizer's `t_reg`, `dt_reg`: the sampled time and step).
+        random with STEER), and the regularisers' own statistics (the local
+        regulariser's `t_reg`, `dt_reg`: the sampled time and step).
     """
 
     solution: dfx.Solution
@@ -56,8 +56,8 @@ class RegularizedSolution(eqx.Module):
 
 
 class _Plan(eqx.Module):
-    """The diffrax solve that realises the regularizers' hooks, and where each one's
-    share of it is: which regularizers wrapped the solver/controller (in order) and the
+    """The diffrax solve that realises the regularisers' hooks, and where each one's
+    share of it is: which regularisers wrapped the solver/controller (in order) and the
     names of each one's integrals."""
 
     terms: PyTree[dfx.AbstractTerm]
@@ -74,26 +74,26 @@ class _Plan(eqx.Module):
         return any(self.integral_names)
 
 
-def _checked_regularizers(regularizers) -> tuple[AbstractRegularizer, ...]:
-    regs = tuple(regularizers)
+def _checked_regularisers(regularisers) -> tuple[AbstractRegulariser, ...]:
+    regs = tuple(regularisers)
     for r in regs:
-        if not isinstance(r, AbstractRegularizer):
+        if not isinstance(r, AbstractRegulariser):
             raise TypeError(
-                "`regularizers` must hold scimlx.nde.AbstractRegularizer instances, got "
+                "`regularisers` must hold scimlx.nde.AbstractRegulariser instances, got "
                 f"{type(r).__name__}."
             )
     kinds = [type(r) for r in regs]
     if len(set(kinds)) != len(kinds):
-        raise ValueError("`regularizers` may hold at most one regularizer of each type.")
+        raise ValueError("`regularisers` may hold at most one regulariser of each type.")
     return regs
 
 
 def _problem(regs, key, terms, solver, t0, t1, dt0, y0, args, controller, saveat, adjoint):
     """The user's problem with times as arrays of one dtype and the end time every
-    regularizer's `end_time` asks for."""
+    regulariser's `end_time` asks for."""
     t0 = jnp.asarray(t0)
     dtype_t = jnp.result_type(t0, jnp.asarray(t1), float)
-    problem = RegularizedProblem(
+    problem = RegularisedProblem(
         terms, solver, t0.astype(dtype_t), jnp.asarray(t1, dtype_t), dt0, y0, args,
         controller, saveat, adjoint,
     )  # fmt: skip
@@ -103,9 +103,9 @@ def _problem(regs, key, terms, solver, t0, t1, dt0, y0, args, controller, saveat
     return problem
 
 
-def _augmented(problem: RegularizedProblem, regs, integrands: list[Integrand | None]):
+def _augmented(problem: RegularisedProblem, regs, integrands: list[Integrand | None]):
     """Terms and initial state that carry the integrands' integrals beside `y`, and the
-    names of each regularizer's integrals."""
+    names of each regulariser's integrals."""
     users = [type(r).__name__ for r, fn in zip(regs, integrands) if fn is not None]
     if not isinstance(problem.terms, dfx.ODETerm):
         raise ValueError(
@@ -129,7 +129,7 @@ def _augmented(problem: RegularizedProblem, regs, integrands: list[Integrand | N
     names = tuple(tuple(sorted(s)) for s in shapes)
     flat = [n for ns in names for n in ns]
     if len(set(flat)) != len(flat):
-        raise ValueError(f"`regularizers`: two integrands return the same name ({flat}).")
+        raise ValueError(f"`regularisers`: two integrands return the same name ({flat}).")
     active = [fn for fn in integrands if fn is not None]
 
     def aug_vf(t, y_aug, args):
@@ -144,8 +144,8 @@ def _augmented(problem: RegularizedProblem, regs, integrands: list[Integrand | N
     return dfx.ODETerm(aug_vf), (y0, extra0), names
 
 
-def _plan(problem: RegularizedProblem, regs, key) -> _Plan:
-    """Compose the regularizers' solver, controller and integrand hooks into one solve."""
+def _plan(problem: RegularisedProblem, regs, key) -> _Plan:
+    """Compose the regularisers' solver, controller and integrand hooks into one solve."""
     solver, wrapped_solver = problem.solver, []
     for r in regs:
         new = r.wrap_solver(solver, problem, key)
@@ -176,7 +176,7 @@ def _plan(problem: RegularizedProblem, regs, key) -> _Plan:
     )  # fmt: skip
 
 
-def _run(problem: RegularizedProblem, plan: _Plan, max_steps: int, throw: bool) -> dfx.Solution:
+def _run(problem: RegularisedProblem, plan: _Plan, max_steps: int, throw: bool) -> dfx.Solution:
     sol = dfx.diffeqsolve(
         plan.terms,
         plan.solver,
@@ -199,7 +199,7 @@ def _run(problem: RegularizedProblem, plan: _Plan, max_steps: int, throw: bool) 
 
 
 def _layers(state, wrapped: tuple[bool, ...]) -> list:
-    """Each regularizer's share of a nested wrapper state `(inner_state, ...)`, or `None`."""
+    """Each regulariser's share of a nested wrapper state `(inner_state, ...)`, or `None`."""
     own: list = [None] * len(wrapped)
     for i in reversed(range(len(wrapped))):
         if wrapped[i]:
@@ -208,9 +208,9 @@ def _layers(state, wrapped: tuple[bool, ...]) -> list:
     return own
 
 
-def _outputs(problem: RegularizedProblem, plan: _Plan, sol: dfx.Solution):
+def _outputs(problem: RegularisedProblem, plan: _Plan, sol: dfx.Solution):
     """The user's solution (augmented state and wrapper states removed) and what each
-    regularizer reads back from the solve."""
+    regulariser reads back from the solve."""
     extra = {}
     if plan.augmented:
         ys, extra = sol.ys
@@ -228,13 +228,13 @@ def _outputs(problem: RegularizedProblem, plan: _Plan, sol: dfx.Solution):
         is_leaf=lambda x: x is None,
     )
     outputs = [
-        RegularizerOutput(sol, s, c, {n: extra[n][-1] for n in names}, plan.augmented)
+        RegulariserOutput(sol, s, c, {n: extra[n][-1] for n in names}, plan.augmented)
         for s, c, names in zip(solver_states, controller_states, plan.integral_names)
     ]
     return sol, outputs
 
 
-def _penalties(problem: RegularizedProblem, regs, outputs):
+def _penalties(problem: RegularisedProblem, regs, outputs):
     """The summed penalty, the components and statistics by name, and the extra NFE."""
     penalty = jnp.zeros((), problem.dtype)
     components: dict[str, Array] = {}
@@ -254,7 +254,7 @@ def _penalties(problem: RegularizedProblem, regs, outputs):
             clash = set(mine) & set(theirs)
             if clash:
                 raise ValueError(
-                    f"`regularizers`: {type(r).__name__} repeats the {name} names {sorted(clash)}."
+                    f"`regularisers`: {type(r).__name__} repeats the {name} names {sorted(clash)}."
                 )
             theirs.update(mine)
         penalty = penalty + p.value
@@ -263,7 +263,7 @@ def _penalties(problem: RegularizedProblem, regs, outputs):
 
 
 @eqx.filter_jit
-def regularized_diffeqsolve(
+def regularised_diffeqsolve(
     terms: PyTree[dfx.AbstractTerm],
     solver: dfx.AbstractSolver,
     t0: int | float | Real[Array, ""],
@@ -272,17 +272,17 @@ def regularized_diffeqsolve(
     y0: PyTree[Array],
     args: Any = None,
     *,
-    regularizers: Sequence[AbstractRegularizer] = (),
+    regularisers: Sequence[AbstractRegulariser] = (),
     stepsize_controller: dfx.AbstractStepSizeController = dfx.ConstantStepSize(),
     saveat: dfx.SaveAt = dfx.SaveAt(t1=True),
     adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint(),
     max_steps: int = 4096,
     throw: bool = True,
     key: PRNGKeyArray | None = None,
-) -> RegularizedSolution:
-    r"""`diffrax.diffeqsolve` plus solver-heuristic regularization in the same solve.
+) -> RegularisedSolution:
+    r"""`diffrax.diffeqsolve` plus solver-heuristic regularisation in the same solve.
 
-    The regularizers' hooks ([`scimlx.nde.AbstractRegularizer`][]) are composed in the
+    The regularisers' hooks ([`scimlx.nde.AbstractRegulariser`][]) are composed in the
     order given: each may set the end time (STEER), wrap the solver
     ([`scimlx.nde.StiffnessEstimateSolver`][], [`scimlx.nde.StepSamplerSolver`][]) or
     the step-size controller ([`scimlx.nde.ErrorEstimateController`][]), and add
@@ -295,26 +295,26 @@ def regularized_diffeqsolve(
     - `terms`, `solver`, `t0`, `t1`, `dt0`, `y0`, `args`, `stepsize_controller`,
         `saveat`, `adjoint`, `max_steps`, `throw`: as `diffrax.diffeqsolve`
         (`t0 < t1`).
-    - `regularizers`: a sequence of [`scimlx.nde.AbstractRegularizer`][]s, at most one
+    - `regularisers`: a sequence of [`scimlx.nde.AbstractRegulariser`][]s, at most one
         of each type: the built-in [`scimlx.nde.GlobalErrorEstimate`][],
         [`scimlx.nde.GlobalStiffness`][], [`scimlx.nde.LocalErrorEstimate`][],
         [`scimlx.nde.RandomEndTime`][], [`scimlx.nde.KineticJacobian`][],
-        [`scimlx.nde.TaylorRegularizer`][], or your own subclass.
-    - `key`: PRNG key, passed to every regularizer (needed by the local, STEER and
-        RNODE regularizers).
+        [`scimlx.nde.TaylorRegulariser`][], or your own subclass.
+    - `key`: PRNG key, passed to every regulariser (needed by the local, STEER and
+        RNODE regularisers).
 
     **Returns:**
 
-    A [`scimlx.nde.RegularizedSolution`][]; the loss is `task_loss + sol.penalty`.
+    A [`scimlx.nde.RegularisedSolution`][]; the loss is `task_loss + sol.penalty`.
 
     **Raises:**
 
-    `ValueError`, from the regularizer concerned and naming the argument, for a global
-    regularizer with an adjoint that cannot differentiate it (`BacksolveAdjoint` silently
+    `ValueError`, from the regulariser concerned and naming the argument, for a global
+    regulariser with an adjoint that cannot differentiate it (`BacksolveAdjoint` silently
     gives zero gradient for controller/solver state), a non-adaptive controller for an
-    error-estimate regularizer, a missing `key`, or an unsupported solver.
+    error-estimate regulariser, a missing `key`, or an unsupported solver.
     """
-    regs = _checked_regularizers(regularizers)
+    regs = _checked_regularisers(regularisers)
     problem = _problem(
         regs, key, terms, solver, t0, t1, dt0, y0, args, stepsize_controller, saveat, adjoint
     )
@@ -328,10 +328,10 @@ def regularized_diffeqsolve(
         "num_rejected_steps": sol.stats["num_rejected_steps"],
         "nfe": nfe,
         "nfe_diffusion": nfe_diff,
-        "nfe_regularizer": jnp.asarray(nfe_reg, jnp.int32),
+        "nfe_regulariser": jnp.asarray(nfe_reg, jnp.int32),
         "t1": problem.t1,
     }
     clash = set(stats) & set(extra_stats)
     if clash:
-        raise ValueError(f"`regularizers`: statistics {sorted(clash)} are reserved names.")
-    return RegularizedSolution(sol, penalty, components, stats | extra_stats)
+        raise ValueError(f"`regularisers`: statistics {sorted(clash)} are reserved names.")
+    return RegularisedSolution(sol, penalty, components, stats | extra_stats)

@@ -1,12 +1,12 @@
 """`scimlx tour` stage: a tiny neural-ODE classifier trained with and without global
-error-estimate regularization; reports the prediction NFE ratio."""
+error-estimate regularisation; reports the prediction NFE ratio."""
 
 import time
 
 
 def tour_stage(quick: bool = False) -> dict:
     """Trains a small neural-ODE digits classifier twice (vanilla, global error
-    regularization) for a few dozen Adam steps and compares the prediction NFE.
+    regularisation) for a few dozen Adam steps and compares the prediction NFE.
 
     The digits are [`scimlx.data.seven_segment_digits`][] (8 x 8 images, generated).
     `quick`: 20 steps instead of 60.
@@ -24,7 +24,7 @@ def tour_stage(quick: bool = False) -> dict:
 
     from ..data import seven_segment_digits
     from ._models import NeuralODEClassifier
-    from ._regularizers import GlobalErrorEstimate
+    from ._regularisers import GlobalErrorEstimate
 
     start = time.perf_counter()
     with jax.enable_x64(True):
@@ -54,7 +54,7 @@ def tour_stage(quick: bool = False) -> dict:
                 idx = jr.choice(jr.fold_in(jr.key(1), i), xtr.shape[0], (128,), replace=False)
 
                 def loss(p):
-                    logits, sol = eqx.combine(p, static)(xtr[idx], regularizers=regs)
+                    logits, sol = eqx.combine(p, static)(xtr[idx], regularisers=regs)
                     ce = optax.softmax_cross_entropy_with_integer_labels(logits, ytr[idx])
                     return ce.mean() + sol.penalty
 
@@ -73,7 +73,7 @@ def tour_stage(quick: bool = False) -> dict:
     ratio = nfe_r / nfe_v
     return {
         "what": f"neural-ODE digits classifier, {steps} Adam steps, vanilla vs global "
-        f"error-estimate regularization ({time.perf_counter() - start:.0f} s)",
+        f"error-estimate regularisation ({time.perf_counter() - start:.0f} s)",
         "figure": f"prediction NFE {nfe_v} -> {nfe_r} ({ratio:.2f}x) with the error-estimate "
         f"penalty; accuracy {acc_v * 100:.0f}% -> {acc_r * 100:.0f}%",
         # chance is 10 %; 20 quick steps reach about 30 %

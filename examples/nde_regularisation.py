@@ -1,8 +1,8 @@
 """Train a neural-ODE digits classifier with and without global / local error-estimate
-regularization for a sweep of the weight, and plot test accuracy against the prediction
+regularisation for a sweep of the weight, and plot test accuracy against the prediction
 NFE (the number of vector-field evaluations the adaptive solver needs).
 
-    python examples/nde_regularization.py [--quick] [--steps 200] [--out PATH]
+    python examples/nde_regularisation.py [--quick] [--steps 200] [--out PATH]
 
 `--quick` trains 25 steps per model and sweeps two weights (0.1, 1) instead of three.
 """
@@ -42,7 +42,7 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help=f"steps per model ({STEPS})")
     parser.add_argument(
         "--out",
-        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "nde_regularization.png"),
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "nde_regularisation.png"),
         help="where to save the plot",
     )
     cli = parser.parse_args()
@@ -55,14 +55,14 @@ def main():
     ctrl = dfx.PIDController(rtol=1e-6, atol=1e-6)
     opt = optax.adam(3e-3)
 
-    # One compiled step per regularizer type: the weight is an array argument.
+    # One compiled step per regulariser type: the weight is an array argument.
     @eqx.filter_jit
     def step(params, static, state, i, regs):
         k = jr.fold_in(jr.key(1), i)
         idx = jr.choice(k, xtr.shape[0], (256,), replace=False)
 
         def loss(p):
-            logits, sol = eqx.combine(p, static)(xtr[idx], regularizers=regs, key=k)
+            logits, sol = eqx.combine(p, static)(xtr[idx], regularisers=regs, key=k)
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, ytr[idx])
             return ce.mean() + sol.penalty
 
@@ -107,7 +107,7 @@ def main():
         ax.plot([p[1] for p in pts], [p[0] for p in pts], marker=marker, label=name)
     ax.set_xlabel("prediction NFE (test batch)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Regularizing the solver's error estimate")
+    ax.set_title("Regularising the solver's error estimate")
     ax.legend()
     fig.tight_layout()
     fig.savefig(cli.out, dpi=120)

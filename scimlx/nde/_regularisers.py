@@ -1,5 +1,5 @@
-"""The built-in regularizers of the solver's heuristics and their competitors, each
-defined by the hooks of `AbstractRegularizer` it needs."""
+"""The built-in regularisers of the solver's heuristics and their competitors, each
+defined by the hooks of `AbstractRegulariser` it needs."""
 
 from typing import Literal
 
@@ -14,12 +14,12 @@ from jaxtyping import Array, Float
 from .._core._checks import check_finite, check_positive, check_weight
 from ._controller import ErrorEstimateController, read_error_estimate, scaled_error_norm
 from ._nfe import nfe_formula
-from ._regularizer import (
-    AbstractRegularizer,
+from ._regulariser import (
+    AbstractRegulariser,
     builtin_stream,
     Integrand,
     Penalty,
-    RegularizedProblem,
+    RegularisedProblem,
     require_adaptive,
     require_discrete_adjoint,
     require_key,
@@ -28,8 +28,8 @@ from ._sampler import StepSamplerSolver
 from ._stiffness import read_stiffness, StiffnessEstimateSolver
 
 
-class GlobalErrorEstimate(AbstractRegularizer):
-    r"""Global error-estimate regularization (ERNODE, Pal et al. 2021).
+class GlobalErrorEstimate(AbstractRegulariser):
+    r"""Global error-estimate regularisation (ERNODE, Pal et al. 2021).
 
     $R_E = \sum_j \mathrm{EEst}_j |\Delta t_j|$ over the accepted steps, with
     $\mathrm{EEst}_j$ the controller's scaled error norm, accumulated by an
@@ -71,8 +71,8 @@ class GlobalErrorEstimate(AbstractRegularizer):
         return Penalty(self.weight * error.astype(problem.dtype), {"error": error})
 
 
-class GlobalStiffness(AbstractRegularizer):
-    r"""Global stiffness regularization (SRNODE, Pal et al. 2021).
+class GlobalStiffness(AbstractRegulariser):
+    r"""Global stiffness regularisation (SRNODE, Pal et al. 2021).
 
     $\mathrm{SEst}_j = |\hat\lambda_j| / r$ from the last two stages of Tsit5/Dopri5
     ($r$ the real stability-interval length), aggregated as
@@ -108,8 +108,8 @@ class GlobalStiffness(AbstractRegularizer):
         return Penalty(self.weight * stiffness.astype(problem.dtype), {"stiffness": stiffness})
 
 
-class LocalErrorEstimate(AbstractRegularizer):
-    r"""Local error-estimate regularization (Pal, Edelman, Rackauckas 2023).
+class LocalErrorEstimate(AbstractRegulariser):
+    r"""Local error-estimate regularisation (Pal, Edelman, Rackauckas 2023).
 
     One extra solver step from a sampled state, penalty $\mathrm{EEst}\cdot|\Delta t|$.
     The sampled time, state and step size are constants for autodiff (as in the
@@ -174,7 +174,7 @@ class LocalErrorEstimate(AbstractRegularizer):
         )
 
 
-class RandomEndTime(AbstractRegularizer):
+class RandomEndTime(AbstractRegulariser):
     r"""STEER (Ghosh et al. 2020): integrate to a random end time
     $T \sim U[t_1 - b, t_1 + b]$ during training. Adds no penalty.
 
@@ -203,7 +203,7 @@ class RandomEndTime(AbstractRegularizer):
         return Penalty(jnp.zeros((), problem.dtype))
 
 
-class KineticJacobian(AbstractRegularizer):
+class KineticJacobian(AbstractRegulariser):
     r"""RNODE (Finlay et al. 2020): $\int \|f\|^2\,dt$ and $\int \|\nabla_y f\|_F^2\,dt$,
     the Frobenius norm by Hutchinson's estimator $\|\epsilon^\top \nabla_y f\|^2$
     ($\epsilon \sim N(0, I)$ drawn once per solve), integrated in an augmented state.
@@ -245,7 +245,7 @@ class KineticJacobian(AbstractRegularizer):
         return Penalty(value, {"kinetic": kinetic, "jacobian": jacobian})
 
 
-class TaylorRegularizer(AbstractRegularizer):
+class TaylorRegulariser(AbstractRegulariser):
     r"""TayNODE (Kelly et al. 2020): $R_K = \int \|d^K y / dt^K\|^2 dt$, the $K$-th
     total derivative of the solution computed by Taylor-mode AD
     (`jax.experimental.jet`), integrated in an augmented state. ODEs only.
@@ -301,7 +301,7 @@ def _unwrapped(solver: dfx.AbstractSolver) -> dfx.AbstractSolver:
 
 def _one_step_error(
     step_size: str,
-    problem: RegularizedProblem,
+    problem: RegularisedProblem,
     solver: dfx.AbstractSolver,
     t_s: Float[Array, ""],
     y_s,

@@ -1,12 +1,12 @@
-"""Neural ODEs/SDEs that stay cheap to solve: regularizing the adaptive solver's own
+"""Neural ODEs/SDEs that stay cheap to solve: regularising the adaptive solver's own
 heuristics (global error / stiffness, local error) against vanilla, STEER, RNODE and
 TayNODE, all through `scimlx.nde`, in one run.
 
 Question answered: how many fewer vector-field evaluations (and how much faster
-prediction) does a model trained with a solver-heuristic regularizer need, at what
+prediction) does a model trained with a solver-heuristic regulariser need, at what
 accuracy and training cost?
 
-    python -m benchmarks.nde_regularization [--quick] [--seeds N] [--tasks b2,b3]
+    python -m benchmarks.nde_regularisation [--quick] [--seeds N] [--tasks b2,b3]
 
 `--tasks` runs a subset of b1,b2,b3; outside `--quick` the rows of the tasks that were
 not run are then kept from the existing results JSON (the file records which tasks were
@@ -14,7 +14,7 @@ re-run and when the kept rows were measured).
 
 B1 neural-ODE classifier on scikit-learn's 8x8 digits, B2 neural-SDE classifier on the
 same split, B3 the spiral ODE y' = A y^3 (Pal et al. 2021, Fig. 2: 1083.0 +- 57.55 NFE
-unregularized vs 676.2 +- 68.20 with error+stiffness regularization).
+unregularised vs 676.2 +- 68.20 with error+stiffness regularisation).
 """
 
 import argparse
@@ -46,7 +46,7 @@ LOOSE = 1e-5
 
 PAPER = {
     "b3_nfe_vanilla": "1083.0 +- 57.55 (Pal et al. 2021, Fig. 2, spiral, Tsit5)",
-    "b3_nfe_er_sr": "676.2 +- 68.20 (same, error+stiffness regularized)",
+    "b3_nfe_er_sr": "676.2 +- 68.20 (same, error+stiffness regularised)",
 }
 
 
@@ -80,8 +80,8 @@ def spiral_data(n=1000, t1=25.0):
 
 # ----------------------------------------------------------------------------- arms
 def W(x):
-    """A regularization weight as a float64 array: a traced leaf, so every weight of one
-    regularizer type shares one compiled training step."""
+    """A regularisation weight as a float64 array: a traced leaf, so every weight of one
+    regulariser type shares one compiled training step."""
     return jnp.asarray(x, jnp.float64)
 
 
@@ -105,7 +105,7 @@ def arms_b1(quick):
         ),
         ("STEER", (nde.RandomEndTime(half_width=0.5),)),
         ("RNODE", (nde.KineticJacobian(weight_kinetic=W(0.01), weight_jacobian=W(0.01)),)),
-        ("TayNODE", (nde.TaylorRegularizer(weight=W(1e-3), order=2),)),
+        ("TayNODE", (nde.TaylorRegulariser(weight=W(1e-3), order=2),)),
     ]
     return arms
 
@@ -125,7 +125,7 @@ def _weight(regs):
 
 
 # ----------------------------------------------------------------------------- training
-# One jitted step per (loss kind, regularizer types, optimiser): filter_jit caches on the
+# One jitted step per (loss kind, regulariser types, optimiser): filter_jit caches on the
 # static arguments (the weights are arrays, see `W`), so seeds and weights after the
 # first reuse the compilation.
 def _optimiser(spec):
@@ -139,18 +139,18 @@ def _optimiser(spec):
 
 def _loss(kind, model, xb, yb, k, regs):
     if kind == "cls":
-        logits, sol = model(xb, regularizers=regs, key=k)
+        logits, sol = model(xb, regularisers=regs, key=k)
         return _ce(logits, yb) + sol.penalty
     if kind == "sde":
-        logits, sol = model(xb, key=k, regularizers=regs)
+        logits, sol = model(xb, key=k, regularisers=regs)
         return _ce(logits, yb) + sol.penalty
     if kind == "spiral":
         y0, ts = xb
-        sol = model(y0, ts=ts, regularizers=regs, key=k)
+        sol = model(y0, ts=ts, regularisers=regs, key=k)
         return jnp.mean(jnp.abs(sol.ys - yb)) + sol.penalty
     if kind == "spiral_end":  # STEER: the window is solved to its (random) end only
         y0, _ = xb
-        sol = model(y0, regularizers=regs, key=k)
+        sol = model(y0, regularisers=regs, key=k)
         return jnp.mean(jnp.abs(sol.ys[-1] - yb[-1])) + sol.penalty
     raise ValueError(kind)
 
@@ -382,7 +382,7 @@ class SpiralField(eqx.Module):
 
 
 def arms_b3(quick):
-    # A finer sweep than B1: on the spiral the heuristic regularizers switch from "no
+    # A finer sweep than B1: on the spiral the heuristic regularisers switch from "no
     # effect" to "collapse to a trivial field" within a factor of ~3 in weight.
     return [
         ("vanilla", ()),
@@ -405,7 +405,7 @@ def arms_b3(quick):
         ("local biased", (nde.LocalErrorEstimate(weight=W(0.1), sampling="biased"),)),
         ("STEER", (nde.RandomEndTime(half_width=0.1),)),
         ("RNODE", (nde.KineticJacobian(weight_kinetic=W(1e-3), weight_jacobian=W(1e-3)),)),
-        ("TayNODE", (nde.TaylorRegularizer(weight=W(1e-4), order=2),)),
+        ("TayNODE", (nde.TaylorRegulariser(weight=W(1e-4), order=2),)),
     ]
 
 
@@ -539,7 +539,7 @@ def best_arm(agg, task, arm, acc_drop_max=None, mse_factor=None):
     return van, fallback, False
 
 
-def summarize(rows, tasks, final=True):
+def summarise(rows, tasks, final=True):
     metrics = ["test_acc", "test_loss", "test_mse", "nfe", "rejected", "pred_ms", "train_s"]
     agg = aggregate(rows, metrics)
     for task in dict.fromkeys(r["task"] for r in agg):
@@ -566,7 +566,7 @@ def summarize(rows, tasks, final=True):
         "train_ratio",
     ]
     if final:
-        print_table(agg, cols, "nde_regularization (means over seeds; ratios vs vanilla)")
+        print_table(agg, cols, "nde_regularisation (means over seeds; ratios vs vanilla)")
 
     summary = {}
     flags = {}
@@ -698,7 +698,7 @@ def main(argv=None):
     out = args.out or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
-        f"nde_regularization{'.quick' if quick else ''}.json",
+        f"nde_regularisation{'.quick' if quick else ''}.json",
     )
     rows = []
     done = []
@@ -713,7 +713,7 @@ def main(argv=None):
         )
         all_rows = kept + rows
         present = [t for t in TASK_LABELS if any(r["task"] in TASK_LABELS[t] for r in all_rows)]
-        agg, summary, flags = summarize(all_rows, present, final=final)
+        agg, summary, flags = summarise(all_rows, present, final=final)
         extra = dict(
             selection=flags,
             paper=PAPER,
@@ -742,7 +742,7 @@ def main(argv=None):
             extra["b3_loose_true_system_perturbations"] = spiral_perturbations(LOOSE)
         if not final:
             extra["partial"] = True
-        write_results("nde_regularization", mode, all_rows + agg, summary, out=out, extra=extra)
+        write_results("nde_regularisation", mode, all_rows + agg, summary, out=out, extra=extra)
         return summary, flags, extra
 
     if "b1" in tasks:
