@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import scimlx.dsf as dsf  # noqa: E402
-from scimlx.dsf._auto import choose_chunk_size, choose_method, CHUNK_SIZE  # noqa: E402
+from scimlx.dsf import choose_chunk_size, choose_method, CHUNK_SIZE  # noqa: E402
 
 from ._harness import (  # noqa: E402
     load_avg,

@@ -1,6 +1,11 @@
 """Sequence models as dynamical systems (Sieber et al., NeurIPS 2024): the DSF and its layers."""
 
-from ._auto import AUTO_TABLE as AUTO_TABLE, choose_method as choose_method
+from ._auto import (
+    AUTO_TABLE as AUTO_TABLE,
+    choose_chunk_size as choose_chunk_size,
+    choose_method as choose_method,
+    CHUNK_SIZE as CHUNK_SIZE,
+)
 from ._dsf import (
     AbstractDSF as AbstractDSF,
     ChannelDSF as ChannelDSF,
