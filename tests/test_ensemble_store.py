@@ -12,11 +12,11 @@ import scimlx
 from scimlx import ensemble
 
 
-def _run(fn, x, store, **kw):
+def _run(fn, x, store, *, resume=True, save=None, **kw):
     kw.setdefault("chunk_size", 4)
     return ensemble.run_ensemble(
         fn, x, reducers={"m": ensemble.Mean(), "q": ensemble.Quantiles([0.5])},
-        store=store, progress=False, **kw,
+        store=ensemble.Store(store, resume=resume, save=save), progress=False, **kw,
     )  # fmt: skip
 
 
@@ -41,7 +41,12 @@ def test_reused_store_with_other_inputs_or_function_is_refused(tmp_path):
         _run(lambda v: scale * v, x, store)
     with pytest.raises(ValueError, match=r"differs in: reducers\)"):
         ensemble.run_ensemble(
-            _square, x, reducers={"m": ensemble.Max()}, chunk_size=4, store=store, progress=False
+            _square,
+            x,
+            reducers={"m": ensemble.Max()},
+            chunk_size=4,
+            store=ensemble.Store(store),
+            progress=False,
         )
     fresh = _run(_square, x + 1.0, store, resume=False)
     assert fresh.computed_chunks == 3
@@ -155,11 +160,12 @@ def test_empty_inputs_and_zero_sizes_are_named():
         ensemble.run_ensemble(_square, iter([np.zeros(0)]), reducers=red, progress=False)
     with pytest.raises(ValueError, match="`inputs` holds no members"):
         ensemble.run_ensemble(_square, np.zeros(0), reducers=red, progress=False)
-    for name, value in (("chunk_size", 0), ("lanes", 0), ("total", 0), ("chunk_size", 2.5)):
+    for name, value in (("chunk_size", 0), ("total", 0), ("chunk_size", 2.5)):
+        inputs = iter([np.zeros(3)]) if name == "total" else np.zeros(3)
         with pytest.raises((ValueError, TypeError), match=name):
-            ensemble.run_ensemble(
-                _square, np.zeros(3), reducers=red, progress=False, **{name: value}
-            )
+            ensemble.run_ensemble(_square, inputs, reducers=red, progress=False, **{name: value})
+    with pytest.raises(ValueError, match="lanes"):
+        ensemble.RefillSchedule(lanes=0)
 
 
 def test_store_path_that_is_a_file_is_refused(tmp_path):
