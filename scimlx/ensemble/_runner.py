@@ -74,6 +74,23 @@ def _check_codes(codes: np.ndarray, n_codes: int, chunk: int) -> None:
         )
 
 
+def _study_record(store, fn, inputs, reducers, result, order_by, plan: Plan, strategy):
+    """The store's record of this study, identified by everything its results depend on."""
+    study = fingerprint(
+        fn=fn,
+        inputs=None if plan.source is not None else inputs,
+        reducers=reducers,
+        result=result,
+        order_by=order_by,
+        n_members=plan.n_members,
+        chunk_size=plan.chunk_size,
+        n_devices=plan.n_devices,
+        strategy=strategy,
+        schedule=plan.spec.schedule.fingerprint(),
+    )
+    return StudyRecord(store, study)
+
+
 def _order(order_by, inputs, plan: Plan, record: StudyRecord | None, process: int):
     """The member order: read back from the store on resume, else computed (and saved)."""
     perm = None if record is None else record.load_order()
@@ -247,19 +264,7 @@ def run_ensemble(
     n_proc, proc = jax.process_count(), jax.process_index()
     record, done = None, set()
     if store is not None:
-        study = fingerprint(
-            fn=fn,
-            inputs=None if plan.source is not None else inputs,
-            reducers=reducers,
-            result=result,
-            order_by=order_by,
-            n_members=plan.n_members,
-            chunk_size=plan.chunk_size,
-            n_devices=plan.n_devices,
-            strategy=strategy,
-            schedule=plan.spec.schedule.fingerprint(),
-        )
-        record = StudyRecord(store, study)
+        record = _study_record(store, fn, inputs, reducers, result, order_by, plan, strategy)
         done = record.open(proc, n_proc)
     perm = None if order_by is None else _order(order_by, inputs, plan, record, proc)
     stream = chunk_stream(inputs, plan.source, plan.n_members, plan.chunk_size, perm)
