@@ -373,7 +373,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="memory_budget"):
         ensemble.run_ensemble(lambda v: v, x, reducers={}, chunk_size=2, memory_budget=2**20)
     with pytest.raises(TypeError, match="store"):
-        ensemble.run_ensemble(lambda v: v, x, reducers={}, store="folder")
+        ensemble.run_ensemble(lambda v: v, x, reducers={}, store="folder")  # pyright: ignore
 
 
 def test_progress_bar_reports_members(capsys, monkeypatch):

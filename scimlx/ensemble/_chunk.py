@@ -1,7 +1,7 @@
 """The compiled part of a study: one chunk of members -> chunk statistics and result codes."""
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -178,7 +178,7 @@ def chunk_memory(
     fn: Callable,
     example: Any,
     *,
-    reducers: dict[str, AbstractReducer] | None = None,
+    reducers: Mapping[str, AbstractReducer] | None = None,
     schedule: _AbstractSchedule | None = None,
 ) -> int:
     """Bytes of the compiled evaluation of one chunk on one device.
@@ -204,7 +204,7 @@ def chunk_size_for_budget(
     example: Any,
     memory_budget: int,
     *,
-    reducers: dict[str, AbstractReducer] | None = None,
+    reducers: Mapping[str, AbstractReducer] | None = None,
     n_devices: int = 1,
     max_chunk: int | None = None,
 ) -> int:

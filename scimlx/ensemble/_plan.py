@@ -1,6 +1,6 @@
 """Checking a study's arguments and resolving its defaults: devices, schedule, chunking."""
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -32,7 +32,7 @@ class Plan(eqx.Module):
 def _check_arguments(
     reducers, schedule, strategy, store, chunk_size, memory_budget, total, streaming, order_by
 ) -> None:
-    if not isinstance(reducers, dict) or not all(
+    if not isinstance(reducers, Mapping) or not all(
         isinstance(r, AbstractReducer) for r in reducers.values()
     ):
         raise TypeError("`reducers` must be a dict of name -> scimlx.ensemble reducer.")
@@ -76,7 +76,7 @@ def _mesh(devices: Sequence[Any] | None) -> tuple[Mesh | None, str]:
     return mesh, devices[0].platform
 
 
-def _check_quantiles(reducers: dict, n_members: int | None) -> None:
+def _check_quantiles(reducers: Mapping[str, AbstractReducer], n_members: int | None) -> None:
     for name, r in reducers.items():
         if isinstance(r, Quantiles) and r.exact and (n_members is None or n_members > r.max_exact):
             raise ValueError(
@@ -90,7 +90,7 @@ def plan_study(
     fn: Callable,
     inputs: Any,
     *,
-    reducers: dict,
+    reducers: Mapping[str, AbstractReducer],
     result: Callable | None,
     schedule: _AbstractSchedule | None,
     strategy: str,

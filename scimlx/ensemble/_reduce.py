@@ -1,5 +1,7 @@
 """Merging chunk statistics in chunk order (across processes too) and finishing them."""
 
+from collections.abc import Mapping
+
 import jax
 import numpy as np
 
@@ -69,7 +71,7 @@ def _gather_and_merge(reducers, mine: dict, n_chunks: int, n_proc: int) -> dict:
 
 
 def finalise(
-    reducers: dict[str, AbstractReducer], q_structs: tuple, names: tuple[str, ...], merged: dict
+    reducers: Mapping[str, AbstractReducer], q_structs: tuple, names: tuple[str, ...], merged: dict
 ) -> tuple[dict, dict, int]:
     """The merged state -> (statistics by reducer name, failure counts by name, successes)."""
     stats = {

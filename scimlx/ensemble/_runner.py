@@ -1,7 +1,7 @@
 """The ensemble runner: chunked, vmapped, sharded, resumable evaluation of many members."""
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -170,7 +170,7 @@ def run_ensemble(
     inputs: PyTree[Shaped[ArrayLike, "members ..."] | Key[Array, "members ..."]]  # pyright: ignore
     | Iterator[Any],
     *,
-    reducers: dict[str, AbstractReducer],
+    reducers: Mapping[str, AbstractReducer],
     result: Callable[[Any], Any] | None = None,
     chunk_size: int | None = None,
     memory_budget: int | None = None,

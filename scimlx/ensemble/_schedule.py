@@ -94,7 +94,7 @@ class RefillSchedule(_AbstractSchedule):
         return RefillSchedule(lanes, self.refill_fraction)
 
     def evaluate(self, fn, xs, valid, post):
-        assert self.lanes is not None
+        assert self.lanes is not None and isinstance(fn, DiffEqMember)
         # Padding members (`valid` is a prefix) are never solved.
         n_valid = jnp.sum(valid.astype(jnp.int32))
         outs, _ = refill_batch(
