@@ -464,16 +464,14 @@ def main():
         rows[0]["jax_mean_steps_same_sample"] = float(steps_all[sample_idx].mean())
 
     # -- the runner, unordered and ordered -------------------------------------------------
-    from scimlx.ensemble._runner import _chunk_jit, _default_lanes, _Spec
-
     def runner_row(method, fn=lv_member, reps=repeats, **kw):
         res, t, c = time_runner(fn, ps, LV_REDUCERS, reps, chunk_size=chunk, **kw)
         rate = n / t
-        lanes = kw.get("lanes") or (_default_lanes(None) if fn is LV_REFILL else 0)
-        schedule = "refill" if fn is LV_REFILL else "vmap"
-        spec = _Spec(
-            fn, tuple(LV_REDUCERS.values()), None, None, None, "shard_map", 64, 0, schedule, lanes
-        )
+        xs = ps[: res.chunk_size]
+        try:
+            mem = ensemble.chunk_memory(fn, xs, reducers=LV_REDUCERS, schedule=res.schedule)
+        except RuntimeError:  # no memory analysis on this backend
+            mem = float("nan")
         row = {
             "study": "LV ODE",
             "method": method,
@@ -482,16 +480,14 @@ def main():
             "wall_s": t,
             "compile_s": c,
             "chunk": res.chunk_size,
-            "compiled_mem_mb": _compiled_mb(
-                _chunk_jit, spec, ps[: res.chunk_size], jnp.ones(res.chunk_size, bool)
-            ),
+            "compiled_mem_mb": mem / 2**20,
             "rel_diff_mean": _rel(res.stats["mean"], ys.mean(0)),
             "rel_diff_std": _rel(res.stats["std"], ys.std(0)),
             "failed": sum(res.failures.values()),
             "members_per_cpu_s": n / _CPU_S["last"],
         }
-        if schedule == "refill":
-            row["lanes"] = lanes
+        if isinstance(res.schedule, ensemble.RefillSchedule):
+            row["lanes"] = res.schedule.lanes
         rows.append(row)
         return rate
 
@@ -501,11 +497,12 @@ def main():
     rate_user = runner_row("runner + ordering (user estimate)", order_by=lv_user_estimate(ps))
     ordered_user_cfg = rows[-1]
     rate_ordered = max(rate_pilot, rate_user)
-    # Lane refill: DiffEqMember -> schedule="refill" by default (lanes 1024, chunk 64 x lanes).
+    # Lane refill: a DiffEqMember gets RefillSchedule() by default (lanes 1024, chunk 64 x lanes).
     rate_refill = runner_row("runner, refill schedule (default)", fn=LV_REFILL)
     refill_cfg = rows[-1]
     for lanes in (128, 256, 512, 2048):
-        runner_row(f"runner, refill, {lanes} lanes", fn=LV_REFILL, reps=2, lanes=lanes)
+        schedule = ensemble.RefillSchedule(lanes=lanes)
+        runner_row(f"runner, refill, {lanes} lanes", fn=LV_REFILL, reps=2, schedule=schedule)
 
     # -- SDE Monte Carlo --------------------------------------------------------------------
     keys = jr.split(jr.key(seed), n_paths)
@@ -633,14 +630,14 @@ def main():
     summary = {
         # The headline keys refer to this configuration (unordered, one device):
         "runner_config": (
-            "run_ensemble(DiffEqMember(...)) on the LV sweep: schedule='refill' (the default "
+            "run_ensemble(DiffEqMember(...)) on the LV sweep: RefillSchedule (the default "
             f"for a DiffEqMember), lanes={refill_cfg['lanes']}, chunk={refill_cfg['chunk']}, "
             "no ordering, 1 device"
         ),
         "members_per_s": rate_refill,
         "speedup_vs_scipy_loop": rate_refill / scipy_rate,
         "speedup_vs_plain_vmap": rate_refill / plain_rate,
-        # The same runner with schedule='vmap' (any member function; chunk 2048), unordered:
+        # The same runner with VmapSchedule (any member function; chunk 2048), unordered:
         "members_per_s_vmap_schedule": rate_unordered,
         "speedup_vs_scipy_loop_vmap_schedule": rate_unordered / scipy_rate,
         "speedup_vs_plain_vmap_vmap_schedule": rate_unordered / plain_rate,

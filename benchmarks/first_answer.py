@@ -132,7 +132,12 @@ def params(seed):
 def run(seed):
     reducers = {{"mean": ensemble.Mean(of=_final)}}
     res = ensemble.run_ensemble(
-        _MEMBER, params(seed), reducers=reducers, chunk_size=N, lanes=128, progress=False
+        _MEMBER,
+        params(seed),
+        reducers=reducers,
+        chunk_size=N,
+        schedule=ensemble.RefillSchedule(lanes=128),
+        progress=False,
     )
     return {{"ok": int(res.n_successful)}}
 

@@ -104,10 +104,9 @@ def run(inputs, store, out):
             "std": ensemble.Std(of=final),
             "q": ensemble.Quantiles([0.05, 0.5, 0.95], of=final, range=(0.0, 60.0), bins=600),
         },
-        save=final,
-        store=store,
+        store=ensemble.Store(store, save=final),
         chunk_size=n // 2,  # two resumable chunks
-        lanes=256,  # members in flight per device within a chunk
+        schedule=ensemble.RefillSchedule(lanes=256),  # members in flight per device
     )
     print(res)
     (finals,), codes = ensemble.load_outputs(store)

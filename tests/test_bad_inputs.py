@@ -196,7 +196,7 @@ def finished_store(tmp_path_factory):
     store = tmp_path_factory.mktemp("store") / "s"
     x = np.linspace(0.0, 1.0, 12)
     full = ensemble.run_ensemble(
-        _sq, x, reducers={"m": ensemble.Mean()}, chunk_size=4, store=store,
+        _sq, x, reducers={"m": ensemble.Mean()}, chunk_size=4, store=ensemble.Store(store),
         progress=False,
     )  # fmt: skip
     return store, x, full
@@ -215,7 +215,7 @@ def test_ensemble_damaged_chunk_is_recomputed(finished_store, tmp_path_factory, 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         again = ensemble.run_ensemble(
-            _sq, x, reducers={"m": ensemble.Mean()}, chunk_size=4, store=store,
+            _sq, x, reducers={"m": ensemble.Mean()}, chunk_size=4, store=ensemble.Store(store),
             progress=False,
         )  # fmt: skip
     assert again.computed_chunks in (0, 1)

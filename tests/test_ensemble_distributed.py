@@ -89,7 +89,9 @@ _SCRIPT = textwrap.dedent(
         record("shard_map", ensemble.run_ensemble(member, ps, chunk_size=16, **kw))
         record("auto", ensemble.run_ensemble(member, ps, chunk_size=16, strategy="auto", **kw))
         # Lane refill inside shard_map: each device refills its own lanes.
-        record("refill", ensemble.run_ensemble(refill_member, ps, chunk_size=32, lanes=2, **kw))
+        record("refill", ensemble.run_ensemble(
+            refill_member, ps, chunk_size=32, schedule=ensemble.RefillSchedule(lanes=2), **kw
+        ))
     elif mode == "host":
         assert jax.process_count() == 2
         record("study", ensemble.run_ensemble(member, ps, chunk_size=8, **kw))

@@ -125,9 +125,13 @@ def test_runner_refill_matches_vmap_schedule(tmp_path):
         "q": ensemble.Quantiles([0.1, 0.5, 0.9], of=final),
     }
     kw = dict(reducers=reducers, progress=False, chunk_size=8)
-    by_vmap = ensemble.run_ensemble(member, ps, schedule="vmap", **kw)
+    by_vmap = ensemble.run_ensemble(member, ps, schedule=ensemble.VmapSchedule(), **kw)
     by_refill = ensemble.run_ensemble(
-        member, ps, lanes=3, store=tmp_path / "s", save=lambda s: s.stats["num_steps"], **kw
+        member,
+        ps,
+        schedule=ensemble.RefillSchedule(lanes=3),
+        store=ensemble.Store(tmp_path / "s", save=lambda s: s.stats["num_steps"]),
+        **kw,
     )
     assert by_refill.failures == by_vmap.failures == {"max_steps_reached": 1}
     assert by_refill.n_successful == by_vmap.n_successful == n - 1
@@ -140,7 +144,13 @@ def test_runner_refill_matches_vmap_schedule(tmp_path):
     assert steps.tolist() == [int(r.stats["num_steps"]) for r in refs]
     assert codes.tolist() == [int(r.result._value) for r in refs]
     # Resume: the refill study's store gives the same statistics without recomputing.
-    again = ensemble.run_ensemble(member, ps, lanes=3, store=tmp_path / "s", **kw)
+    again = ensemble.run_ensemble(
+        member,
+        ps,
+        schedule=ensemble.RefillSchedule(lanes=3),
+        store=ensemble.Store(tmp_path / "s"),
+        **kw,
+    )
     assert again.computed_chunks == 0
     for k in reducers:
         np.testing.assert_array_equal(again.stats[k], by_refill.stats[k])
@@ -149,9 +159,12 @@ def test_runner_refill_matches_vmap_schedule(tmp_path):
 def test_refill_bad_arguments():
     with pytest.raises(TypeError, match="DiffEqMember"):
         ensemble.run_ensemble(
-            lambda p: p, np.ones((4, 2)), reducers={"m": ensemble.Mean()}, schedule="refill"
+            lambda p: p,
+            np.ones((4, 2)),
+            reducers={"m": ensemble.Mean()},
+            schedule=ensemble.RefillSchedule(),
         )
-    with pytest.raises(ValueError, match="schedule"):
+    with pytest.raises(TypeError, match="schedule"):
         ensemble.run_ensemble(
             _lv_member(), _params(4), reducers={"m": ensemble.Mean()}, schedule="fast"
         )
@@ -228,7 +241,9 @@ def test_runner_fixed_step_sde_member_matches_loop():
     inputs = {"mu": jnp.linspace(0.0, 0.5, n), "key": jr.split(jr.key(5), n)}
     final = lambda sol: sol.ys[-1]  # noqa: E731
     reducers = {"mean": ensemble.Mean(of=final), "var": ensemble.Variance(of=final)}
-    res = ensemble.run_ensemble(member, inputs, reducers=reducers, chunk_size=4, lanes=3)
+    res = ensemble.run_ensemble(
+        member, inputs, reducers=reducers, chunk_size=4, schedule=ensemble.RefillSchedule(lanes=3)
+    )
     loop = eqx.filter_jit(lambda m: member(m).ys[-1])
     values = np.stack([np.asarray(loop(jax.tree.map(lambda x: x[i], inputs))) for i in range(n)])
     np.testing.assert_allclose(res.stats["mean"], values.mean(0), rtol=1e-12)

@@ -264,8 +264,7 @@ def test_ordering_matches_and_outputs_keep_member_order(tmp_path, estimate):
         reducers=reds,
         chunk_size=4,
         order_by=order_by,
-        store=tmp_path / "s",
-        save=True,
+        store=ensemble.Store(tmp_path / "s", save=True),
         progress=False,
     )
     values = np.asarray(jax.vmap(fn)(x))
@@ -305,10 +304,9 @@ def test_kill_and_resume_gives_identical_statistics(tmp_path):
             x,
             reducers=reds,
             chunk_size=7,
-            store=store,
+            store=ensemble.Store(store, save=True),
             on_chunk=kill_after_three,
             progress=False,
-            save=True,
         )
     assert len(list((store / "chunks").glob("stats_*.npz"))) == 3
     seen = []
@@ -317,10 +315,9 @@ def test_kill_and_resume_gives_identical_statistics(tmp_path):
         x,
         reducers=reds,
         chunk_size=7,
-        store=store,
+        store=ensemble.Store(store, save=True),
         on_chunk=seen.append,
         progress=False,
-        save=True,
     )
     assert seen == [3, 4, 5, 6, 7]
     assert resumed.computed_chunks == 5 and resumed.n_chunks == 8
@@ -328,7 +325,7 @@ def test_kill_and_resume_gives_identical_statistics(tmp_path):
         np.testing.assert_array_equal(resumed.stats[k], full.stats[k])
     # A third run recomputes nothing and still agrees; outputs hold every member.
     again = ensemble.run_ensemble(
-        fn, x, reducers=reds, chunk_size=7, store=store, progress=False, save=True
+        fn, x, reducers=reds, chunk_size=7, store=ensemble.Store(store, save=True), progress=False
     )
     assert again.computed_chunks == 0
     for k in reds:
@@ -337,7 +334,9 @@ def test_kill_and_resume_gives_identical_statistics(tmp_path):
     np.testing.assert_allclose(leaves[0], np.asarray(jax.vmap(fn)(x)), rtol=1e-14)
     # A store of another study is refused.
     with pytest.raises(ValueError, match="different study"):
-        ensemble.run_ensemble(fn, x, reducers=reds, chunk_size=5, store=store, progress=False)
+        ensemble.run_ensemble(
+            fn, x, reducers=reds, chunk_size=5, store=ensemble.Store(store), progress=False
+        )
 
 
 def test_memory_budget_picks_chunk_size():
@@ -369,8 +368,12 @@ def test_bad_arguments():
         )
     with pytest.raises(ValueError, match="qs"):
         ensemble.Quantiles([1.5])
-    with pytest.raises(ValueError, match="store"):
-        ensemble.run_ensemble(lambda v: v, x, reducers={}, save=True)
+    with pytest.raises(ValueError, match="total"):
+        ensemble.run_ensemble(lambda v: v, x, reducers={}, total=4)
+    with pytest.raises(ValueError, match="memory_budget"):
+        ensemble.run_ensemble(lambda v: v, x, reducers={}, chunk_size=2, memory_budget=2**20)
+    with pytest.raises(TypeError, match="store"):
+        ensemble.run_ensemble(lambda v: v, x, reducers={}, store="folder")  # pyright: ignore
 
 
 def test_progress_bar_reports_members(capsys, monkeypatch):

@@ -1,5 +1,6 @@
 """Large ensemble studies: vmap within a chunk, shard_map across devices, resumable on disk."""
 
+from ._chunk import chunk_memory as chunk_memory, chunk_size_for_budget as chunk_size_for_budget
 from ._reducers import (
     AbstractReducer as AbstractReducer,
     Max as Max,
@@ -14,9 +15,10 @@ from ._refill import (
     DiffEqProblem as DiffEqProblem,
     refill_solve as refill_solve,
 )
-from ._runner import (
-    chunk_size_for_budget as chunk_size_for_budget,
-    EnsembleResult as EnsembleResult,
-    run_ensemble as run_ensemble,
+from ._runner import EnsembleResult as EnsembleResult, run_ensemble as run_ensemble
+from ._schedule import RefillSchedule as RefillSchedule, VmapSchedule as VmapSchedule
+from ._store import (
+    load_outputs as load_outputs,
+    Store as Store,
+    StoreCorruptionError as StoreCorruptionError,
 )
-from ._store import load_outputs as load_outputs, StoreCorruptionError as StoreCorruptionError

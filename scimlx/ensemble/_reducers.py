@@ -2,7 +2,7 @@
 
 A reducer turns one chunk of member values into a small *chunk state* on device
 (`chunk`), merges two states on the host (`merge`, exact and deterministic for a
-fixed order), and turns the final state into the statistic (`finalize`). Every method
+fixed order), and turns the final state into the statistic (`finalise`). Every method
 acts on one array leaf at a time: the runner maps it over the leaves of `of(output)`.
 """
 
@@ -21,7 +21,7 @@ class AbstractReducer(eqx.Module):
 
     Subclasses define `chunk` (jittable; the statistic of one chunk, with a per-member
     weight mask that excludes padding and failed members), `merge` (host-side, NumPy;
-    combines two chunk states) and `finalize` (host-side; the statistic itself).
+    combines two chunk states) and `finalise` (host-side; the statistic itself).
     `of` picks what the statistic is taken of, from one member's output (identity when
     `None`); the statistic is taken elementwise over every floating leaf of it.
     """
@@ -41,7 +41,7 @@ class AbstractReducer(eqx.Module):
         """Combine the states of two disjoint sets of members (NumPy, on the host)."""
 
     @abc.abstractmethod
-    def finalize(self, state: dict) -> np.ndarray:
+    def finalise(self, state: dict) -> np.ndarray:
         """The statistic from a state."""
 
 
@@ -98,7 +98,7 @@ class Mean(_AbstractMoments):
 
     of: Callable[[Any], Any] | None = None
 
-    def finalize(self, state):
+    def finalise(self, state):
         mean = np.asarray(state["mean"])
         return np.where(state["n"] > 0, mean, np.nan).astype(mean.dtype)
 
@@ -115,7 +115,7 @@ class Variance(_AbstractMoments):
     of: Callable[[Any], Any] | None = None
     ddof: int = eqx.field(default=0, static=True)
 
-    def finalize(self, state):
+    def finalise(self, state):
         m2 = np.asarray(state["m2"])
         d = int(state["n"]) - self.ddof
         if d <= 0:
@@ -135,8 +135,8 @@ class Std(_AbstractMoments):
     of: Callable[[Any], Any] | None = None
     ddof: int = eqx.field(default=0, static=True)
 
-    def finalize(self, state):
-        return np.sqrt(Variance(ddof=self.ddof).finalize(state))
+    def finalise(self, state):
+        return np.sqrt(Variance(ddof=self.ddof).finalise(state))
 
 
 def _extreme(values, mask, op, fill):
@@ -160,7 +160,7 @@ class Min(AbstractReducer):
     def merge(self, a, b):
         return {"v": np.minimum(a["v"], b["v"])}
 
-    def finalize(self, state):
+    def finalise(self, state):
         return np.asarray(state["v"])
 
 
@@ -180,7 +180,7 @@ class Max(AbstractReducer):
     def merge(self, a, b):
         return {"v": np.maximum(a["v"], b["v"])}
 
-    def finalize(self, state):
+    def finalise(self, state):
         return np.asarray(state["v"])
 
 
@@ -190,7 +190,7 @@ class Quantiles(AbstractReducer):
     Two modes:
 
     - `range=None` (default): **exact**. The chunk states keep every successful member's
-      value, and `finalize` calls `numpy.quantile` (linear interpolation), so the result
+      value, and `finalise` calls `numpy.quantile` (linear interpolation), so the result
       equals `numpy.quantile` of the successful members. Memory grows with the member
       count: the runner refuses it for studies larger than `max_exact` members.
     - `range=(lo, hi)`: a **mergeable fixed-bin histogram** with `bins` equal bins on
@@ -271,7 +271,7 @@ class Quantiles(AbstractReducer):
             "max": np.maximum(a["max"], b["max"]),
         }
 
-    def finalize(self, state):
+    def finalise(self, state):
         qs = np.asarray(self.qs)
         if self.exact:
             v = np.asarray(state["values"])[np.asarray(state["mask"], bool)]

@@ -12,7 +12,10 @@ named rather than read.
 import hashlib
 import json
 import pathlib
+from collections.abc import Callable
+from typing import Any
 
+import equinox as eqx
 import numpy as np
 
 from .._core._persistence import (
@@ -57,7 +60,7 @@ def digest_of(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class Store:
+class StoreFolder:
     """Paths and files of one study's folder."""
 
     def __init__(self, root):
@@ -81,9 +84,6 @@ class Store:
     @property
     def order_path(self):
         return self.root / "order.npz"
-
-    def done(self, n_chunks: int) -> set[int]:
-        return {i for i in range(n_chunks) if self.stats_path(i).exists()}
 
     def done_chunks(self) -> set[int]:
         """Indices of the chunks whose statistics file exists."""
@@ -113,9 +113,6 @@ class Store:
                 p.unlink()
         for p in self.root.glob("state.p*.npz"):
             p.unlink()
-        old_order = self.root / "order.npy"  # written by earlier versions
-        if old_order.exists():
-            old_order.unlink()
 
 
 def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
@@ -123,7 +120,7 @@ def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
 
     **Arguments:**
 
-    - `store`: the study's folder (the `store` argument of `run_ensemble`).
+    - `store`: the study's folder (the `folder` of the `Store` given to `run_ensemble`).
 
     **Returns:**
 
@@ -137,7 +134,7 @@ def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
     `StoreCorruptionError` (a `ValueError`) naming a truncated or altered file; run
     the study again with the same `store` to recompute its chunk.
     """
-    s = Store(store)
+    s = StoreFolder(store)
     files = sorted((s.root / "outputs").glob("chunk_*.npz"))
     if not files:
         raise FileNotFoundError(f"No saved outputs under {s.root / 'outputs'}.")
@@ -148,3 +145,36 @@ def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
     leaves = [np.concatenate([p[f"leaf_{j:04d}"] for p in parts])[perm] for j in range(n_leaves)]
     result = np.concatenate([p["result"] for p in parts])[perm]
     return leaves, result
+
+
+def _whole(out):
+    return out
+
+
+class Store(eqx.Module):
+    """Where a study is recorded on disk, so that it can be resumed.
+
+    The folder holds per-chunk statistics (each written atomically; a chunk is done when
+    its file exists and verifies), a `state.npz` with the merged statistics and the done
+    chunks, the member order of a cost-ordered study, and optional per-member outputs.
+
+    **Arguments:**
+
+    - `folder`: the study's folder (created if missing).
+    - `resume`: if `True` and the folder holds this study, only missing chunks are
+      computed; if `False` the folder's study files are deleted first.
+    - `save`: a function of one member's output giving what to store per member (or
+      `True` for the whole output); written per chunk to `folder/outputs/`. Read back
+      with `load_outputs`.
+    """
+
+    folder: pathlib.Path = eqx.field(static=True, converter=pathlib.Path)
+    resume: bool = eqx.field(default=True, static=True)
+    save: Callable[[Any], Any] | bool | None = None
+
+    @property
+    def save_fn(self) -> Callable[[Any], Any] | None:
+        """The function of one output that gives what is saved (`None`: nothing)."""
+        if self.save is True:
+            return _whole
+        return self.save or None

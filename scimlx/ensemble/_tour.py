@@ -10,6 +10,7 @@ import numpy as np
 from ._reducers import Mean, Quantiles, Std
 from ._refill import DiffEqMember, DiffEqProblem
 from ._runner import run_ensemble
+from ._schedule import RefillSchedule
 
 
 def _field(t, y, p):
@@ -66,7 +67,12 @@ def tour_stage(n: int = 2000, seed: int = 0, quick: bool = False) -> dict:
     t0 = time.perf_counter()
     # Lane refill: 128 members in flight; a finished lane loads the next member.
     res = run_ensemble(
-        _MEMBER, ps, reducers=reducers, chunk_size=min(n, 1000), lanes=128, progress=False
+        _MEMBER,
+        ps,
+        reducers=reducers,
+        chunk_size=min(n, 1000),
+        schedule=RefillSchedule(lanes=128),
+        progress=False,
     )
     wall = time.perf_counter() - t0
     plain = np.asarray(jax.jit(jax.vmap(lambda p: _solve(p).ys[-1]))(ps))
