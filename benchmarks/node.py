@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import scimlx  # noqa: E402
-from scimlx._core._tour_node import damped_oscillator, make_losses, OscillatorField, solve  # noqa: E402
+from scimlx.data import damped_oscillator  # noqa: E402
+from scimlx.nde._node_tour import make_losses, OscillatorField, solve  # noqa: E402
 
 from ._harness import parse_args, print_table, time_compiled, write_results  # noqa: E402
 

@@ -22,7 +22,7 @@ class Stage:
 # `tour_stage(quick: bool = False) -> dict` with keys "what", "figure" and "ok". `quick`
 # shrinks the stage to a smoke run (seconds); the default is the tour a user takes.
 STAGES: tuple[Stage, ...] = (
-    Stage("node", "scimlx._core._tour_node", "neural ODE fitted with diffrax and scimlx.fit"),
+    Stage("node", "scimlx.nde._node_tour", "neural ODE fitted with diffrax and scimlx.fit"),
     Stage("nde", "scimlx.nde._tour", "neural DEs whose solvers stay cheap (regularisation)"),
     Stage("sde", "scimlx.sde._tour", "stable neural SDEs on irregular series with missing values"),
     Stage("linsolve", "scimlx.linsolve._tour", "PDE operators and multigrid-preconditioned CG"),

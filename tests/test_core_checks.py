@@ -9,7 +9,7 @@ from scimlx._core import (
     check_shape,
     error_if_nonfinite,
 )
-from scimlx._core._tour_node import OscillatorField, solve
+from scimlx.nde._node_tour import OscillatorField, solve
 
 
 def test_check_shape_names_argument():

@@ -16,6 +16,7 @@ from ._protocol import (
     TimeSeriesData as TimeSeriesData,
 )
 from ._synthetic import (
+    damped_oscillator as damped_oscillator,
     seven_segment_digits as seven_segment_digits,
     synthetic_irregular as synthetic_irregular,
 )

@@ -1,6 +1,7 @@
 """A synthetic irregular-series classification set (for tests, tours and examples)."""
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._protocol import TimeSeriesData
 
@@ -138,3 +139,21 @@ def seven_segment_digits(
         images[i] = np.roll(images[i], tuple(shifts[i]), axis=(0, 1))
     images = images + noise * rng.standard_normal(images.shape)
     return images.reshape(num_samples, 64).astype(dtype), labels.astype(np.int32)
+
+
+def damped_oscillator(ts: ArrayLike, omega: float = 2.0, zeta: float = 0.1) -> np.ndarray:
+    r"""The analytic solution of $x'' + 2\zeta\omega x' + \omega^2 x = 0$, $x(0) = 1$,
+    $x'(0) = 0$, underdamped ($0 \le \zeta < 1$), at the times `ts`.
+
+    **Returns:** an array of shape `(len(ts), 2)` holding $(x, x')$.
+    """
+    if not omega > 0:
+        raise ValueError(f"`omega` must be positive, got {omega}.")
+    if not 0 <= zeta < 1:
+        raise ValueError(f"`zeta` must lie in [0, 1) (underdamped), got {zeta}.")
+    ts = np.asarray(ts)
+    wd = omega * np.sqrt(1 - zeta**2)
+    decay = np.exp(-zeta * omega * ts)
+    x = decay * (np.cos(wd * ts) + zeta * omega / wd * np.sin(wd * ts))
+    v = -decay * (omega**2 / wd) * np.sin(wd * ts)
+    return np.stack([x, v], axis=-1)

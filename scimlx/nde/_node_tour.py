@@ -1,4 +1,5 @@
-"""The foundation's tour stage: fit a small neural ODE to a damped oscillator with diffrax."""
+"""The tour's first stage: fit a small neural ODE to a damped oscillator with plain diffrax
+and `scimlx.fit`."""
 
 import time
 
@@ -11,24 +12,9 @@ import numpy as np
 import optax
 from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
-from ._checks import check_ndim, check_shape
-from ._fit import fit
-
-
-OMEGA = 2.0
-ZETA = 0.1
-
-
-def damped_oscillator(ts: np.ndarray, omega: float = OMEGA, zeta: float = ZETA) -> np.ndarray:
-    """Analytic solution of x'' + 2 zeta omega x' + omega^2 x = 0, x(0)=1, x'(0)=0.
-
-    Returns an array of shape `(len(ts), 2)` holding `(x, x')`.
-    """
-    wd = omega * np.sqrt(1 - zeta**2)
-    decay = np.exp(-zeta * omega * ts)
-    x = decay * (np.cos(wd * ts) + zeta * omega / wd * np.sin(wd * ts))
-    v = -decay * (omega**2 / wd) * np.sin(wd * ts)
-    return np.stack([x, v], axis=-1)
+from .._core import fit
+from .._core._checks import check_ndim, check_shape
+from ..data import damped_oscillator
 
 
 class OscillatorField(eqx.Module):
