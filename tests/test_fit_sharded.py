@@ -65,7 +65,8 @@ _SCRIPT = textwrap.dedent(
             loss, mlp, opt, steps=steps, key=jr.key(1), batch=batch, progress=False,
             sharding=sharding, checkpoint=checkpoint, checkpoint_every=10,
         )
-        leaves = [np.asarray(x).tolist() for x in jax.tree.leaves(eqx.filter(r.model, eqx.is_array))]
+        arrays = jax.tree.leaves(eqx.filter(r.model, eqx.is_array))
+        leaves = [np.asarray(x).tolist() for x in arrays]
         return {"losses": r.losses.tolist(), "params": leaves}
 
     results = {"devices": jax.device_count(), "processes": jax.process_count()}

@@ -126,9 +126,7 @@ class DataParallel(AbstractSharding):
         # This process's rows are split over its own positions along `axis`.
         at = self.mesh.axis_names.index(self.axis)
         me = jax.process_index()
-        local = len(
-            {i[at] for i, d in np.ndenumerate(self.mesh.devices) if d.process_index == me}
-        )
+        local = len({i[at] for i, d in np.ndenumerate(self.mesh.devices) if d.process_index == me})
 
         def put(path, x):
             if not eqx.is_array_like(x) or isinstance(x, (bool, int, float, complex)):
