@@ -87,6 +87,17 @@ _SCRIPT = textwrap.dedent(
             )
         except ValueError as e:
             results["error"] = str(e)
+        # A trainer built on fit forwards `sharding` (refused before anything compiles).
+        from scimlx import neuralop
+        a = jr.normal(jr.key(3), (24, 1, 8, 8))
+        fno = neuralop.FNO(1, 1, 3, 4, n_layers=1, key=jr.key(4))
+        try:
+            neuralop.train_operator(
+                fno, a, jnp.tanh(a), optimiser=opt, steps=1, key=jr.key(5), batch_size=6,
+                progress=False, sharding=dp,
+            )
+        except ValueError as e:
+            results["op_error"] = str(e)
     elif mode == "single":
         results["full"] = run(50)
         run(25, None, checkpoint=ckpt)
@@ -161,6 +172,7 @@ def test_eight_devices_match_one(tmp_path):
     # A batch that does not split over the devices is refused, naming `batch` and 8.
     assert "`batch`" in res["error"] and "60 rows" in res["error"]
     assert "8 devices" in res["error"]
+    assert "`batch`" in res["op_error"] and "6 rows" in res["op_error"]
 
 
 def _free_port() -> int:
