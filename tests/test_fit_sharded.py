@@ -206,3 +206,27 @@ def test_two_processes_resume_one_process_checkpoint(tmp_path):
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("multi-process CPU collectives are tested on Linux")
+
+
+def test_bad_sharding_arguments():
+    import jax
+    from jax.sharding import Mesh
+
+    import scimlx
+
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    with pytest.raises(ValueError, match="`axis`='batch' is not an axis of `mesh`"):
+        scimlx.DataParallel(mesh, "batch")
+    # Refused by runtime type checking here, by an explicit check outside the tests.
+    with pytest.raises(TypeError, match="mesh"):
+        scimlx.DataParallel("data")  # pyright: ignore
+    assert scimlx.DataParallel(mesh, "data").n_devices == jax.device_count()
+    with pytest.raises(TypeError, match="sharding"):
+        scimlx.fit(
+            lambda m, b, k: m,
+            {},
+            None,  # pyright: ignore
+            steps=1,
+            key=jax.random.key(0),
+            sharding=mesh,  # pyright: ignore
+        )

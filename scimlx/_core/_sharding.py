@@ -94,15 +94,14 @@ class DataParallel(AbstractSharding):
     def __init__(self, mesh: Mesh | None = None, axis: str = "batch"):
         if not isinstance(axis, str):
             raise TypeError(f"`axis` must be the name of a mesh axis (a str), got {axis!r}.")
-        if mesh is None:
-            mesh = Mesh(np.asarray(jax.devices()), (axis,))
-        elif not isinstance(mesh, Mesh):
-            raise TypeError(f"`mesh` must be a `jax.sharding.Mesh`, got {type(mesh).__name__}.")
-        if axis not in mesh.axis_names:
+        m = Mesh(np.asarray(jax.devices()), (axis,)) if mesh is None else mesh
+        if not isinstance(m, Mesh):
+            raise TypeError(f"`mesh` must be a `jax.sharding.Mesh`, got {type(m).__name__}.")
+        if axis not in m.axis_names:
             raise ValueError(
-                f"`axis`={axis!r} is not an axis of `mesh` (its axes are {mesh.axis_names})."
+                f"`axis`={axis!r} is not an axis of `mesh` (its axes are {m.axis_names})."
             )
-        self.mesh = mesh
+        self.mesh = m
         self.axis = axis
 
     @property
