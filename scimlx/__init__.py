@@ -3,10 +3,12 @@
 import importlib.metadata
 
 from ._core import (
+    AbstractSharding as AbstractSharding,
     as_result as as_result,
     atomic_write_bytes as atomic_write_bytes,
     CheckpointError as CheckpointError,
     compilation_cache_from_env as _compilation_cache_from_env,
+    DataParallel as DataParallel,
     default_batch as default_batch,
     default_cache_dir as default_cache_dir,
     enable_compilation_cache as enable_compilation_cache,

@@ -53,4 +53,9 @@ from ._results import (
     result_from_codes as result_from_codes,
     RESULTS as RESULTS,
 )
+from ._sharding import (
+    AbstractSharding as AbstractSharding,
+    DataParallel as DataParallel,
+    to_host as to_host,
+)
 from ._solution import Solution as Solution, solution as solution

@@ -20,6 +20,7 @@ from ._checks import check_int
 from ._fingerprint import callable_digest, tree_digest, tree_signature
 from ._persistence import clean_orphans, load, read_header, save
 from ._progress import ProgressBar
+from ._sharding import AbstractSharding, to_host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ class FitResult:
 
 
 @eqx.filter_jit
-def _train_step(loss, optimiser, static, has_aux, p, o, b, key, step):
+def _train_step(loss, optimiser, static, has_aux, sharding, p, o, b, key, step):
     # Module level, so that its compilation is cached across calls of `fit` with the
     # same `loss`, `optimiser` and model structure (e.g. a resumed run, or a sweep).
     # The step's key is derived inside, sparing the host two eager dispatches per step.
@@ -70,6 +71,8 @@ def _train_step(loss, optimiser, static, has_aux, p, o, b, key, step):
     with jax.numpy_dtype_promotion("standard"):
         updates, o = optimiser.update(grads, o, eqx.filter(p, eqx.is_inexact_array))
     p = eqx.apply_updates(p, updates)
+    if sharding is not None:
+        p, o = sharding.constrain_state((p, o))
     return p, o, value, aux
 
 
@@ -190,6 +193,7 @@ def fit(
     patience: int | None = None,
     min_steps: int = 0,
     max_seconds: float | None = None,
+    sharding: AbstractSharding | None = None,
 ) -> FitResult:
     """Train `model` with `optimiser` on `loss` for `steps` steps, resumably.
 
@@ -233,6 +237,14 @@ def fit(
       first step that finishes past it (checked at the loss sync points, every few steps),
       with `step < steps`, checkpointed; a later call with the same `checkpoint` trains
       on. For fixed-time training on machines of unknown speed.
+    - `sharding`: how to lay the training out over devices, e.g.
+      [`scimlx.DataParallel`][]`(mesh, "batch")`: each batch split along its leading
+      axis over the mesh axis `"batch"`, the model and optimiser state replicated; XLA
+      inserts the all-reduce of the gradients. `None` (default) trains on one device.
+      Checkpoints hold host arrays whatever the layout, so a run on 8 devices resumes
+      on 1 and vice versa. With several processes (`jax.distributed`), `batch` returns
+      this process's rows, every process calls `fit` alike, and process 0 writes the
+      checkpoint (which every process reads to resume: put it on a shared file system).
 
     **Returns:**
 
@@ -251,6 +263,11 @@ def fit(
         raise ValueError("`min_steps` needs `patience` (it delays early stopping).")
     if max_seconds is not None and not max_seconds >= 0:
         raise ValueError(f"`max_seconds` must be non-negative, got {max_seconds}.")
+    if sharding is not None and not isinstance(sharding, AbstractSharding):
+        raise TypeError(
+            "`sharding` must be a `scimlx.AbstractSharding` (e.g. `scimlx.DataParallel(mesh, "
+            f"'batch')`) or None, got {type(sharding).__name__}."
+        )
 
     params, static = eqx.partition(model, filter_spec)
     opt_state = optimiser.init(params)
@@ -276,10 +293,28 @@ def fit(
         if os.path.exists(checkpoint):
             state = _resume(checkpoint, state, steps, validate_every, identity)
 
+    step_key = key
+    if sharding is not None:
+        # Everything the compiled step reads goes in with its layout; the batch per step.
+        static = sharding.place_state(static)
+        step_key = sharding.place_state(key)
+        for name in ("params", "opt_state", "best_params"):
+            state[name] = sharding.place_state(state[name])
+
     def train_step(p, o, b, step):
-        return _train_step(loss, optimiser, static, has_aux, p, o, b, key, step)
+        if sharding is not None and b is not None:
+            b = sharding.place_batch(b)
+        return _train_step(loss, optimiser, static, has_aux, sharding, p, o, b, step_key, step)
 
     def _save(st):
+        if checkpoint is not None and sharding is not None:
+            # Host arrays, so that any layout (and any number of devices) can resume;
+            # a collective when a layout shards the state across processes.
+            st = dict(st)
+            for name in ("params", "opt_state", "best_params"):
+                st[name] = to_host(st[name])
+            if jax.process_index() != 0:
+                return
         if checkpoint is not None:
             meta = {
                 "step": int(st["step"]),

@@ -12,6 +12,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core import (
+    AbstractSharding,
     check_finite,
     check_int,
     check_positive,
@@ -182,6 +183,7 @@ def train_operator(
     validate: Callable[[Any], float] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
+    sharding: AbstractSharding | None = None,
 ) -> FitResult:
     """Train a neural operator on `(a, u)` pairs with [`scimlx.fit`][].
 
@@ -202,6 +204,9 @@ def train_operator(
       [`scimlx.neuralop.rel_l2`][].
     - `progress`, `checkpoint`, `validate`, `validate_every`, `patience`: passed to
       [`scimlx.fit`][].
+    - `sharding`: passed to [`scimlx.fit`][]; e.g. [`scimlx.DataParallel`][]`(mesh,
+      "batch")` trains data-parallel, each step's `batch_size` pairs split over the
+      mesh axis `"batch"` (so `batch_size` must be a multiple of its device count).
 
     **Returns:**
 
@@ -219,5 +224,6 @@ def train_operator(
         validate=validate,
         validate_every=validate_every,
         patience=patience,
+        sharding=sharding,
         desc=f"train {type(getattr(model, 'model', model)).__name__}",
     )
