@@ -122,8 +122,27 @@ _ENSEMBLE = """
 import jax, jax.numpy as jnp, numpy as np, diffrax as dfx
 jax.config.update("jax_enable_x64", True)
 from scimlx import ensemble
-from scimlx.ensemble._tour import _MEMBER, _solve, _final
 N = {n}
+
+# The tour's Lotka-Volterra sweep, written as a user would (docs/ensemble.md).
+def field(t, y, p):
+    return jnp.stack([p[0] * y[0] - 0.1 * y[0] * y[1], 0.075 * y[0] * y[1] - p[1] * y[1]])
+
+def problem(p):
+    y0 = jnp.asarray([10.0, 10.0], dtype=p.dtype)
+    return ensemble.DiffEqProblem(dfx.ODETerm(field), y0, args=p, t0=0.0, t1=20.0, dt0=0.01)
+
+controller = dfx.PIDController(rtol=1e-6, atol=1e-8)
+_MEMBER = ensemble.DiffEqMember(problem, dfx.Tsit5(), controller, max_steps=16384)
+
+def _final(sol):
+    return sol.ys[-1]
+
+def _solve(p):
+    y0 = jnp.asarray([10.0, 10.0], dtype=p.dtype)
+    return dfx.diffeqsolve(dfx.ODETerm(field), dfx.Tsit5(), 0.0, 20.0, 0.01, y0, args=p,
+                           stepsize_controller=controller, saveat=dfx.SaveAt(t1=True),
+                           max_steps=16384, throw=False)
 
 def params(seed):
     rng = np.random.default_rng(seed)
