@@ -182,14 +182,12 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
     Starts fresh, or from `DCDM_MODELS_IN/dcdm_cnn_{dim}d.eqx` (whose training record is
     carried on); saves after every stage to `DCDM_MODELS_OUT/dcdm_cnn_{dim}d.eqx`, so a run
     killed mid-way keeps its finished stages. Returns the model and its training record."""
-    from scimlx._core._persistence import read_header
-
     path_in, path_out = _model_path("DCDM_MODELS_IN", dim), _model_path("DCDM_MODELS_OUT", dim)
     record = {"grids": [], "seconds": 0.0, "notes": []}
     loaded = 0  # stages the model had before this run
     if path_in and os.path.exists(path_in):
-        net = ls.load_model(path_in)
-        meta = read_header(path_in).get("metadata", {})
+        net = scimlx.load(path_in)
+        meta = scimlx.read_header(path_in).get("metadata", {})
         grid = meta.get("train_grid")
         record = {
             "grids": grid.split(" + ") if grid else [],
@@ -257,7 +255,7 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
                 "note": "; ".join(record["notes"]),
                 "device": device,
             }
-            ls.save_model(path_out, net, metadata=meta)
+            scimlx.save(path_out, net, metadata=meta)
     return net, record
 
 

@@ -475,7 +475,7 @@ def obstacle_rows(cfg, peer, seed, on_problem=None):
         small = shape in cfg.get("small_shapes", cfg["shapes"])
         methods = {OURS: mg_method(p["operator"], A, b, TOL)}
         methods[OURS_GALERKIN] = (
-            mg_method(p["operator"], A, b, TOL, coarse="galerkin")
+            mg_method(p["operator"], A, b, TOL, coarse=ls.Galerkin())
             if small
             else "not run: CPU budget (full mode runs it up to 256^2 and 32^3)"
         )

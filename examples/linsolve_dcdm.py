@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+import scimlx  # noqa: E402
 import scimlx.linsolve as ls  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def main(train_n=64, test_n=128, steps=400, model=None, out=None, save_model=Non
         key=jax.random.key(3),
     ).model
     if save_model:
-        ls.save_model(save_model, cnn, metadata={"train_grid": train_n, "steps": steps})
+        scimlx.save(save_model, cnn, metadata={"train_grid": train_n, "steps": steps})
 
     test = (test_n, test_n)
     solid = jnp.asarray(ls.obstacle_scene(test, seed=0, split="test"))
@@ -88,7 +89,7 @@ def main(train_n=64, test_n=128, steps=400, model=None, out=None, save_model=Non
     }
     if model is not None:
         runs["DCDM (GPU-trained CNN, k=2)"] = ls.dcdm_solve(
-            op, b, ls.load_model(model), mask=mask, rtol=1e-8, max_steps=500, throw=False
+            op, b, scimlx.load(model), mask=mask, rtol=1e-8, max_steps=500, throw=False
         )
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, sol in runs.items():

@@ -8,19 +8,17 @@ import optax
 import pytest
 import scipy.sparse.linalg as spla
 
-from scimlx import RESULTS
+from scimlx import load, RESULTS, save
 from scimlx.linsolve import (
     dcdm_loss,
     dcdm_solve,
     DCDMNet,
     LearnedMGNet,
-    load_model,
     obstacle_scene,
     pcg_solve,
     poisson,
     ritz_pairs,
     ritz_rhs,
-    save_model,
     to_scipy_sparse,
     train_dcdm,
 )
@@ -108,8 +106,8 @@ def test_dcdm_cnn_levels_reach(tmp_path):
         sum(x.size for x in jax.tree.leaves(eqx.filter(m, eqx.is_array))) for m in (paper, deep)
     ]
     assert n_params[0] == n_params[1]
-    save_model(tmp_path / "deep.eqx", deep)
-    back = load_model(tmp_path / "deep.eqx")
+    save(tmp_path / "deep.eqx", deep)
+    back = load(tmp_path / "deep.eqx")
     assert back.levels is None and back.min_size == 4
     with pytest.raises(ValueError, match="`levels`"):
         DCDMNet(2, levels=0, key=jax.random.key(0))
@@ -132,8 +130,8 @@ def test_dcdm_cnn_mask_input(tmp_path):
     # the mask is seen by the network (the paper's net ignores it) ...
     assert not np.allclose(np.asarray(net(r, part)), np.asarray(net(r, full)))
     np.testing.assert_array_equal(np.asarray(net(r, None)), np.asarray(net(r, full)))
-    save_model(tmp_path / "m.eqx", net)
-    back = load_model(tmp_path / "m.eqx")  # ... and the hyperparameter round-trips
+    save(tmp_path / "m.eqx", net)
+    back = load(tmp_path / "m.eqx")  # ... and the hyperparameter round-trips
     assert back.mask_input
     np.testing.assert_array_equal(np.asarray(back(r, part)), np.asarray(net(r, part)))
     plain = DCDMNet(2, channels=4, pre_pairs=0, mid_pairs=1, post_pairs=1, key=jax.random.key(0))
@@ -282,14 +280,14 @@ def test_dcdm_reaches_tolerance_on_held_out_scene(trained):
 def test_save_load_by_name(trained, tmp_path):
     model = LearnedMGNet(2, channels=4, key=jax.random.key(3))
     path = tmp_path / "mg.eqx"
-    save_model(path, model, metadata={"grid": 16})
-    loaded = load_model(path)
+    save(path, model, metadata={"grid": 16})
+    loaded = load(path)
     assert isinstance(loaded, LearnedMGNet) and loaded.channels == 4
     r = jax.random.normal(jax.random.key(0), (16, 16))
     np.testing.assert_array_equal(np.asarray(_apply(loaded, r)), np.asarray(_apply(model, r)))
     cnn = trained[0].model
-    save_model(tmp_path / "cnn.eqx", cnn)
-    back = load_model(tmp_path / "cnn.eqx")
+    save(tmp_path / "cnn.eqx", cnn)
+    back = load(tmp_path / "cnn.eqx")
     assert isinstance(back, DCDMNet) and back.channels == 8
     x = jax.random.normal(jax.random.key(4), (16, 16))
     np.testing.assert_array_equal(np.asarray(_apply(back, x)), np.asarray(_apply(cnn, x)))
@@ -303,7 +301,7 @@ def test_learned_vcycle_starts_at_the_classical_cycle_and_trains():
     op = ls.poisson(shape, solid=solid)
     mask = (~solid).astype(jnp.float64)
     net = ls.LearnedVCycleNet(2, dtype="float64", key=jax.random.key(0))
-    vc = ls.multigrid(op, smoother="jacobi", omega=0.8, max_coarse=64)
+    vc = ls.multigrid(op, smoother=ls.Jacobi(omega=0.8), max_coarse=64)
     r = ls.random_rhs(solid, key=jax.random.key(1))
     np.testing.assert_allclose(
         np.asarray(net(r, mask)), np.asarray(jnp.where(solid, 0.0, vc.mv(r))), atol=1e-12

@@ -83,14 +83,14 @@ def test_galerkin_vcycle_symmetric_and_mg_pcg_converges():
     op = ls.poisson(shape, solid=solid)
     b = ls.random_rhs(solid, key=jax.random.key(5))
     small = ls.poisson((16, 16), solid=solid[:16, :16] | solid[16:32, 16:32])
-    vcs = ls.multigrid(small, coarse="galerkin", max_coarse=16)
+    vcs = ls.multigrid(small, coarse=ls.Galerkin(), max_coarse=16)
     M = np.asarray(vcs.as_matrix())
     np.testing.assert_allclose(M, M.T, atol=1e-12)
     assert np.linalg.eigvalsh(M).min() > 0
-    vc = ls.multigrid(op, coarse="galerkin", max_coarse=16)
+    vc = ls.multigrid(op, coarse=ls.Galerkin(), max_coarse=16)
     sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-6, max_steps=50)
     res = float(jnp.linalg.norm(b - op.mv(sol.value)) / jnp.linalg.norm(b))
     assert res <= 1.01e-6
     assert int(sol.stats["num_steps"]) <= 10
-    with pytest.raises(ValueError, match="coarse"):
-        ls.multigrid(op, coarse="algebraic")
+    with pytest.raises(TypeError, match="coarse"):
+        ls.multigrid(op, coarse="galerkin")

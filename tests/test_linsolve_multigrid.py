@@ -1,3 +1,6 @@
+import itertools
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
@@ -132,6 +135,53 @@ def test_periodic_transfer_commutes_with_shift(d):
     assert np.max(np.asarray(check(u, v))) < 1e-12
 
 
+def _naive_prolong(u, w, boundary, shape, p):
+    # the definition: fine[2 i + j - p] += w[j] coarse[i], over the coarse cells and one ghost
+    # cell per side (zeros / mirror / wrap), cropped to `shape`
+    u, w = np.asarray(u), np.asarray(w)
+    d, k = u.ndim - 1, w.shape[-1]
+    mode = {"dirichlet": "constant", "periodic": "wrap"}.get(
+        boundary, "reflect" if k % 2 else "edge"
+    )
+    up = np.pad(u, [(0, 0)] + [(1, 1)] * d, mode=mode)
+    depthwise = w.shape[1] == 1 and u.shape[0] > 1
+    out = np.zeros((w.shape[0],) + tuple(shape))
+    for i in itertools.product(*[range(m) for m in up.shape[1:]]):
+        for j in itertools.product(range(k), repeat=d):
+            f = tuple(2 * (a - 1) + b - p for a, b in zip(i, j))
+            if all(0 <= x < n for x, n in zip(f, shape)):
+                if depthwise:
+                    out[(slice(None),) + f] += w[(slice(None), 0) + j] * up[(slice(None),) + i]
+                else:
+                    out[(slice(None),) + f] += (
+                        w[(slice(None), slice(None)) + j] @ up[(slice(None),) + i]
+                    )
+    return out
+
+
+@pytest.mark.parametrize(
+    "d,k,p,n,boundaries",
+    [
+        (1, 4, 1, 8, ("periodic", "neumann")),
+        (2, 4, 1, 8, ("dirichlet", "neumann", "periodic")),
+        (2, 3, 1, 7, ("dirichlet", "neumann")),
+        (2, 3, 0, 7, ("dirichlet",)),
+        (2, 2, 0, 6, ("dirichlet", "periodic")),
+        (3, 4, 1, 6, ("dirichlet",)),
+    ],
+)
+def test_prolong_matches_naive_definition(d, k, p, n, boundaries):
+    # full and depthwise kernels; the zero-padded (Dirichlet) path pads inside the convolution
+    shape = (n,) * d
+    coarse = tuple((m + 2 * p - k) // 2 + 1 for m in shape)
+    u = _rand(1, (3,) + coarse)
+    for w in (_rand(2, (2, 3) + (k,) * d), _rand(3, (3, 1) + (k,) * d)):
+        for b in boundaries:
+            ours = ls.prolong(u, w, boundary=b, shape=shape, padding=p)
+            ref = _naive_prolong(u, w, b, shape, p)
+            np.testing.assert_allclose(np.asarray(ours), ref, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_matches_laplacian_matrix():
     n = 6
     u = _rand(8, (1, n, n))
@@ -196,7 +246,16 @@ def _problem(shape, seed, kind="random", coefficient=False):
     return op, b
 
 
-@pytest.mark.parametrize("smoother", ["jacobi", "chebyshev", "rbgs"])
+@pytest.mark.parametrize(
+    "smoother",
+    [
+        ls.Jacobi(),
+        ls.Jacobi(omega=0.6),
+        ls.Chebyshev(),
+        ls.Chebyshev(degree=3),
+        ls.RedBlackGaussSeidel(),
+    ],
+)
 def test_vcycle_symmetric_positive_definite(smoother):
     op, _ = _problem((16, 16), 0)
     vc = ls.multigrid(op, smoother=smoother, max_coarse=16)
@@ -348,3 +407,55 @@ def test_pcg_bad_inputs_name_argument_and_shapes():
         ls.pcg_solve(op, b, preconditioner=other)
     with pytest.raises(ValueError, match=r"`vcycle`.*\(16, 16\).*\(32, 32\)"):
         ls.multigrid_solve(op, b, vcycle=other)
+
+
+class _MyDampedJacobi(ls.AbstractSmoother):
+    # damped Jacobi written from its definition, u <- u + w (f - A u) / diag(A) on fluid cells,
+    # with the diagonal probed from the operator (not the one the V-cycle passes)
+    weight: float = eqx.field(static=True)
+
+    def init(self, operator, diagonal):
+        shape = operator.grid_shape
+        n = int(np.prod(shape))
+        columns = jax.vmap(operator.mv)(jnp.eye(n).reshape((n,) + shape)).reshape(n, n)
+        return jnp.diagonal(columns).reshape(shape)
+
+    def step(self, operator, diagonal, data, f, u, *, post):
+        fluid = ~operator.solid
+        return u + jnp.where(fluid, self.weight * (f - operator.mv(u)) / data, 0.0)
+
+
+class _FullCoarsening(ls.AbstractCoarsening):
+    # black-box levels that coarsen every axis that can be halved (no semi-coarsening)
+    eager = True
+
+    def coarsen(self, operator):
+        axes = tuple(n >= 2 for n in operator.grid_shape)
+        return ls.blackbox_coarsen(operator, axes) if any(axes) else None
+
+
+def test_user_smoother_and_coarsening_subclasses():
+    op, b = _problem((32, 32), 1)
+    # a user's smoother converges and matches the built-in one (same sweep, same cycle)
+    mine = ls.multigrid(op, smoother=_MyDampedJacobi(0.7), max_coarse=16)
+    ours = ls.multigrid(op, smoother=ls.Jacobi(omega=0.7), max_coarse=16)
+    np.testing.assert_allclose(mine.mv(b), ours.mv(b), rtol=1e-12, atol=1e-12)
+    sol = ls.pcg_solve(op, b, preconditioner=mine, rtol=1e-8, max_steps=60)
+    ref = ls.pcg_solve(op, b, preconditioner=ours, rtol=1e-8, max_steps=60)
+    assert int(sol.stats["num_steps"]) == int(ref.stats["num_steps"]) <= 20
+    A = ls.to_scipy_sparse(op).tocsc()
+    np.testing.assert_allclose(
+        np.asarray(sol.value).ravel(), spla.spsolve(A, np.asarray(b).ravel()), rtol=1e-6, atol=1e-8
+    )
+    # a user's coarsening builds the levels: equal to black-box without semi-coarsening
+    mine = ls.multigrid(op, coarse=_FullCoarsening(), max_coarse=16)
+    ours = ls.multigrid(op, coarse=ls.BlackBox(semicoarsen=0.0), max_coarse=16)
+    assert [o.grid_shape for o in mine.operators] == [o.grid_shape for o in ours.operators]
+    np.testing.assert_allclose(mine.mv(b), ours.mv(b), rtol=1e-12, atol=1e-12)
+    # strategies are Modules: a string names the argument
+    with pytest.raises(TypeError, match="smoother"):
+        ls.multigrid(op, smoother="jacobi")
+    with pytest.raises(ValueError, match="`omega`"):
+        ls.Jacobi(omega=2.5)
+    with pytest.raises(ValueError, match="`degree`"):
+        ls.Chebyshev(degree=0)

@@ -259,9 +259,13 @@ def save(
     - `tree`: the pytree to save, typically an `eqx.Module`.
     - `hyperparameters`: JSON-serialisable keyword arguments that rebuild a template of
       `tree` (see [`scimlx.load`][]). For a model class whose `__init__` takes these plus
-      `key=`, the file loads by name without any template.
+      `key=`, the file loads by name without any template. Default: `tree.hyperparameters()`
+      when the tree's class defines that method (the networks of `scimlx.linsolve` do, so
+      `scimlx.save(path, net)` then `scimlx.load(path)` round-trips), else none.
     - `metadata`: any other JSON-serialisable information (training step, data set, ...).
     """
+    if hyperparameters is None and callable(getattr(tree, "hyperparameters", None)):
+        hyperparameters = tree.hyperparameters()
     hyperparameters = _jsonable("hyperparameters", dict(hyperparameters or {}))
     metadata = _jsonable("metadata", dict(metadata or {}))
     buf = io.BytesIO()

@@ -1,25 +1,31 @@
 """Linear systems from PDEs: matrix-free operators, geometric multigrid, learned solvers."""
 
 from ._blackbox import (
+    BlackBox as BlackBox,
     blackbox_coarsen as blackbox_coarsen,
     BoxTransfer as BoxTransfer,
 )
 from ._cd import cd_solve as cd_solve, ConjugateDirection as ConjugateDirection
 from ._cg import PCG as PCG, pcg_solve as pcg_solve
+from ._coarsening import (
+    AbstractCoarsening as AbstractCoarsening,
+    AbstractTransfer as AbstractTransfer,
+)
 from ._dcdm import (
     dcdm_loss as dcdm_loss,
     dcdm_solve as dcdm_solve,
     DCDMDirection as DCDMDirection,
-    load_model as load_model,
-    save_model as save_model,
     train_dcdm as train_dcdm,
 )
 from ._lanczos import lanczos as lanczos, ritz_pairs as ritz_pairs, ritz_rhs as ritz_rhs
 from ._multigrid import (
     coarsen as coarsen,
+    Galerkin as Galerkin,
     galerkin_coarsen as galerkin_coarsen,
+    GeometricTransfer as GeometricTransfer,
     multigrid as multigrid,
     multigrid_solve as multigrid_solve,
+    Rediscretise as Rediscretise,
     VCycle as VCycle,
 )
 from ._networks import (
@@ -43,10 +49,11 @@ from ._scenes import (
     remove_enclosed as remove_enclosed,
 )
 from ._smoothers import (
-    chebyshev as chebyshev,
+    AbstractSmoother as AbstractSmoother,
+    Chebyshev as Chebyshev,
     estimate_lmax as estimate_lmax,
-    jacobi as jacobi,
-    red_black_gauss_seidel as red_black_gauss_seidel,
+    Jacobi as Jacobi,
+    RedBlackGaussSeidel as RedBlackGaussSeidel,
 )
 from ._transfer import (
     coarse_shape as coarse_shape,

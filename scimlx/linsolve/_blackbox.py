@@ -16,7 +16,6 @@ fine stencil stays 3^d-point on every level (5 -> 9 points in 2-D, 7 -> 27 in 3-
 """
 
 import itertools
-from typing import Any
 
 import equinox as eqx
 import jax
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from ._coarsening import AbstractCoarsening, AbstractTransfer
 from ._operators import (
     _probe_stencil,
     _stencil_offsets,
@@ -61,7 +61,7 @@ def _transfer_offsets(coarsened) -> tuple[tuple[int, ...], ...]:
     return tuple(itertools.product(*[(-1, 0, 1) if c else (0,) for c in coarsened]))
 
 
-class BoxTransfer(eqx.Module):
+class BoxTransfer(AbstractTransfer):
     """Operator-dependent prolongation `P` and restriction `R = P^T` between two grid levels.
 
     `weights[k, I]` is `P[fine(I, o_k), I]`, the weight of coarse cell `I` at the fine cell
@@ -319,36 +319,33 @@ def blackbox_coarsen(
     return StencilOperator(Sc, solid_c, op.boundary), transfer
 
 
-def blackbox_hierarchy(
-    op: AbstractGridOperator,
-    *,
-    max_coarse: int,
-    levels: int | None,
-    semicoarsen: float,
-) -> tuple[list[AbstractGridOperator], list[Any]]:
-    """Levels of black-box coarsening until at most `max_coarse` cells (or `levels` levels)."""
-    ops: list[AbstractGridOperator] = [op]
-    transfers: list[Any] = []
-    S = _stencil3(op)
-    while True:
-        cur = ops[-1]
-        size = int(np.prod(cur.grid_shape))
-        if levels is not None and len(ops) >= levels:
-            break
-        if levels is None and size <= max_coarse:
-            break
-        axes = _choose_axes(cur, S, semicoarsen=semicoarsen)
+class BlackBox(AbstractCoarsening):
+    """Black-box coarse levels: operator-dependent interpolation and Galerkin `P^T A P`.
+
+    Each level is [`scimlx.linsolve.blackbox_coarsen`][] along the axes that can be halved
+    (`n -> n // 2`, any `n >= 2`; periodic axes need even `n >= 4`) and whose coupling strength
+    is at least `semicoarsen` times the strongest axis's (semi-coarsening, for anisotropic
+    coefficients; every axis that can be halved when the operator is traced). `3^d`-point
+    stencils on every level. Built eagerly on a concrete operator (the axis choice reads it).
+
+    **Arguments:**
+
+    - `semicoarsen`: the relative coupling strength below which an axis is not coarsened
+        (default `0.25`; `0` coarsens every axis that can be halved).
+    """
+
+    semicoarsen: float = eqx.field(static=True, default=0.25)
+    eager = True
+
+    def __check_init__(self):
+        if not self.semicoarsen >= 0:
+            raise ValueError(f"`semicoarsen` must be >= 0; got {self.semicoarsen}.")
+
+    def coarsen(
+        self, operator: AbstractGridOperator
+    ) -> tuple[AbstractGridOperator, AbstractTransfer] | None:
+        S = _stencil3(operator)
+        axes = _choose_axes(operator, S, semicoarsen=float(self.semicoarsen))
         if not any(axes):
-            if levels is None:
-                raise ValueError(
-                    f"cannot build a multigrid hierarchy below the grid {cur.grid_shape} "
-                    f"(periodic: {cur.periodic}; reached from {op.grid_shape}): no axis can be "
-                    f"halved (periodic axes need even sizes) and {size} cells exceed "
-                    f"`max_coarse={max_coarse}`."
-                )
-            break
-        coarse, tr = blackbox_coarsen(cur, axes, stencil=S)
-        ops.append(coarse)
-        transfers.append(tr)
-        S = _stencil3(coarse)
-    return ops, transfers
+            return None
+        return blackbox_coarsen(operator, axes, stencil=S)

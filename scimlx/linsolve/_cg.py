@@ -22,7 +22,7 @@ from ._iterative import (
 )
 
 
-def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every, stagnation_window=100):
+def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnation_window=100):
     bnorm = jnp.sqrt(dot(b, b))
     tol = atol + rtol * bnorm
     if x0 is None:
@@ -55,9 +55,9 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, stabilise_every, stagnatio
         alpha = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, pAp))
         x = x + alpha * p
         r = r - alpha * Ap
-        # the true residual every `stabilise_every` steps, and before declaring convergence
+        # the true residual every `recompute_every` steps, and before declaring convergence
         # (so a drifting recursive residual never reports success)
-        recompute = (((k + 1) % stabilise_every) == 0) | (jnp.sqrt(dot(r, r)) <= tol)
+        recompute = (((k + 1) % recompute_every) == 0) | (jnp.sqrt(dot(r, r)) <= tol)
         r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         nmv = nmv + 1 + recompute.astype(nmv.dtype)
         z = prec(r)
@@ -102,7 +102,7 @@ class PCG(lx.AbstractLinearSolver):
     rtol: Tolerance
     atol: Tolerance
     max_steps: int = eqx.field(static=True, default=1000)
-    stabilise_every: int = eqx.field(static=True, default=50)
+    recompute_every: int = eqx.field(static=True, default=50)
     stagnation_window: int = eqx.field(static=True, default=100)
 
     def __check_init__(self):
@@ -115,8 +115,8 @@ class PCG(lx.AbstractLinearSolver):
                 raise ValueError("At least one of `rtol` and `atol` must be positive.")
         if self.max_steps < 1:
             raise ValueError(f"`max_steps` must be >= 1; got {self.max_steps}.")
-        if self.stabilise_every < 1:
-            raise ValueError(f"`stabilise_every` must be >= 1; got {self.stabilise_every}.")
+        if self.recompute_every < 1:
+            raise ValueError(f"`recompute_every` must be >= 1; got {self.recompute_every}.")
         if self.stagnation_window < 0:
             raise ValueError(
                 f"`stagnation_window` must be >= 0 (0: off); got {self.stagnation_window}."
@@ -142,7 +142,7 @@ class PCG(lx.AbstractLinearSolver):
             self.rtol,
             self.atol,
             self.max_steps,
-            self.stabilise_every,
+            self.recompute_every,
             self.stagnation_window,
         )
         return x, lineax_result(code), stats
@@ -169,7 +169,7 @@ def pcg_solve(
     rtol: Tolerance = 1e-6,
     atol: Tolerance = 0.0,
     max_steps: int = 1000,
-    stabilise_every: int = 50,
+    recompute_every: int = 50,
     x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message
     throw: bool = True,
     stagnation_window: int = 100,
@@ -195,7 +195,7 @@ def pcg_solve(
         [`scimlx.linsolve.VCycle`][].
     - `rtol`, `atol`: tolerances of the 2-norm test; `max_steps`: iteration cap (and
         length of the residual history minus one).
-    - `stabilise_every`: recompute `r = b - A x` every this many steps.
+    - `recompute_every`: recompute `r = b - A x` every this many steps.
     - `x0`: initial guess (the shape and dtype of `b`).
     - `throw`: raise on failure.
     - `stagnation_window`: steps allowed without a 10 % reduction of `|r|_2` (`0`: off).
@@ -233,7 +233,7 @@ def pcg_solve(
         rtol=rtol,
         atol=atol,
         max_steps=max_steps,
-        stabilise_every=stabilise_every,
+        recompute_every=recompute_every,
         stagnation_window=stagnation_window,
     )
     options = {}

@@ -1,6 +1,5 @@
-"""The deep conjugate-direction method (DCDM): direction map, loss, training, solve, I/O."""
+"""The deep conjugate-direction method (DCDM): direction map, loss, training, solve."""
 
-import dataclasses
 import os
 from collections.abc import Callable
 from typing import Any
@@ -12,16 +11,9 @@ import lineax as lx
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import Solution
+from .._core import fit, Solution
 from .._core._checks import Tolerance
 from ._cd import cd_solve
-
-
-try:
-    from scimlx import fit, load, save
-except ImportError:  # the package root may still be initialising (or not exist yet)
-    from scimlx._core._fit import fit
-    from scimlx._core._persistence import load, save
 
 
 class DCDMDirection(eqx.Module):
@@ -265,39 +257,3 @@ def dcdm_solve(
         stall_tol=stall_tol,
         throw=throw,
     )
-
-
-def _hyperparameters(model: Any) -> dict[str, Any]:
-    return {
-        f.name: getattr(model, f.name)
-        for f in dataclasses.fields(model)
-        if f.metadata.get("static", False)
-    }
-
-
-def save_model(
-    path: str | os.PathLike, model: Any, *, metadata: dict[str, Any] | None = None
-) -> None:
-    """Save a direction network with its hyperparameters (so it loads by class name).
-
-    **Arguments:**
-
-    - `path`: file to write (atomically, `scimlx.save`).
-    - `model`: a [`scimlx.linsolve.DCDMNet`][] or [`scimlx.linsolve.LearnedMGNet`][].
-    - `metadata`: JSON-able extras (training grid, steps, loss, ...).
-    """
-    save(path, model, hyperparameters=_hyperparameters(model), metadata=metadata)
-
-
-def load_model(path: str | os.PathLike) -> Any:
-    """Load a network saved by [`scimlx.linsolve.save_model`][] (class named in the file).
-
-    **Arguments:**
-
-    - `path`: the file.
-
-    **Returns:**
-
-    The network.
-    """
-    return load(path)

@@ -6,20 +6,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
 
 from .._core import Solution
 from .._core._checks import Tolerance
-from ._blackbox import blackbox_hierarchy
+from ._blackbox import BlackBox
+from ._coarsening import AbstractCoarsening, AbstractTransfer
 from ._iterative import loop_solution, MAX_STEPS, NONFINITE, SUCCESSFUL
 from ._operators import _probe_stencil, AbstractGridOperator, DiffusionOperator, StencilOperator
-from ._smoothers import chebyshev, estimate_lmax, jacobi, red_black_gauss_seidel
+from ._smoothers import AbstractSmoother, Chebyshev
 from ._transfer import prolong, restrict, tensor_kernel
 
 
 _P1 = (0.25, 0.75, 0.75, 0.25)  # cell-centred bilinear prolongation, per axis
-_SMOOTHERS = ("jacobi", "chebyshev", "rbgs")
-_COARSE = ("blackbox", "rediscretise", "galerkin")
 
 
 def _coarse_grid(op):
@@ -96,19 +95,24 @@ def galerkin_coarsen(op: AbstractGridOperator) -> StencilOperator:
 
     The coarse [`scimlx.linsolve.StencilOperator`][].
     """
+    return _galerkin_level(op)[0]
+
+
+def _galerkin_level(op: AbstractGridOperator) -> tuple[StencilOperator, "GeometricTransfer"]:
     shape, ndim, cshape, solid_c = _coarse_grid(op)
     periodic = op.periodic
     cfluid = (~solid_c).astype(op.dtype)
-    ext = (jnp.zeros(cshape, op.dtype), cfluid)  # no extension (it would widen the stencil)
     bnd = _transfer_boundary(op)
     scale = _galerkin_scale(~op.solid, cfluid, bnd, op.dtype)
+    # no extension into solid coarse cells (it would widen the stencil)
+    transfer = GeometricTransfer(scale, jnp.zeros(cshape, op.dtype), cfluid, bnd, periodic)
 
     def rap(xc):
-        return _to_coarse(op.mv(_to_fine(xc, scale, bnd, ext, periodic)), scale, bnd, ext, periodic)
+        return transfer.restrict(op.mv(transfer.prolong(xc)))
 
     S = _probe_stencil(rap, cshape, periodic, 5, op.dtype)
     S = jnp.where(solid_c[None], jnp.zeros_like(S), S)
-    return StencilOperator(S, solid_c, op.boundary)
+    return StencilOperator(S, solid_c, op.boundary), transfer
 
 
 def coarsen(op: DiffusionOperator) -> DiffusionOperator:
@@ -196,6 +200,82 @@ def _dense(op: AbstractGridOperator) -> Array:
     return jax.vmap(op.mv)(eye).reshape(n, n).T
 
 
+class GeometricTransfer(AbstractTransfer):
+    """The cell-centred geometric transfers of [`scimlx.linsolve.Rediscretise`][] and
+    [`scimlx.linsolve.Galerkin`][] levels.
+
+    `prolong(e) = s P E e`: the coarse correction extended into solid coarse cells (`E`, the
+    mean of their fluid face-neighbours; no extension for Galerkin levels), cell-centred
+    bilinear `P` (`[1, 3, 3, 1] / 4` per axis, antisymmetric ghosts at Dirichlet walls,
+    mirrored at Neumann walls, wrapped on periodic axes) and a fine-cell factor `s` (the fluid
+    mask, or for Galerkin levels the renormalisation of [`scimlx.linsolve.galerkin_coarsen`][]).
+    `restrict(r) = E^T P^T (s r) / 2^d` (full weighting `[1, 3, 3, 1] / 8` per axis).
+    """
+
+    scale: Array
+    extension: Array
+    coarse_fluid: Array
+    boundary: tuple[Any, ...] = eqx.field(static=True)
+    coarse_periodic: tuple[bool, ...] = eqx.field(static=True)
+
+    def restrict(self, r: Array) -> Array:
+        ext = (self.extension, self.coarse_fluid)
+        return _to_coarse(r, self.scale, self.boundary, ext, self.coarse_periodic)
+
+    def prolong(self, e: Array) -> Array:
+        ext = (self.extension, self.coarse_fluid)
+        return _to_fine(e, self.scale, self.boundary, ext, self.coarse_periodic)
+
+
+def _geometric_coarsenable(op: AbstractGridOperator) -> bool:
+    return all(n % 2 == 0 and n >= 4 for n in op.grid_shape)
+
+
+class Rediscretise(AbstractCoarsening):
+    """Geometric coarse levels: [`scimlx.linsolve.coarsen`][] (face coefficients averaged, a
+    coarse cell solid when all its children are) with the cell-centred bilinear transfers
+    ([`scimlx.linsolve.GeometricTransfer`][]). Even sizes only; needs a
+    [`scimlx.linsolve.DiffusionOperator`][].
+    """
+
+    eager = False
+
+    def coarsen(
+        self, operator: AbstractGridOperator
+    ) -> tuple[AbstractGridOperator, AbstractTransfer] | None:
+        if not isinstance(operator, DiffusionOperator):
+            raise TypeError(
+                f"`coarse=Rediscretise()` needs a DiffusionOperator; got {type(operator)}."
+            )
+        if not _geometric_coarsenable(operator):
+            return None
+        coarse = coarsen(operator)
+        w, cfluid = _extension_weights(coarse.solid, coarse.periodic)
+        scale = (~operator.solid).astype(operator.dtype)
+        bnd = _transfer_boundary(operator)
+        return coarse, GeometricTransfer(scale, w, cfluid, bnd, coarse.periodic)
+
+
+class Galerkin(AbstractCoarsening):
+    """Galerkin coarse levels `R A P` with the cell-centred bilinear transfers
+    ([`scimlx.linsolve.galerkin_coarsen`][], `5^d`-point stencils). Even sizes only.
+    """
+
+    eager = False
+
+    def coarsen(
+        self, operator: AbstractGridOperator
+    ) -> tuple[AbstractGridOperator, AbstractTransfer] | None:
+        if not isinstance(operator, DiffusionOperator | StencilOperator):
+            raise TypeError(
+                "`coarse=Galerkin()` needs a DiffusionOperator or a StencilOperator; got "
+                f"{type(operator)}."
+            )
+        if not _geometric_coarsenable(operator):
+            return None
+        return _galerkin_level(operator)
+
+
 class VCycle(AbstractGridOperator):
     """A multigrid V-cycle as a symmetric positive definite lineax operator.
 
@@ -204,28 +284,29 @@ class VCycle(AbstractGridOperator):
     in [`scimlx.linsolve.pcg_solve`][], and stand-alone in
     [`scimlx.linsolve.multigrid_solve`][]. Build it with [`scimlx.linsolve.multigrid`][].
 
-    Cycle on level `l`: pre-smoothing; residual restricted; coarse correction; prolongation;
-    post-smoothing with the adjoint sweep (so the cycle is symmetric); exact solve (dense
-    pseudo-inverse) on the coarsest grid. Transfers: with `transfers` (black-box levels, see
-    [`scimlx.linsolve.blackbox_coarsen`][]) the operator-dependent `P` and `R = P^T`;
-    otherwise the cell-centred geometric pair, `R = P^T / 2^d` (full weighting
-    `[1, 3, 3, 1] / 8` per axis) and bilinear `P` (`[1, 3, 3, 1] / 4` per axis). Solid cells
-    are excluded from every level and the fine solid rows (identity) are inverted exactly.
+    Cycle on level `l`: `pre` smoothing sweeps; residual restricted (`transfers[l]`); coarse
+    correction; prolongation; `post` sweeps of the adjoint smoother (so the cycle is
+    symmetric); exact solve (dense pseudo-inverse) on the coarsest grid. Solid cells are
+    excluded from every level and the fine solid rows (identity) are inverted exactly.
+
+    **Fields:**
+
+    - `operators`: the levels, finest first; `diagonals`: their diagonals.
+    - `transfers`: one [`scimlx.linsolve.AbstractTransfer`][] between each level and the next.
+    - `smoother`: the [`scimlx.linsolve.AbstractSmoother`][]; `smoother_data`: what its
+      `init` returned on each level but the coarsest.
+    - `coarse_inverse`: the coarsest operator's pseudo-inverse.
+    - `pre`, `post`: sweeps before and after the coarse correction.
     """
 
     operators: tuple[AbstractGridOperator, ...]
     diagonals: tuple[Array, ...]
-    lmax: tuple[Array, ...]
+    transfers: tuple[AbstractTransfer, ...]
+    smoother: AbstractSmoother
+    smoother_data: tuple[PyTree[Any], ...]
     coarse_inverse: Array
-    extension: tuple[Any, ...]
-    scales: tuple[Array, ...]
-    boundaries: tuple[Any, ...] = eqx.field(static=True)
-    smoother: str = eqx.field(static=True)
     pre: int = eqx.field(static=True)
     post: int = eqx.field(static=True)
-    omega: float = eqx.field(static=True)
-    degree: int = eqx.field(static=True)
-    transfers: tuple[Any, ...] = ()
 
     def in_structure(self):
         return self.operators[0].in_structure()
@@ -236,40 +317,25 @@ class VCycle(AbstractGridOperator):
             "small grids."
         )
 
-    def _smooth(self, level, f, u, fluid, post):
+    def _smooth(self, level, f, u, post):
         op = self.operators[level]
         D = self.diagonals[level]
-        sweeps = self.post if post else self.pre
-        if sweeps == 0:
-            return u
-        if self.smoother == "jacobi":
-            return jacobi(op.mv, f, u, D, fluid, sweeps=sweeps, omega=self.omega)
-        if self.smoother == "chebyshev":
-            for _ in range(sweeps):
-                u = chebyshev(op.mv, f, u, D, fluid, lmax=self.lmax[level], degree=self.degree)
-            return u
-        return red_black_gauss_seidel(op.mv, f, u, D, fluid, sweeps=sweeps, reverse=post)
+        data = self.smoother_data[level]
+        for _ in range(self.post if post else self.pre):
+            u = self.smoother.step(op, D, data, f, u, post=post)
+        return u
 
     def _cycle(self, level, f):
         op = self.operators[level]
-        fluid = ~op.solid
         if level == len(self.operators) - 1:
             n = f.size
             u = (self.coarse_inverse @ f.reshape(n)).reshape(f.shape)
-            return jnp.where(fluid, u, jnp.zeros_like(u))
-        u = self._smooth(level, f, jnp.zeros_like(f), fluid, post=False)
+            return jnp.where(~op.solid, u, jnp.zeros_like(u))
+        u = self._smooth(level, f, jnp.zeros_like(f), post=False)
         r = f - op.mv(u)
-        if self.transfers:
-            tr = self.transfers[level]
-            u = u + tr.prolong(self._cycle(level + 1, tr.restrict(r)))
-            return self._smooth(level, f, u, fluid, post=True)
-        bnd = self.boundaries[level]
-        cper = self.operators[level + 1].periodic
-        ext = self.extension[level + 1]
-        sc = self.scales[level]
-        ec = self._cycle(level + 1, _to_coarse(r, sc, bnd, ext, cper))
-        u = u + _to_fine(ec, sc, bnd, ext, cper)
-        return self._smooth(level, f, u, fluid, post=True)
+        tr = self.transfers[level]
+        u = u + tr.prolong(self._cycle(level + 1, tr.restrict(r)))
+        return self._smooth(level, f, u, post=True)
 
     def mv(self, vector):
         solid = self.operators[0].solid
@@ -316,53 +382,51 @@ def _geometric_depth_ok(shape, max_coarse: int) -> bool:
 def multigrid(
     operator: AbstractGridOperator,
     *,
-    smoother: str = "chebyshev",
+    smoother: AbstractSmoother = Chebyshev(),
     pre: int = 1,
     post: int = 1,
-    omega: float | None = None,
-    degree: int = 2,
     max_coarse: int = 256,
     levels: int | None = None,
-    coarse: str | None = None,
-    semicoarsen: float = 0.25,
+    coarse: AbstractCoarsening | None = None,
 ) -> VCycle:
     """Set up a multigrid V-cycle for a cell-centred diffusion operator.
 
     Three kinds of coarse levels (`coarse`):
 
-    - `"blackbox"`: operator-dependent interpolation and Galerkin coarse operators
-        `P^T A P` (`3^d`-point stencils; see [`scimlx.linsolve.blackbox_coarsen`][]); any grid
-        size (`n -> n // 2` per axis); axes much more weakly coupled than the strongest
-        (below `semicoarsen` times its strength) are not coarsened (semi-coarsening, for
-        anisotropic coefficients). Robust on obstacles, thin channels and coefficient jumps.
-    - `"rediscretise"`: [`scimlx.linsolve.coarsen`][] (coefficients averaged, a coarse cell
-        solid when all its children are) with cell-centred bilinear transfers; even sizes only.
-    - `"galerkin"`: `R A P` with the cell-centred bilinear transfers
+    - [`scimlx.linsolve.BlackBox`][]: operator-dependent interpolation and Galerkin coarse
+        operators `P^T A P` (`3^d`-point stencils; see [`scimlx.linsolve.blackbox_coarsen`][]);
+        any grid size (`n -> n // 2` per axis); axes much more weakly coupled than the
+        strongest are not coarsened (semi-coarsening, for anisotropic coefficients). Robust on
+        obstacles, thin channels and coefficient jumps.
+    - [`scimlx.linsolve.Rediscretise`][]: [`scimlx.linsolve.coarsen`][] (coefficients
+        averaged, a coarse cell solid when all its children are) with cell-centred bilinear
+        transfers; even sizes only.
+    - [`scimlx.linsolve.Galerkin`][]: `R A P` with the cell-centred bilinear transfers
         ([`scimlx.linsolve.galerkin_coarsen`][], `5^d`-point stencils); even sizes only.
 
-    The default (`None`) is `"rediscretise"` for constant-coefficient isotropic operators
-    (with or without solids) whose sizes halve down to `max_coarse` cells, and `"blackbox"`
+    The default (`None`) is `Rediscretise()` for constant-coefficient isotropic operators
+    (with or without solids) whose sizes halve down to `max_coarse` cells, and `BlackBox()`
     otherwise (variable or anisotropic coefficients, odd sizes, traced operators). On
-    obstacle scenes with thin channels (mazes) `"blackbox"` needs fewer iterations than
-    `"rediscretise"`; on scattered obstacles more (see the benchmarks page).
+    obstacle scenes with thin channels (mazes) `BlackBox()` needs fewer iterations than
+    `Rediscretise()`; on scattered obstacles more (see the benchmarks page). A subclass of
+    [`scimlx.linsolve.AbstractCoarsening`][] plugs in its own levels.
 
     **Arguments:**
 
-    - `operator`: a [`scimlx.linsolve.DiffusionOperator`][] (or, for `"blackbox"`, a
-        `3^d`-point [`scimlx.linsolve.StencilOperator`][]).
-    - `smoother`: `"jacobi"` (damped), `"chebyshev"` (on `D^{-1}A`, degree `degree`) or
-        `"rbgs"` (red-black Gauss-Seidel, reversed after the correction).
-    - `pre`, `post`: smoothing steps before/after the coarse correction. Use `pre == post`
+    - `operator`: a [`scimlx.linsolve.DiffusionOperator`][] (or, for `BlackBox()` and
+        `Galerkin()`, a [`scimlx.linsolve.StencilOperator`][]).
+    - `smoother`: an [`scimlx.linsolve.AbstractSmoother`][]:
+        [`scimlx.linsolve.Chebyshev`][] (default, degree 2),
+        [`scimlx.linsolve.Jacobi`][] (damped) or
+        [`scimlx.linsolve.RedBlackGaussSeidel`][] (reversed after the correction), or a
+        subclass of your own.
+    - `pre`, `post`: smoothing sweeps before/after the coarse correction. Use `pre == post`
         for a symmetric cycle (needed as a CG preconditioner).
-    - `omega`: Jacobi damping (default `0.8` in 2-D, `6/7` in 3-D).
-    - `degree`: Chebyshev degree.
     - `max_coarse`: coarsen until at most this many cells (the coarsest level is solved by a
         dense pseudo-inverse). A grid that cannot be coarsened that far raises `ValueError`
-        naming the grid (e.g. odd periodic sides, or odd sides with `"rediscretise"`).
+        naming the grid (e.g. odd periodic sides, or odd sides with `Rediscretise()`).
     - `levels`: number of levels (default: as many as needed for `max_coarse`).
-    - `coarse`: `None` (automatic, above), `"blackbox"`, `"rediscretise"` or `"galerkin"`.
-    - `semicoarsen`: black-box only; the relative coupling strength below which an axis is
-        not coarsened (`0` coarsens every axis that can be halved).
+    - `coarse`: `None` (automatic, above) or an [`scimlx.linsolve.AbstractCoarsening`][].
 
     **Returns:**
 
@@ -372,131 +436,65 @@ def multigrid(
         raise TypeError(
             f"`operator` must be a DiffusionOperator (or a StencilOperator); got {type(operator)}."
         )
-    if smoother not in _SMOOTHERS:
-        raise ValueError(f"`smoother` must be one of {_SMOOTHERS}; got {smoother!r}.")
+    if not isinstance(smoother, AbstractSmoother):
+        raise TypeError(
+            "`smoother` must be an AbstractSmoother (e.g. `Chebyshev()`, `Jacobi()`, "
+            f"`RedBlackGaussSeidel()`); got {smoother!r}."
+        )
     if pre < 0 or post < 0:
         raise ValueError("`pre` and `post` must be non-negative.")
-    if coarse is not None and coarse not in _COARSE:
-        raise ValueError(f"`coarse` must be None or one of {_COARSE}; got {coarse!r}.")
+    if coarse is not None and not isinstance(coarse, AbstractCoarsening):
+        raise TypeError(
+            "`coarse` must be None or an AbstractCoarsening (e.g. `BlackBox()`, "
+            f"`Rediscretise()`, `Galerkin()`); got {coarse!r}."
+        )
     if max_coarse < 1:
         raise ValueError(f"`max_coarse` must be >= 1; got {max_coarse}.")
     if levels is not None and levels < 1:
         raise ValueError(f"`levels` must be >= 1; got {levels}.")
     if coarse is None:
         simple = _uniform(operator) and _geometric_depth_ok(operator.grid_shape, max_coarse)
-        coarse = "rediscretise" if simple else "blackbox"
-    if coarse != "blackbox" and not isinstance(operator, DiffusionOperator):
-        raise TypeError(f"`coarse={coarse!r}` needs a DiffusionOperator; got {type(operator)}.")
-    ndim = len(operator.grid_shape)
-    if omega is None:
-        omega = 0.8 if ndim <= 2 else 6.0 / 7.0
-    # Black-box setup runs eagerly on a concrete operator: the coarsening decisions
-    # (semi-coarsening) need concrete values, and op-by-op execution costs less than
-    # compiling the whole setup.
-    eager = coarse == "blackbox" and not _traced(operator)
+        coarse = Rediscretise() if simple else BlackBox()
+    # Eager strategies (black-box) run op by op on a concrete operator: the coarsening
+    # decisions (semi-coarsening) need concrete values, and op-by-op execution costs less
+    # than compiling the whole setup.
+    eager = coarse.eager and not _traced(operator)
     build = _build.__wrapped__ if eager else _build
-    return build(
-        operator,
-        smoother,
-        pre,
-        post,
-        float(omega),
-        degree,
-        max_coarse,
-        levels,
-        coarse,
-        float(semicoarsen),
-    )
+    return build(operator, smoother, pre, post, max_coarse, levels, coarse)
+
+
+def _hierarchy(operator, coarse, max_coarse, levels):
+    ops, transfers = [operator], []
+    while True:
+        cur = ops[-1]
+        size = int(np.prod(cur.grid_shape))
+        if levels is not None and len(ops) >= levels:
+            break
+        if levels is None and size <= max_coarse:
+            break
+        level = coarse.coarsen(cur)
+        if level is None:
+            if levels is None:
+                raise ValueError(
+                    f"`coarse={coarse!r}` cannot coarsen the grid {cur.grid_shape} (periodic: "
+                    f"{cur.periodic}; reached from {operator.grid_shape}), and its {size} cells "
+                    f"exceed `max_coarse={max_coarse}`. `BlackBox()` coarsens any size "
+                    "(periodic axes need even sizes); `Rediscretise()` and `Galerkin()` halve "
+                    "even sizes only."
+                )
+            break
+        ops.append(level[0])
+        transfers.append(level[1])
+    return ops, transfers
 
 
 @eqx.filter_jit
-def _build(
-    operator,
-    smoother,
-    pre,
-    post,
-    omega,
-    degree,
-    max_coarse,
-    levels,
-    coarse="rediscretise",
-    semicoarsen=0.25,
-):
-    if coarse == "blackbox":
-        ops, transfers = blackbox_hierarchy(
-            operator, max_coarse=max_coarse, levels=levels, semicoarsen=semicoarsen
-        )
-        return _setup(tuple(ops), smoother, pre, post, omega, degree, transfers=tuple(transfers))
-    ops = [operator]
-    while True:
-        shape = ops[-1].grid_shape
-        if levels is not None and len(ops) >= levels:
-            break
-        if levels is None and int(np.prod(shape)) <= max_coarse:
-            break
-        if any(n % 2 or n < 4 for n in shape):
-            if levels is None:
-                raise ValueError(
-                    f"`coarse={coarse!r}` cannot coarsen the grid {shape} (reached from "
-                    f"{operator.grid_shape}): it halves even sizes only, and {int(np.prod(shape))}"
-                    f" cells exceed `max_coarse={max_coarse}`; use `coarse='blackbox'` (any size)."
-                )
-            break
-        ops.append(coarsen(ops[-1]) if coarse == "rediscretise" else galerkin_coarsen(ops[-1]))
-    return _setup(tuple(ops), smoother, pre, post, omega, degree, galerkin=coarse == "galerkin")
-
-
-def _gershgorin(op, D):
-    """Gershgorin bound of `D^{-1} A` on fluid cells: 2 for diffusion operators (diagonally
-    dominant), the largest `sum_j |a_ij| / a_ii` for Galerkin stencils (not always dominant)."""
-    if not isinstance(op, StencilOperator):
-        return 2.0
-    rows = jnp.sum(jnp.abs(op.stencil), axis=0) / jnp.where(op.solid, 1.0, jnp.abs(D))
-    return jnp.maximum(jnp.max(jnp.where(op.solid, 0.0, rows)), 2.0)
-
-
-def _setup_arrays(ops, smoother, galerkin=False, blackbox=False):
+def _build(operator, smoother, pre, post, max_coarse, levels, coarse):
+    ops, transfers = _hierarchy(operator, coarse, max_coarse, levels)
     diags = tuple(op.diagonal_values() for op in ops)
-    if smoother == "chebyshev":
-        lmax = tuple(
-            estimate_lmax(op.mv, D, ~op.solid, bound=_gershgorin(op, D))
-            for op, D in zip(ops[:-1], diags[:-1])
-        ) + (jnp.asarray(2.0, ops[0].dtype),)
-    else:
-        lmax = tuple(jnp.asarray(2.0, op.dtype) for op in ops)
-    A = _dense(ops[-1])
-    inv = jnp.linalg.pinv(A, hermitian=True)
-    if blackbox:  # the transfers carry the coarse spaces
-        return diags, lmax, inv, (), ()
-    ext = tuple(_extension_weights(op.solid, op.periodic) for op in ops)
-    scales = tuple((~op.solid).astype(op.dtype) for op in ops)
-    if galerkin:  # the Galerkin coarse spaces: no extension, renormalised interpolation
-        ext = tuple((jnp.zeros_like(w), f) for w, f in ext)
-        scales = tuple(
-            _galerkin_scale(~op.solid, f, _transfer_boundary(op), op.dtype)
-            for op, (_, f) in zip(ops[:-1], ext[1:])
-        ) + (scales[-1],)
-    return diags, lmax, inv, ext, scales
-
-
-def _setup(ops, smoother, pre, post, omega, degree, galerkin=False, transfers=()):
-    boundaries = tuple(_transfer_boundary(op) for op in ops)
-    diags, lmax, inv, ext, scales = _setup_arrays(ops, smoother, galerkin, bool(transfers))
-    return VCycle(
-        ops,
-        diags,
-        lmax,
-        inv,
-        ext,
-        scales,
-        boundaries,
-        smoother,
-        pre,
-        post,
-        omega,
-        degree,
-        transfers,
-    )
+    data = tuple(smoother.init(op, D) for op, D in zip(ops[:-1], diags[:-1])) + (None,)
+    inv = jnp.linalg.pinv(_dense(ops[-1]), hermitian=True)
+    return VCycle(tuple(ops), diags, tuple(transfers), smoother, data, inv, pre, post)
 
 
 @eqx.filter_jit

@@ -14,7 +14,9 @@ Both act on one unbatched residual of grid shape `(*spatial)` (2 or 3 axes) and 
 direction of the same shape; the solver normalises the residual and masks solid cells.
 """
 
+import dataclasses
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -22,6 +24,21 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._transfer import conv, restrict, tensor_kernel
+
+
+class _AbstractNetwork(eqx.Module):
+    """A direction network whose static fields are its constructor's arguments (less `key`)."""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this network's structure (JSON-able).
+
+        [`scimlx.save`][] stores them, so [`scimlx.load`][] rebuilds the network by class name.
+        """
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("static", False)
+        }
 
 
 def _dtype(name: str):
@@ -54,7 +71,7 @@ def _upsample(x: Array, spatial: tuple[int, ...]) -> Array:
     return x[(slice(None),) + tuple(slice(0, n) for n in spatial)]
 
 
-class DCDMNet(eqx.Module):
+class DCDMNet(_AbstractNetwork):
     """The DCDM convolutional network (2-D or 3-D), one pooling level, residual skips.
 
     With the defaults (`pre_pairs=1, mid_pairs=3, post_pairs=2`) the layer list is that of
@@ -199,7 +216,7 @@ def _init_kernel(key, shape, fan_in, dtype):
     return jax.random.uniform(key, shape, dtype, -lim, lim)
 
 
-class LearnedMGNet(eqx.Module):
+class LearnedMGNet(_AbstractNetwork):
     r"""A learned additive multigrid (BPX-type) direction map, SPD and size independent.
 
     Beyond the paper. On level $l$ (level 0 the grid, level $l+1$ its restriction with
@@ -287,7 +304,7 @@ class LearnedMGNet(eqx.Module):
         return q[0]
 
 
-class LearnedVCycleNet(eqx.Module):
+class LearnedVCycleNet(_AbstractNetwork):
     r"""A learned geometric V-cycle as a DCDM direction map (beyond the paper).
 
     The cycle of [`scimlx.linsolve.multigrid`][] with rediscretised coarse grids for the

@@ -405,7 +405,7 @@ class StencilOperator(AbstractGridOperator):
     `(A u)_c = sum_o S[o, c] u_{c + o}` over the offsets `o` in `{-h..h}^d` (`w = 2h + 1`,
     C order), with neighbours outside the grid taken as zero (the boundary conditions are
     already folded into the coefficients) or wrapped on periodic axes; solid cells are identity
-    rows. This is what Galerkin coarsening (`multigrid(..., coarse="galerkin")`) produces:
+    rows. This is what Galerkin coarsening (`multigrid(..., coarse=Galerkin())`) produces:
     the cell-centred `R A P` has a `5^d`-point stencil.
 
     **Fields:**

@@ -1,122 +1,221 @@
 """Multigrid smoothers: damped Jacobi, Chebyshev (Jacobi-preconditioned), red-black Gauss-Seidel.
 
-All act on grid-shaped arrays with an operator `A` (a callable `u -> A u`), its diagonal `D`
-and a fluid mask (solid cells are held at zero). Each returns the new iterate. With the sweeps
-used by `VCycle` (the same Jacobi/Chebyshev before and after, red-black before and black-red
-after) the V-cycle is a symmetric operator.
+A smoother is a small Module ([`scimlx.linsolve.AbstractSmoother`][]) that the V-cycle of
+[`scimlx.linsolve.multigrid`][] asks for two things: per-level data computed once when the
+hierarchy is built (`init`), and one sweep on an iterate (`step`). Solid cells are held at zero.
+With the sweeps used by the V-cycle (the same Jacobi/Chebyshev sweep before and after the
+coarse correction, red-black before and black-red after) the V-cycle is a symmetric operator.
 """
 
+import abc
 from collections.abc import Callable
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, PyTree
+
+from ._operators import AbstractGridOperator, StencilOperator
 
 
-def jacobi(
-    mv: Callable[[Array], Array],
-    f: Array,
-    u: Array,
-    diag: Array,
-    fluid: Array,
-    *,
-    sweeps: int = 1,
-    omega: float = 0.8,
-) -> Array:
-    """Damped Jacobi: `u <- u + omega D^{-1} (f - A u)`, `sweeps` times.
+class AbstractSmoother(eqx.Module):
+    """A multigrid smoother: one sweep `u -> u'` towards the solution of `A u = f`.
+
+    Subclass it and implement `init` and `step`; pass an instance as
+    `multigrid(op, smoother=...)`. The V-cycle calls `init` once per level (not the
+    coarsest, which is solved exactly) when it is built, and `step` `pre` times before and
+    `post` times after the coarse-grid correction. For the V-cycle to be symmetric (as a CG
+    preconditioner needs), the post-smoothing sweep must be the adjoint of the
+    pre-smoothing one (`post=True` says which one is asked for).
+
+    !!! example
+
+        ```python
+        class Richardson(ls.AbstractSmoother):
+            tau: float = eqx.field(static=True, default=0.2)
+
+            def init(self, operator, diagonal):
+                return None
+
+            def step(self, operator, diagonal, data, f, u, *, post):
+                fluid = ~operator.solid
+                return u + jnp.where(fluid, self.tau * (f - operator.mv(u)) / diagonal, 0.0)
+        ```
+    """
+
+    @abc.abstractmethod
+    def init(self, operator: AbstractGridOperator, diagonal: Array) -> PyTree[Any]:
+        """Per-level data (arrays or `None`), computed once when the V-cycle is built.
+
+        **Arguments:**
+
+        - `operator`: the level's grid operator (`operator.mv`, `operator.solid`).
+        - `diagonal`: its diagonal, grid-shaped.
+
+        **Returns:**
+
+        Any pytree; it is handed back to `step` as `data`.
+        """
+
+    @abc.abstractmethod
+    def step(
+        self,
+        operator: AbstractGridOperator,
+        diagonal: Array,
+        data: PyTree[Any],
+        f: Array,
+        u: Array,
+        *,
+        post: bool,
+    ) -> Array:
+        """One sweep on the iterate `u` for `A u = f`.
+
+        **Arguments:**
+
+        - `operator`, `diagonal`: the level's operator and its diagonal.
+        - `data`: what `init` returned for this level.
+        - `f`: right-hand side; `u`: iterate (both grid-shaped, zero on solid cells).
+        - `post`: whether the sweep follows the coarse-grid correction (run the adjoint of
+          the pre-smoothing sweep there).
+
+        **Returns:**
+
+        The new iterate, zero on solid cells.
+        """
+
+
+def _inverse_diagonal(diag: Array, fluid: Array, scale: Any = 1.0) -> Array:
+    return jnp.where(fluid, scale / diag, jnp.zeros_like(diag))
+
+
+class Jacobi(AbstractSmoother):
+    """Damped Jacobi: `u <- u + omega D^{-1} (f - A u)`.
 
     **Arguments:**
 
-    - `mv`: the operator's matvec; `f`: right-hand side; `u`: iterate; `diag`: the diagonal
-      `D`; `fluid`: boolean mask of the unknowns (others stay zero).
-    - `sweeps`: number of sweeps; `omega`: damping.
-
-    **Returns:**
-
-    The new iterate.
+    - `omega`: damping (default `None`: `0.8` in 1-D and 2-D, `6/7` in 3-D).
     """
-    inv = jnp.where(fluid, omega / diag, jnp.zeros_like(diag))
-    for _ in range(sweeps):
-        u = u + inv * (f - mv(u))
-    return u
+
+    omega: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if self.omega is not None and not 0 < self.omega <= 2:
+            raise ValueError(f"`omega` must be in (0, 2]; got {self.omega}.")
+
+    def init(self, operator: AbstractGridOperator, diagonal: Array) -> None:
+        return None
+
+    def step(
+        self,
+        operator: AbstractGridOperator,
+        diagonal: Array,
+        data: None,
+        f: Array,
+        u: Array,
+        *,
+        post: bool,
+    ) -> Array:
+        omega = self.omega
+        if omega is None:
+            omega = 0.8 if u.ndim <= 2 else 6.0 / 7.0
+        inv = _inverse_diagonal(diagonal, ~operator.solid, float(omega))
+        return u + inv * (f - operator.mv(u))
 
 
-def chebyshev(
-    mv: Callable[[Array], Array],
-    f: Array,
-    u: Array,
-    diag: Array,
-    fluid: Array,
-    *,
-    lmax: Array,
-    degree: int = 3,
-    lower: float = 0.125,
-) -> Array:
-    """Chebyshev smoother of `degree` on `D^{-1} A`, targeting `[lower * lmax, lmax]`.
+def _gershgorin(op: AbstractGridOperator, D: Array) -> Array | float:
+    """Gershgorin bound of `D^{-1} A` on fluid cells: 2 for diffusion operators (diagonally
+    dominant), the largest `sum_j |a_ij| / a_ii` for Galerkin stencils (not always dominant)."""
+    if not isinstance(op, StencilOperator):
+        return 2.0
+    rows = jnp.sum(jnp.abs(op.stencil), axis=0) / jnp.where(op.solid, 1.0, jnp.abs(D))
+    return jnp.maximum(jnp.max(jnp.where(op.solid, 0.0, rows)), 2.0)
+
+
+class Chebyshev(AbstractSmoother):
+    """Chebyshev smoother of `degree` on `D^{-1} A`, damping `[lower * lmax, lmax]`.
+
+    `lmax` is estimated per level when the V-cycle is built (power iteration, see
+    [`scimlx.linsolve.estimate_lmax`][], capped by the Gershgorin bound). One sweep costs
+    `degree` operator products.
 
     **Arguments:**
 
-    - `mv`, `f`, `u`, `diag`, `fluid`: as in [`scimlx.linsolve.jacobi`][].
-    - `lmax`: upper bound of the spectrum of `D^{-1} A` (see `estimate_lmax`).
-    - `degree`: polynomial degree (operator products).
-    - `lower`: lower end of the damped interval, as a fraction of `lmax`.
-
-    **Returns:**
-
-    The new iterate.
+    - `degree`: polynomial degree (default 2).
+    - `lower`: lower end of the damped interval, as a fraction of `lmax` (default `0.125`).
     """
-    inv = jnp.where(fluid, 1.0 / diag, jnp.zeros_like(diag))
-    lmin = lmax * lower
-    theta = 0.5 * (lmax + lmin)
-    delta = 0.5 * (lmax - lmin)
-    sigma = theta / delta
-    rho = 1.0 / sigma
-    r = inv * (f - mv(u))
-    d = r / theta
-    for k in range(degree):
-        u = u + d
-        if k == degree - 1:
-            break
-        r = r - inv * mv(d)
-        rho_new = 1.0 / (2.0 * sigma - rho)
-        d = (rho_new * rho) * d + (2.0 * rho_new / delta) * r
-        rho = rho_new
-    return u
+
+    degree: int = eqx.field(static=True, default=2)
+    lower: float = eqx.field(static=True, default=0.125)
+
+    def __check_init__(self):
+        if not isinstance(self.degree, int) or self.degree < 1:
+            raise ValueError(f"`degree` must be a positive integer; got {self.degree!r}.")
+        if not 0 < self.lower < 1:
+            raise ValueError(f"`lower` must be in (0, 1); got {self.lower}.")
+
+    def init(self, operator: AbstractGridOperator, diagonal: Array) -> Array:
+        bound = _gershgorin(operator, diagonal)
+        return estimate_lmax(operator.mv, diagonal, ~operator.solid, bound=bound)
+
+    def step(
+        self,
+        operator: AbstractGridOperator,
+        diagonal: Array,
+        data: Array,
+        f: Array,
+        u: Array,
+        *,
+        post: bool,
+    ) -> Array:
+        mv = operator.mv
+        lmax = data
+        inv = _inverse_diagonal(diagonal, ~operator.solid)
+        lmin = lmax * self.lower
+        theta = 0.5 * (lmax + lmin)
+        delta = 0.5 * (lmax - lmin)
+        sigma = theta / delta
+        rho = 1.0 / sigma
+        r = inv * (f - mv(u))
+        d = r / theta
+        for k in range(self.degree):
+            u = u + d
+            if k == self.degree - 1:
+                break
+            r = r - inv * mv(d)
+            rho_new = 1.0 / (2.0 * sigma - rho)
+            d = (rho_new * rho) * d + (2.0 * rho_new / delta) * r
+            rho = rho_new
+        return u
 
 
-def red_black_gauss_seidel(
-    mv: Callable[[Array], Array],
-    f: Array,
-    u: Array,
-    diag: Array,
-    fluid: Array,
-    *,
-    sweeps: int = 1,
-    reverse: bool = False,
-) -> Array:
-    """Red-black Gauss-Seidel for (2d+1)-point stencils: red cells then black (or reversed).
+class RedBlackGaussSeidel(AbstractSmoother):
+    """Red-black Gauss-Seidel for `(2d+1)`-point stencils: red cells, then black.
 
-    Cells with even index sum are red. Use `reverse=False` before and `reverse=True` after the
-    coarse-grid correction for a symmetric V-cycle.
-
-    **Arguments:**
-
-    - `mv`, `f`, `u`, `diag`, `fluid`: as in [`scimlx.linsolve.jacobi`][].
-    - `sweeps`: number of (red + black) sweeps.
-    - `reverse`: black first.
-
-    **Returns:**
-
-    The new iterate.
+    Cells with even index sum are red. The post-smoothing sweep runs black first (the adjoint),
+    so the V-cycle is symmetric.
     """
-    idx = sum(jnp.indices(u.shape))
-    red = (idx % 2) == 0
-    order = (~red, red) if reverse else (red, ~red)
-    inv = jnp.where(fluid, 1.0 / diag, jnp.zeros_like(diag))
-    for _ in range(sweeps):
+
+    def init(self, operator: AbstractGridOperator, diagonal: Array) -> None:
+        return None
+
+    def step(
+        self,
+        operator: AbstractGridOperator,
+        diagonal: Array,
+        data: None,
+        f: Array,
+        u: Array,
+        *,
+        post: bool,
+    ) -> Array:
+        idx = sum(jnp.indices(u.shape))
+        red = (idx % 2) == 0
+        order = (~red, red) if post else (red, ~red)
+        inv = _inverse_diagonal(diagonal, ~operator.solid)
         for colour in order:
-            u = u + jnp.where(colour, inv * (f - mv(u)), jnp.zeros_like(u))
-    return u
+            u = u + jnp.where(colour, inv * (f - operator.mv(u)), jnp.zeros_like(u))
+        return u
 
 
 def estimate_lmax(
@@ -133,7 +232,8 @@ def estimate_lmax(
 
     **Arguments:**
 
-    - `mv`, `diag`, `fluid`: as in [`scimlx.linsolve.jacobi`][].
+    - `mv`: the operator's matvec; `diag`: its diagonal `D`; `fluid`: boolean mask of the
+        unknowns.
     - `key`: PRNG key for the start vector (default a fixed key).
     - `steps`: power iterations; `safety`: factor applied to the estimate.
     - `bound`: an upper bound of the spectrum (default `2`, the Gershgorin bound for a

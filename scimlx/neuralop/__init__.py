@@ -17,8 +17,8 @@ from ._mgno import (
     count_params as count_params,
     level_shapes as level_shapes,
     MgNO as MgNO,
-    Smoother as Smoother,
-    VCycle as VCycle,
+    MgNOSmoother as MgNOSmoother,
+    MgNOVCycle as MgNOVCycle,
 )
 from ._train import (
     evaluate as evaluate,

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core import CorruptedFileError, is_successful, read_arrays, Solution, write_arrays
 from .._core._checks import Tolerance
-from ..linsolve import DiffusionOperator, multigrid, pcg_solve
+from ..linsolve import Chebyshev, DiffusionOperator, multigrid, pcg_solve
 
 
 # variant -> (alpha, tau). "smooth" is the FNO paper's data (`piececonst_r421_N1024_smooth`),
@@ -140,7 +140,7 @@ def darcy_solve(
     op = darcy_operator(a)
     if f is None:
         f = jnp.ones_like(a)
-    vc = multigrid(op, smoother="chebyshev", pre=1, post=1, max_coarse=16)
+    vc = multigrid(op, smoother=Chebyshev(), pre=1, post=1, max_coarse=16)
     return pcg_solve(op, f, preconditioner=vc, rtol=rtol, max_steps=max_steps, throw=throw)
 
 

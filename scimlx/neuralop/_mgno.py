@@ -7,102 +7,16 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core._checks import check_sizes
-from ..linsolve._transfer import (
-    _coarse_len,
-    _pad,
-    coarse_shape,
-    conv as _linsolve_conv,
-    restrict as _linsolve_restrict,
-)
+from ..linsolve import coarse_shape, conv, prolong, restrict
 from ._fno import _default_dtype, Pointwise
 
 
 _BOUNDARIES = ("dirichlet", "neumann", "periodic")
-
-
-def conv(u, kernel, *, boundary):
-    """`scimlx.linsolve.conv`, with XLA's own zero padding on the Dirichlet path.
-
-    Same result as `linsolve.conv` (tested); the zero-padded case is the hot loop of MgNO
-    training, where padding inside the convolution is about 2x faster on CPU than an explicit
-    `jnp.pad` followed by a VALID convolution.
-    """
-    if boundary != "dirichlet":
-        return _linsolve_conv(u, kernel, boundary=boundary)
-    d = u.ndim - 1
-    h = kernel.shape[-1] // 2
-    return jax.lax.conv_general_dilated(u[None], kernel, (1,) * d, [(h, h)] * d)[0]
-
-
-def restrict(u, kernel, *, boundary, padding):
-    """`scimlx.linsolve.restrict` (stride-2 convolution), with XLA's zero padding on Dirichlet.
-
-    Same result as `linsolve.restrict` (tested); saves the explicit `jnp.pad` in the hot loop.
-    """
-    if boundary != "dirichlet":
-        return _linsolve_restrict(u, kernel, boundary=boundary, padding=padding)
-    k = kernel.shape[-1]
-    widths = []
-    for n in u.shape[1:]:
-        m = _coarse_len(n, k, padding)
-        widths.append((padding, max(0, 2 * (m - 1) + k - padding - n)))
-    d = u.ndim - 1
-    return jax.lax.conv_general_dilated(u[None], kernel, (2,) * d, widths)[0]
-
-
-def _phase_selection(k: int, p: int) -> np.ndarray:
-    """`M[r, t, j] = 1` where fine phase `r`, coarse tap `t` (offset `t - 1`) use weight `j`."""
-    m = np.zeros((2, 3, k))
-    for r in range(2):
-        for t in range(3):
-            j = r + p + 2 - 2 * t
-            if 0 <= j < k:
-                m[r, t, j] = 1.0
-    return m
-
-
-def prolong(u, kernel, *, boundary, shape, padding):
-    """`scimlx.linsolve.prolong` (transposed stride-2 convolution) by phase decomposition.
-
-    `fine[2 i + j - p] += w[j] coarse[i]` splits into `2^d` phases (fine index parity), each a
-    stride-1 3-tap convolution of the coarse grid; the phases are computed by one convolution
-    with `2^d` times the output channels and interleaved. Same result as `linsolve.prolong`
-    (tested), but neither it nor its gradient needs an input-dilated convolution, which XLA
-    runs far slower on CPU (about 10x for MgNO's sizes).
-    """
-    d = u.ndim - 1
-    k = kernel.shape[-1]
-    cout, cin = kernel.shape[:2]
-    shape = tuple(int(n) for n in shape)
-    expect = tuple(_coarse_len(n, k, padding) for n in shape)
-    if tuple(u.shape[1:]) != expect:
-        raise ValueError(
-            f"coarse size {u.shape[1:]} does not match fine `shape` {shape} for a "
-            f"size-{k} kernel with padding {padding} (expected {expect})."
-        )
-    half = [-(-n // 2) for n in shape]  # entries per phase
-    extra = [h - m for h, m in zip(half, expect)]
-    sel = jnp.asarray(_phase_selection(k, padding), kernel.dtype)
-    # phase kernel K[r_1..r_d, o, i, t_1..t_d] = sum_j prod_a M[r_a, t_a, j_a] w[o, i, j_1..j_d]
-    r, t, j = "abc"[:d], "def"[:d], "ghk"[:d]
-    spec = ",".join(f"{r[a]}{t[a]}{j[a]}" for a in range(d)) + f",oi{j}->{r}oi{t}"
-    kp = jnp.einsum(spec, *([sel] * d), kernel)
-    kp = kp.reshape((2**d * cout, cin) + (3,) * d)
-    if boundary == "dirichlet":
-        up, pads = u, [(1, 1 + e) for e in extra]
-    else:
-        up = _pad(u, [(1, 1)] * d, boundary, k)
-        up, pads = up, [(0, e) for e in extra]
-    out = jax.lax.conv_general_dilated(up[None], kp, (1,) * d, pads)[0]
-    out = out.reshape((2,) * d + (cout,) + tuple(half))
-    # (r_1..r_d, o, m_1..m_d) -> (o, m_1, r_1, ..., m_d, r_d)
-    perm = [d] + [x for a in range(d) for x in (d + 1 + a, a)]
-    out = jnp.transpose(out, perm).reshape((cout,) + tuple(2 * h for h in half))
-    return out[(slice(None),) + tuple(slice(0, n) for n in shape)]
+# The learned convolutions run in the backend's default precision (as equinox's layers do).
+_PRECISION = None
 
 
 def cell_restrict(u: Float[Array, " c *spatial"]) -> Float[Array, " c *coarse"]:
@@ -220,7 +134,7 @@ def level_shapes(
     return shapes
 
 
-class Smoother(eqx.Module):
+class MgNOSmoother(eqx.Module):
     """One learned smoothing step `u <- u + S (f - A u)` with 3x3 convolutions `A`, `S`.
 
     **Arguments:** `A` (`(c_f, c_u, 3, 3)`) and `S` (`(c_u, c_f, 3, 3)`) kernels.
@@ -230,7 +144,7 @@ class Smoother(eqx.Module):
     S: Float[Array, "cu cf *k"]
 
 
-class VCycle(eqx.Module):
+class MgNOVCycle(eqx.Module):
     """One multi-channel V-cycle: a linear map from `c_f` input channels to `c_u` channels.
 
     Level 0 starts from `u = S f` and runs the remaining pre-smoothing steps
@@ -264,8 +178,8 @@ class VCycle(eqx.Module):
     """
 
     init: Float[Array, "cu cf *k"]
-    pre: tuple[tuple[Smoother, ...], ...]
-    post: tuple[tuple[Smoother, ...], ...]
+    pre: tuple[tuple[MgNOSmoother, ...], ...]
+    post: tuple[tuple[MgNOSmoother, ...], ...]
     Pi: tuple[Float[Array, "cu cu *k"], ...]
     R: tuple[Float[Array, "cf cf *k"], ...]
     A_res: tuple[Float[Array, "cf cu *k"], ...] | None
@@ -304,7 +218,7 @@ class VCycle(eqx.Module):
         keys = iter(jax.random.split(key, 4 * levels + 2 * sum(p + q for p, q in its) + 4))
 
         def smoother():
-            return Smoother(
+            return MgNOSmoother(
                 A=_uniform(next(keys), (cf, cu) + k3, cu * n3, dtype),
                 S=_uniform(next(keys), (cu, cf) + k3, cf * n3, dtype),
             )
@@ -376,9 +290,10 @@ class VCycle(eqx.Module):
                         "(kernel size 4 - (n mod 2) per level; odd sizes for padding 0)."
                     )
 
-    def _smooth(self, s: Smoother, u, f):
+    def _smooth(self, s: MgNOSmoother, u, f):
         b = self.boundary
-        return u + conv(f - conv(u, s.A, boundary=b), s.S, boundary=b)
+        pr = _PRECISION
+        return u + conv(f - conv(u, s.A, boundary=b, precision=pr), s.S, boundary=b, precision=pr)
 
     def __call__(self, f: Float[Array, " cf *spatial"]) -> Float[Array, " cu *spatial"]:
         b = self.boundary
@@ -389,17 +304,17 @@ class VCycle(eqx.Module):
             )
         self.check_shape(f.shape[1:])
         f = f.astype(self.init.dtype)
-        pad = self.transfer_padding
+        pad, pr = self.transfer_padding, _PRECISION
         us, fs = [], []
-        u = conv(f, self.init, boundary=b)
+        u = conv(f, self.init, boundary=b, precision=pr)
         for lvl in range(self.levels):
             if lvl > 0:
                 if self.A_res is None:
-                    f = restrict(f, self.R[lvl - 1], boundary=b, padding=pad)
+                    f = restrict(f, self.R[lvl - 1], boundary=b, padding=pad, precision=pr)
                 else:
-                    r = f - conv(u, self.A_res[lvl - 1], boundary=b)
-                    f = restrict(r, self.R[lvl - 1], boundary=b, padding=pad)
-                u = restrict(u, self.Pi[lvl - 1], boundary=b, padding=pad)
+                    r = f - conv(u, self.A_res[lvl - 1], boundary=b, precision=pr)
+                    f = restrict(r, self.R[lvl - 1], boundary=b, padding=pad, precision=pr)
+                u = restrict(u, self.Pi[lvl - 1], boundary=b, padding=pad, precision=pr)
             for s in self.pre[lvl]:
                 u = self._smooth(s, u, f)
             us.append(u)
@@ -408,7 +323,12 @@ class VCycle(eqx.Module):
             us[-1] = self._smooth(s, us[-1], fs[-1])
         for lvl in range(self.levels - 2, -1, -1):
             u = us[lvl] + prolong(
-                us[lvl + 1], self.P[lvl], boundary=b, shape=us[lvl].shape[1:], padding=pad
+                us[lvl + 1],
+                self.P[lvl],
+                boundary=b,
+                shape=us[lvl].shape[1:],
+                padding=pad,
+                precision=pr,
             )
             for s in self.post[lvl]:
                 u = self._smooth(s, u, fs[lvl])
@@ -424,7 +344,7 @@ def _check_finer_grids(finer_grids):
 class MgNO(eqx.Module):
     """Multigrid neural operator: layers `u <- GELU(V(u) + W u + b)` and a 1x1 head.
 
-    `V` is a multi-channel [`scimlx.neuralop.VCycle`][] (all linear maps between the layer's
+    `V` is a multi-channel [`scimlx.neuralop.MgNOVCycle`][] (all linear maps between the layer's
     channels, parameterized jointly), `W u + b` a 1x1 convolution with bias. There is no
     lifting network: the first V-cycle maps the input channels straight to `channels`. The head
     is a bias-free 1x1 convolution to `out_channels`. This is `MgNO_DC` of the reference code.
@@ -434,7 +354,7 @@ class MgNO(eqx.Module):
     - `in_channels`, `out_channels`: input and output channels.
     - `channels`: hidden channels `c_u`.
     - `n_layers`: number of V-cycle layers.
-    - `iterations`: per-level `(pre, post)` smoothing counts (see [`scimlx.neuralop.VCycle`][]).
+    - `iterations`: per-level `(pre, post)` smoothing counts (see [`scimlx.neuralop.MgNOVCycle`][]).
     - `boundary`: `"dirichlet"`, `"neumann"` or `"periodic"`.
     - `residual_restriction`: restrict residuals instead of right-hand sides.
     - `grid_shape`: the training grid. It sets the prolongation kernel sizes
@@ -451,7 +371,7 @@ class MgNO(eqx.Module):
       its error at 2x was 16x its error at the training grid, against 1.09x with
       `"transfer"`. Grids that are not such multiples of `grid_shape` always run directly.
     - `ndim`: number of spatial dimensions (1, 2 or 3).
-    - `transfer_padding`: 1 (reference) or 0 (see [`scimlx.neuralop.VCycle`][]).
+    - `transfer_padding`: 1 (reference) or 0 (see [`scimlx.neuralop.MgNOVCycle`][]).
     - `dtype`: parameter dtype (default float64 under x64, else float32).
     - `key`: PRNG key (keyword-only).
 
@@ -471,7 +391,7 @@ class MgNO(eqx.Module):
         ```
     """
 
-    vcycles: tuple[VCycle, ...]
+    vcycles: tuple[MgNOVCycle, ...]
     skips: tuple[Pointwise, ...]
     head: Pointwise
     in_channels: int = eqx.field(static=True)
@@ -502,7 +422,7 @@ class MgNO(eqx.Module):
         keys = jax.random.split(key, 2 * n_layers + 1)
         cins = [in_channels] + [channels] * (n_layers - 1)
         self.vcycles = tuple(
-            VCycle(
+            MgNOVCycle(
                 cin,
                 channels,
                 iterations,
