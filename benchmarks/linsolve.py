@@ -817,7 +817,7 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "and record the comparison in it (for two runs made at the same time)",
     )
     parser.add_argument(
-        "--finalize",
+        "--finalise",
         default=None,
         nargs="+",
         help="no run: summarise the rows of results files (e.g. a run stopped part-way, its "
@@ -854,10 +854,10 @@ def main():
     quick = bool(args.quick)
     mode = "quick" if quick else "full"
     dcdm = args.dcdm or ("run" if quick else "keep")
-    if args.finalize:
+    if args.finalise:
         # the rows of a run stopped part-way (its `.partial` file), summarised as they are
         rows, extra = [], {"sources": []}
-        for path in args.finalize:
+        for path in args.finalise:
             with open(path) as f:
                 payload = json.load(f)
             rows += [

@@ -1,4 +1,4 @@
-"""Neural operators: MgNO (multigrid-parameterized layers), the FNO baseline, losses, data."""
+"""Neural operators: MgNO (multigrid-parameterised layers), the FNO baseline, losses, data."""
 
 from ._data import (
     darcy_cached as darcy_cached,

@@ -345,7 +345,7 @@ class MgNO(eqx.Module):
     """Multigrid neural operator: layers `u <- GELU(V(u) + W u + b)` and a 1x1 head.
 
     `V` is a multi-channel [`scimlx.neuralop.MgNOVCycle`][] (all linear maps between the layer's
-    channels, parameterized jointly), `W u + b` a 1x1 convolution with bias. There is no
+    channels, parameterised jointly), `W u + b` a 1x1 convolution with bias. There is no
     lifting network: the first V-cycle maps the input channels straight to `channels`. The head
     is a bias-free 1x1 convolution to `out_channels`. This is `MgNO_DC` of the reference code.
 
