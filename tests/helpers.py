@@ -1,3 +1,6 @@
+import os
+import socket
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -30,3 +33,24 @@ def finite_difference_grad(f, x, eps=1e-6):
         e = jnp.zeros_like(flat).at[i].set(eps).reshape(x.shape)
         grads.append((f(x + e) - f(x - e)) / (2 * eps))
     return jnp.stack(grads).reshape(x.shape)
+
+
+def subprocess_env(devices: int | None) -> dict:
+    """The environment of a test subprocess: CPU only, `devices` simulated devices (or the
+    default), no progress bars, this checkout importable."""
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["SCIMLX_PROGRESS"] = "0"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for a jax.distributed coordinator)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

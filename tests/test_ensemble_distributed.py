@@ -5,14 +5,14 @@ distributed runtime are fixed when JAX starts.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from .helpers import free_port, subprocess_env
 
 
 _SCRIPT = textwrap.dedent(
@@ -103,25 +103,13 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _env(devices: int | None):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    if devices is not None:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["SCIMLX_PROGRESS"] = "0"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def _run(tmp_path, name, args, devices):
     script = tmp_path / "study.py"
     script.write_text(_SCRIPT)
     out = tmp_path / f"{name}.json"
     proc = subprocess.run(
         [sys.executable, str(script), *args[:1], str(out), *args[1:]],
-        env=_env(devices),
+        env=subprocess_env(devices),
         capture_output=True,
         text=True,
         timeout=240,
@@ -152,14 +140,8 @@ def test_eight_devices_match_one(tmp_path):
     assert res["shard_map"]["stats"]["h"] == res["one"]["stats"]["h"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_match_one(tmp_path):
-    port = str(_free_port())
+    port = str(free_port())
     script = tmp_path / "study.py"
     script.write_text(_SCRIPT)
     commands = [["host", str(tmp_path / f"p{i}.json"), port, str(i)] for i in range(2)] + [
@@ -169,7 +151,7 @@ def test_two_processes_match_one(tmp_path):
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), *args],
-            env=_env(None),
+            env=subprocess_env(None),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

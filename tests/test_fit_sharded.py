@@ -6,14 +6,14 @@ distributed runtime are fixed when JAX starts.
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from .helpers import free_port, subprocess_env
 
 
 _SCRIPT = textwrap.dedent(
@@ -112,24 +112,12 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _env(devices: int | None):
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    if devices is not None:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    env["SCIMLX_PROGRESS"] = "0"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 def _start(tmp_path, args, devices):
     script = tmp_path / "train.py"
     script.write_text(_SCRIPT)
     return subprocess.Popen(
         [sys.executable, str(script), *args],
-        env=_env(devices),
+        env=subprocess_env(devices),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -175,17 +163,11 @@ def test_eight_devices_match_one(tmp_path):
     assert "`batch`" in res["op_error"] and "6 rows" in res["op_error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_resume_one_process_checkpoint(tmp_path):
     ckpt = str(tmp_path / "run.ckpt")
     single = tmp_path / "single.json"
     _wait([_start(tmp_path, ["single", str(single), ckpt], devices=None)])
-    port = str(_free_port())
+    port = str(free_port())
     # Two processes of 2 simulated devices each: a mesh of 4 over both.
     _wait(
         [
