@@ -128,6 +128,18 @@ def check_tolerances(**tols: Any) -> None:
         check_positive(name, value, allow_zero=True)
 
 
+def check_controller_tolerances(controller: Any) -> None:
+    """The `rtol`/`atol` of a step-size controller that has them as Python numbers must be
+    finite and non-negative; the error names `stepsize_controller.rtol` (or `.atol`)."""
+    check_tolerances(
+        **{
+            f"stepsize_controller.{name}": getattr(controller, name)
+            for name in ("rtol", "atol")
+            if isinstance(getattr(controller, name, None), (int, float))
+        }
+    )
+
+
 def check_range(
     name: str,
     value: Any,

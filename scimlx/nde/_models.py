@@ -12,13 +12,13 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core._checks import (
+    check_controller_tolerances,
     check_finite,
     check_int,
     check_last_axis,
     check_ndim,
     check_ordered,
     check_positive,
-    check_tolerances,
     error_if_nonfinite,
 )
 from ._regulariser import AbstractRegulariser
@@ -41,12 +41,7 @@ def _check_solve_options(
         check_finite("dt0", dt0)
         check_positive("dt0", dt0)
     check_int("max_steps", max_steps, minimum=1)
-    tols = {
-        name: getattr(stepsize_controller, name)
-        for name in ("rtol", "atol")
-        if isinstance(getattr(stepsize_controller, name, None), (int, float))
-    }
-    check_tolerances(**{f"stepsize_controller.{k}": v for k, v in tols.items()})
+    check_controller_tolerances(stepsize_controller)
     for name, value in (extra or {}).items():
         check_finite(name, value)
         check_positive(name, value)

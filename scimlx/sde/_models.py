@@ -18,9 +18,9 @@ import lineax as lx
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from .._core._checks import (
+    check_controller_tolerances,
     check_int,
     check_positive,
-    check_tolerances,
     error_if_nonfinite,
 )
 from ._brownian import GridBrownianPath
@@ -429,12 +429,7 @@ def _check_solve_arguments(model, path, controller, adjoint, brownian_tol, max_s
             "`stepsize_controller` must be a scimlx.sde.ObservationGrid or a diffrax "
             f"step-size controller, got {type(controller).__name__}."
         )
-    tols = {
-        name: getattr(controller, name)
-        for name in ("rtol", "atol")
-        if isinstance(getattr(controller, name, None), (int, float))
-    }
-    check_tolerances(**{f"stepsize_controller.{k}": v for k, v in tols.items()})
+    check_controller_tolerances(controller)
     scan = isinstance(controller, ObservationGrid) and controller.scan
     for name, value in (("adjoint", adjoint), ("max_steps", max_steps)):
         if scan and value is not None:
