@@ -1,5 +1,8 @@
 """Render the committed benchmark results as Markdown tables and plots for the docs.
 
+All rendering of results lives in this package: `_docs.py` (docs snippets and plots) and one
+module per area for the tables an area prints or writes beyond the shared summary table.
+
     python -m benchmarks.report [AREA ...]     # print the summaries of every results file
     python -m benchmarks.report --docs         # write the docs' plots and table snippets
 
@@ -23,7 +26,7 @@ import json
 import os
 import sys
 
-from ._harness import _fmt as _fmt_scalar, RESULTS_DIR
+from .._harness import _fmt as _fmt_scalar, RESULTS_DIR
 
 
 def _fmt(v) -> str:
@@ -74,7 +77,3 @@ def main(argv=None) -> int:
     for p in paths:
         print(render(p))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

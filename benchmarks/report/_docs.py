@@ -10,7 +10,7 @@ import os
 import re
 from collections import defaultdict
 
-from ._harness import RESULTS_DIR
+from .._harness import RESULTS_DIR
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def command_text(area: str, name: str, d: dict) -> str:
 
 
 def _cell(v) -> str:
-    from .report import _fmt
+    from . import _fmt
 
     if v is None:
         return ""
