@@ -174,6 +174,286 @@ def _step_keys(key, step):
 _step_keys_jit = jax.jit(_step_keys)
 
 
+def _check_arguments(
+    steps, checkpoint_every, validate, validate_every, patience, min_steps, max_seconds, sharding
+) -> None:
+    if steps < 0:
+        raise ValueError(f"`steps` must be non-negative, got {steps}.")
+    if checkpoint_every <= 0:
+        raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
+    if validate_every <= 0:
+        raise ValueError(f"`validate_every` must be positive, got {validate_every}.")
+    if patience is not None and validate is None:
+        raise ValueError("`patience` needs `validate`.")
+    check_int("min_steps", min_steps, minimum=0)
+    if min_steps > 0 and patience is None:
+        raise ValueError("`min_steps` needs `patience` (it delays early stopping).")
+    if max_seconds is not None and not max_seconds >= 0:
+        raise ValueError(f"`max_seconds` must be non-negative, got {max_seconds}.")
+    if sharding is not None and not isinstance(sharding, AbstractSharding):
+        raise TypeError(
+            "`sharding` must be a `scimlx.AbstractSharding` (e.g. `scimlx.DataParallel(mesh, "
+            f"'batch')`) or None, got {type(sharding).__name__}."
+        )
+
+
+def _fresh_state(params, opt_state, steps: int, validate_every: int) -> dict:
+    """Training state that survives a restart: everything the next step depends on."""
+    return {
+        "params": params,
+        "opt_state": opt_state,
+        "best_params": params,
+        "losses": np.full((steps,), np.nan),
+        "val_steps": np.full((steps // validate_every + 2,), -1, dtype=np.int64),
+        "val_values": np.full((steps // validate_every + 2,), np.nan),
+        "step": np.array(0, dtype=np.int64),
+        "best": np.array(np.inf),
+        "bad_rounds": np.array(0, dtype=np.int64),
+        "stopped": np.array(False),
+    }
+
+
+_DEVICE_STATE = ("params", "opt_state", "best_params")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Checkpoint:
+    """Where a run's state is saved atomically, and what a resumed run must agree on."""
+
+    path: str | os.PathLike | None
+    steps: int
+    identity: dict | None
+    sharding: AbstractSharding | None
+
+    @classmethod
+    def open(cls, path, state: dict, steps, validate_every, optimiser, key, sharding):
+        """The checkpoint of this run, and the state to start from (resumed if `path`
+        exists). The path is checked for writing first."""
+        if path is None:
+            return cls(None, steps, None, sharding), state
+        identity = _identity(state["params"], state["opt_state"], optimiser, key)
+        _check_writable(path)
+        clean_orphans(path)
+        if os.path.exists(path):
+            state = _resume(path, state, steps, validate_every, identity)
+        return cls(path, steps, identity, sharding), state
+
+    def save(self, state: dict) -> None:
+        if self.path is None:
+            return
+        if self.sharding is not None:
+            # Host arrays, so that any layout (and any number of devices) can resume;
+            # a collective when a layout shards the state across processes.
+            state = dict(state)
+            for name in _DEVICE_STATE:
+                state[name] = to_host(state[name])
+            if jax.process_index() != 0:
+                return
+        meta = {
+            "step": int(state["step"]),
+            "steps": self.steps,
+            "n_validations": len(state["val_steps"]),
+            "identity": self.identity,
+        }
+        save(self.path, state, metadata=meta)
+
+
+def _place(sharding: AbstractSharding | None, static, key, state: dict):
+    """Lay the state out with `sharding` (in place); returns the placed static part of the
+    model and key. Also turns the NumPy bookkeeping into host copies (the loaded ones may
+    be jax arrays)."""
+    step_key = key
+    if sharding is not None:
+        # Everything the compiled step reads goes in with its layout; the batch per step.
+        static = sharding.place_state(static)
+        step_key = sharding.place_state(key)
+        for name in _DEVICE_STATE:
+            state[name] = sharding.place_state(state[name])
+    for name in ("losses", "val_steps", "val_values"):
+        state[name] = np.array(state[name])
+    return static, step_key
+
+
+def _n_rounds(state: dict) -> int:
+    return int(np.sum(state["val_steps"] >= 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Validation:
+    """One validation round: records the value, keeps the best model, decides early
+    stopping."""
+
+    validate: Callable[[Any], float]
+    static: Any
+    patience: int | None
+    min_steps: int
+
+    def __call__(self, state: dict, step: int) -> None:
+        value = float(self.validate(eqx.combine(state["params"], self.static)))
+        if not math.isfinite(value):
+            # Refuse rather than keep an earlier model silently: a NaN never compares
+            # better, so the initial model would be handed back as "the best".
+            raise FloatingPointError(
+                f"`validate` returned a non-finite value ({value}) at step {step}. Check "
+                "the validation data and the model's outputs for NaNs; the training state "
+                "up to here is in `checkpoint` (if given)."
+            )
+        n_rounds = _n_rounds(state)
+        state["val_steps"][n_rounds] = step
+        state["val_values"][n_rounds] = value
+        if value < float(state["best"]):
+            state["best"] = np.array(value)
+            state["best_params"] = state["params"]
+            state["bad_rounds"] = np.array(0, dtype=np.int64)
+        else:
+            state["bad_rounds"] = np.array(int(state["bad_rounds"]) + 1, dtype=np.int64)
+        if (
+            self.patience is not None
+            and int(state["bad_rounds"]) >= self.patience
+            and step >= self.min_steps
+        ):
+            state["stopped"] = np.array(True)
+
+
+@dataclasses.dataclass
+class _Losses:
+    """Losses stay on the device until a sync point (every `_SYNC_EVERY` steps, and before
+    validating, checkpointing or returning): converting each one to a Python float at once
+    would block JAX's asynchronous dispatch on every step."""
+
+    state: dict
+    bar: ProgressBar
+    pending: list = dataclasses.field(default_factory=list)
+
+    def add(self, step: int, value, aux) -> None:
+        self.pending.append((step, (value, aux)))
+
+    def sync(self) -> None:
+        last = None
+        for s, (v, a) in self.pending:
+            last = (float(v), a)
+            if not math.isfinite(last[0]):
+                raise FloatingPointError(
+                    f"The loss became non-finite ({last[0]}) at step {s}. Lower the "
+                    "learning rate, check the data for NaNs, or clip gradients."
+                )
+            self.state["losses"][s] = last[0]
+        self.pending.clear()
+        if last is not None:
+            self.bar.set_postfix(loss=last[0], **{k: float(v) for k, v in last[1].items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+    """The host loop: one compiled step per iteration, and what happens between steps
+    (loss syncs, validation, checkpoints, the time budget)."""
+
+    loss: Callable
+    optimiser: optax.GradientTransformation
+    static: Any
+    has_aux: bool
+    sharding: AbstractSharding | None
+    key: PRNGKeyArray  # as given, for the batch keys
+    step_key: PRNGKeyArray  # as placed, for the compiled step
+    batch: Callable | None
+    steps: int
+    validation: _Validation | None
+    validate_every: int
+    checkpoint: _Checkpoint
+    checkpoint_every: int
+    max_seconds: float | None
+
+    def step(self, p, o, step: int):
+        step_arr = np.asarray(step, dtype=np.int32)
+        b = None if self.batch is None else self.batch(step, _step_keys_jit(self.key, step_arr)[0])
+        if self.sharding is not None and b is not None:
+            b = self.sharding.place_batch(b)
+        return _train_step(
+            self.loss, self.optimiser, self.static, self.has_aux, self.sharding, p, o, b,
+            self.step_key, step_arr,
+        )  # fmt: skip
+
+    def train(self, state: dict, *, progress: bool, desc: str) -> tuple[float, float]:
+        """`run` under a progress bar."""
+        start = int(state["step"])
+        bar = ProgressBar(
+            self.steps,
+            desc,
+            unit="step",
+            disable=not progress,
+            initial=min(start, self.steps),
+            note="compiling the training step..." if start < self.steps else None,
+        )
+        try:
+            return self.run(state, bar)
+        finally:
+            bar.close()
+
+    def run(self, state: dict, bar: ProgressBar) -> tuple[float, float]:
+        """Train from `state["step"]` on, updating `state` in place. Returns the wall time
+        of the first step and of all steps."""
+        losses = _Losses(state, bar)
+        start = step = int(state["step"])
+        steps, first_step_s, t_start = self.steps, 0.0, time.perf_counter()
+        while step < steps and not bool(state["stopped"]):
+            p, o, value, aux = self.step(state["params"], state["opt_state"], step)
+            losses.add(step, value, aux)
+            if step == start:
+                losses.sync()
+                first_step_s = time.perf_counter() - t_start
+            step += 1
+            state["params"], state["opt_state"] = p, o
+            state["step"] = np.array(step, dtype=np.int64)
+            validating = self.validation is not None and (
+                step % self.validate_every == 0 or step == steps
+            )
+            saving = step % self.checkpoint_every == 0 and step < steps
+            synced = validating or saving or step == steps or len(losses.pending) >= _SYNC_EVERY
+            out_of_time = (
+                self.max_seconds is not None
+                and (synced or step == start + 1)
+                and time.perf_counter() - t_start >= self.max_seconds
+            )
+            if synced or out_of_time:
+                losses.sync()
+            if validating:
+                assert self.validation is not None
+                self.validation(state, step)
+            bar.update(1)
+            if saving:
+                self.checkpoint.save(state)
+            if out_of_time:
+                break
+        # Every way out of the loop (step == steps, early stopping right after a
+        # validation, or the time budget) has synced already: nothing is pending here.
+        if self.validation is not None and step == start and _n_rounds(state) == 0:
+            self.validation(state, step)
+        seconds = time.perf_counter() - t_start
+        self.checkpoint.save(state)
+        return first_step_s, seconds
+
+
+def _result(state: dict, static, validated: bool, first_step_s: float, seconds: float):
+    n_val = _n_rounds(state)
+    validations = tuple(
+        (int(s), float(v)) for s, v in zip(state["val_steps"][:n_val], state["val_values"][:n_val])
+    )
+    last_model = eqx.combine(state["params"], static)
+    best_model = eqx.combine(state["best_params"], static) if validated else last_model
+    return FitResult(
+        model=best_model,
+        last_model=last_model,
+        opt_state=state["opt_state"],
+        losses=np.asarray(state["losses"][: int(state["step"])]),
+        step=int(state["step"]),
+        validations=validations,
+        best_validation=float(state["best"]) if validated else None,
+        stopped_early=bool(state["stopped"]),
+        first_step_seconds=first_step_s,
+        seconds=seconds,
+    )
+
+
 def fit(
     loss: Callable[..., Any],
     model: Any,
@@ -250,193 +530,29 @@ def fit(
 
     A [`scimlx.FitResult`][].
     """
-    if steps < 0:
-        raise ValueError(f"`steps` must be non-negative, got {steps}.")
-    if checkpoint_every <= 0:
-        raise ValueError(f"`checkpoint_every` must be positive, got {checkpoint_every}.")
-    if validate_every <= 0:
-        raise ValueError(f"`validate_every` must be positive, got {validate_every}.")
-    if patience is not None and validate is None:
-        raise ValueError("`patience` needs `validate`.")
-    check_int("min_steps", min_steps, minimum=0)
-    if min_steps > 0 and patience is None:
-        raise ValueError("`min_steps` needs `patience` (it delays early stopping).")
-    if max_seconds is not None and not max_seconds >= 0:
-        raise ValueError(f"`max_seconds` must be non-negative, got {max_seconds}.")
-    if sharding is not None and not isinstance(sharding, AbstractSharding):
-        raise TypeError(
-            "`sharding` must be a `scimlx.AbstractSharding` (e.g. `scimlx.DataParallel(mesh, "
-            f"'batch')`) or None, got {type(sharding).__name__}."
-        )
-
-    params, static = eqx.partition(model, filter_spec)
-    opt_state = optimiser.init(params)
-
-    # Training state that survives a restart: everything the next step depends on.
-    state = {
-        "params": params,
-        "opt_state": opt_state,
-        "best_params": params,
-        "losses": np.full((steps,), np.nan),
-        "val_steps": np.full((steps // validate_every + 2,), -1, dtype=np.int64),
-        "val_values": np.full((steps // validate_every + 2,), np.nan),
-        "step": np.array(0, dtype=np.int64),
-        "best": np.array(np.inf),
-        "bad_rounds": np.array(0, dtype=np.int64),
-        "stopped": np.array(False),
-    }
-    identity = None
-    if checkpoint is not None:
-        identity = _identity(params, opt_state, optimiser, key)
-        _check_writable(checkpoint)
-        clean_orphans(checkpoint)
-        if os.path.exists(checkpoint):
-            state = _resume(checkpoint, state, steps, validate_every, identity)
-
-    step_key = key
-    if sharding is not None:
-        # Everything the compiled step reads goes in with its layout; the batch per step.
-        static = sharding.place_state(static)
-        step_key = sharding.place_state(key)
-        for name in ("params", "opt_state", "best_params"):
-            state[name] = sharding.place_state(state[name])
-
-    def train_step(p, o, b, step):
-        if sharding is not None and b is not None:
-            b = sharding.place_batch(b)
-        return _train_step(loss, optimiser, static, has_aux, sharding, p, o, b, step_key, step)
-
-    def _save(st):
-        if checkpoint is not None and sharding is not None:
-            # Host arrays, so that any layout (and any number of devices) can resume;
-            # a collective when a layout shards the state across processes.
-            st = dict(st)
-            for name in ("params", "opt_state", "best_params"):
-                st[name] = to_host(st[name])
-            if jax.process_index() != 0:
-                return
-        if checkpoint is not None:
-            meta = {
-                "step": int(st["step"]),
-                "steps": steps,
-                "n_validations": len(st["val_steps"]),
-                "identity": identity,
-            }
-            save(checkpoint, st, metadata=meta)
-
-    def _validate(st, step):
-        value = float(validate(eqx.combine(st["params"], static)))
-        if not math.isfinite(value):
-            # Refuse rather than keep an earlier model silently: a NaN never compares
-            # better, so the initial model would be handed back as "the best".
-            raise FloatingPointError(
-                f"`validate` returned a non-finite value ({value}) at step {step}. Check "
-                "the validation data and the model's outputs for NaNs; the training state "
-                "up to here is in `checkpoint` (if given)."
-            )
-        n_rounds = int(np.sum(st["val_steps"] >= 0))
-        st["val_steps"][n_rounds] = step
-        st["val_values"][n_rounds] = value
-        if value < float(st["best"]):
-            st["best"] = np.array(value)
-            st["best_params"] = st["params"]
-            st["bad_rounds"] = np.array(0, dtype=np.int64)
-        else:
-            st["bad_rounds"] = np.array(int(st["bad_rounds"]) + 1, dtype=np.int64)
-        if patience is not None and int(st["bad_rounds"]) >= patience and step >= min_steps:
-            st["stopped"] = np.array(True)
-
-    # Work on host copies of the NumPy bookkeeping (the loaded ones may be jax arrays).
-    for name in ("losses", "val_steps", "val_values"):
-        state[name] = np.array(state[name])
-    start = int(state["step"])
-    p, o = state["params"], state["opt_state"]
-    bar = ProgressBar(
+    _check_arguments(
         steps,
-        desc,
-        unit="step",
-        disable=not progress,
-        initial=min(start, steps),
-        note="compiling the training step..." if start < steps else None,
+        checkpoint_every,
+        validate,
+        validate_every,
+        patience,
+        min_steps,
+        max_seconds,
+        sharding,
     )
-    first_step_s = 0.0
-    t_start = time.perf_counter()
-    # Losses stay on the device until a sync point (every `_SYNC_EVERY` steps, and before
-    # validating, checkpointing or returning): converting each one to a Python float at
-    # once would block JAX's asynchronous dispatch on every step.
-    pending: list = []
-
-    def _sync():
-        last = None
-        for s, (v, a) in pending:
-            last = (float(v), a)
-            if not math.isfinite(last[0]):
-                raise FloatingPointError(
-                    f"The loss became non-finite ({last[0]}) at step {s}. Lower the "
-                    "learning rate, check the data for NaNs, or clip gradients."
-                )
-            state["losses"][s] = last[0]
-        pending.clear()
-        if last is not None:
-            bar.set_postfix(loss=last[0], **{k: float(v) for k, v in last[1].items()})
-
-    try:
-        step = start
-        while step < steps and not bool(state["stopped"]):
-            step_arr = np.asarray(step, dtype=np.int32)
-            b = None if batch is None else batch(step, _step_keys_jit(key, step_arr)[0])
-            p, o, value, aux = train_step(p, o, b, step_arr)
-            pending.append((step, (value, aux)))
-            if step == start:
-                _sync()
-                first_step_s = time.perf_counter() - t_start
-            step += 1
-            state["params"], state["opt_state"] = p, o
-            state["step"] = np.array(step, dtype=np.int64)
-            validating = validate is not None and (step % validate_every == 0 or step == steps)
-            saving = step % checkpoint_every == 0 and step < steps
-            synced = validating or saving or step == steps or len(pending) >= _SYNC_EVERY
-            out_of_time = (
-                max_seconds is not None
-                and (synced or step == start + 1)
-                and time.perf_counter() - t_start >= max_seconds
-            )
-            if synced or out_of_time:
-                _sync()
-            if validating:
-                _validate(state, step)
-            bar.update(1)
-            if saving:
-                _save(state)
-            if out_of_time:
-                break
-        # Every way out of the loop (step == steps, early stopping right after a
-        # validation, or the time budget) has synced already: nothing is pending here.
-        if validate is not None and step == start and int(np.sum(state["val_steps"] >= 0)) == 0:
-            _validate(state, step)
-        seconds = time.perf_counter() - t_start
-        _save(state)
-    finally:
-        bar.close()
-
-    n_val = int(np.sum(state["val_steps"] >= 0))
-    validations = tuple(
-        (int(s), float(v)) for s, v in zip(state["val_steps"][:n_val], state["val_values"][:n_val])
+    params, static = eqx.partition(model, filter_spec)
+    state = _fresh_state(params, optimiser.init(params), steps, validate_every)
+    ckpt, state = _Checkpoint.open(
+        checkpoint, state, steps, validate_every, optimiser, key, sharding
     )
-    last_model = eqx.combine(p, static)
-    best_model = eqx.combine(state["best_params"], static) if validate is not None else last_model
-    return FitResult(
-        model=best_model,
-        last_model=last_model,
-        opt_state=o,
-        losses=np.asarray(state["losses"][: int(state["step"])]),
-        step=int(state["step"]),
-        validations=validations,
-        best_validation=None if validate is None else float(state["best"]),
-        stopped_early=bool(state["stopped"]),
-        first_step_seconds=first_step_s,
-        seconds=seconds,
-    )
+    static, step_key = _place(sharding, static, key, state)
+    validation = None if validate is None else _Validation(validate, static, patience, min_steps)
+    loop = _Loop(
+        loss, optimiser, static, has_aux, sharding, key, step_key, batch, steps, validation,
+        validate_every, ckpt, checkpoint_every, max_seconds,
+    )  # fmt: skip
+    first_step_s, seconds = loop.train(state, progress=progress, desc=desc)
+    return _result(state, static, validate is not None, first_step_s, seconds)
 
 
 def default_batch(data: Any, batch_size: int) -> Callable[[int, PRNGKeyArray], Any]:
