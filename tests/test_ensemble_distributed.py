@@ -87,7 +87,9 @@ _SCRIPT = textwrap.dedent(
         one = ensemble.run_ensemble(member, ps, devices=jax.devices()[:1], chunk_size=16, **kw)
         record("one", one)
         record("shard_map", ensemble.run_ensemble(member, ps, chunk_size=16, **kw))
-        record("auto", ensemble.run_ensemble(member, ps, chunk_size=16, strategy="auto", **kw))
+        record("auto", ensemble.run_ensemble(
+            member, ps, chunk_size=16, strategy=ensemble.AutoSharding(), **kw
+        ))
         # Lane refill inside shard_map: each device refills its own lanes.
         record("refill", ensemble.run_ensemble(
             refill_member, ps, chunk_size=32, schedule=ensemble.RefillSchedule(lanes=2), **kw

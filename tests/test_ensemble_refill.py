@@ -168,6 +168,10 @@ def test_refill_bad_arguments():
         ensemble.run_ensemble(
             _lv_member(), _params(4), reducers={"m": ensemble.Mean()}, schedule="fast"
         )
+    with pytest.raises(ValueError, match="AutoSharding"):
+        ensemble.run_ensemble(
+            _lv_member(), _params(4), reducers={}, strategy=ensemble.AutoSharding()
+        )
     with pytest.raises(ValueError, match="lanes"):
         ensemble.refill_solve(_lv_member(), _params(4), lanes=0)
     with pytest.raises(ValueError, match="max_steps"):

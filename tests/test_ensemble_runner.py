@@ -374,6 +374,8 @@ def test_bad_arguments():
         ensemble.run_ensemble(lambda v: v, x, reducers={}, chunk_size=2, memory_budget=2**20)
     with pytest.raises(TypeError, match="store"):
         ensemble.run_ensemble(lambda v: v, x, reducers={}, store="folder")  # pyright: ignore
+    with pytest.raises(TypeError, match="strategy"):
+        ensemble.run_ensemble(lambda v: v, x, reducers={}, strategy="auto")  # pyright: ignore
 
 
 def test_progress_bar_reports_members(capsys, monkeypatch):

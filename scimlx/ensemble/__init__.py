@@ -22,3 +22,4 @@ from ._store import (
     Store as Store,
     StoreCorruptionError as StoreCorruptionError,
 )
+from ._strategy import AutoSharding as AutoSharding, ShardMap as ShardMap

@@ -8,14 +8,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from .._core._results import code_of, enumeration_of, is_result, RESULTS
 from ._reducers import AbstractReducer
 from ._schedule import _AbstractSchedule, VmapSchedule
-
-
-AXIS = "members"
+from ._strategy import _AbstractStrategy, ShardMap
 
 
 class ChunkSpec(eqx.Module):
@@ -27,7 +25,7 @@ class ChunkSpec(eqx.Module):
     save_fn: Callable | None
     schedule: _AbstractSchedule
     mesh: Mesh | None = eqx.field(static=True)
-    strategy: str = eqx.field(static=True)
+    strategy: _AbstractStrategy
     n_codes: int = eqx.field(static=True)
     nonfinite_code: int = eqx.field(static=True)
 
@@ -80,19 +78,7 @@ def _distributed(spec: ChunkSpec, xs):
     f = functools.partial(_evaluate, spec)
     if spec.mesh is None:
         return f, xs
-    if spec.strategy == "shard_map":
-        # Each device runs its own loops: no cross-device stop condition.
-        f = jax.shard_map(
-            f,
-            mesh=spec.mesh,
-            in_specs=(PartitionSpec(AXIS), PartitionSpec(AXIS)),
-            out_specs=PartitionSpec(AXIS),
-            check_vma=False,
-        )
-        return f, xs
-    # "auto": let XLA's SPMD partitioner split the vmapped computation.
-    sharding = NamedSharding(spec.mesh, PartitionSpec(AXIS))
-    return f, jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), xs)
+    return spec.strategy.distribute(f, spec.mesh, xs)
 
 
 def chunk(spec: ChunkSpec, xs, valid):
@@ -171,7 +157,7 @@ def _memory_spec(fn, reducers, schedule) -> ChunkSpec:
     platform = jax.local_devices()[0].platform
     schedule = (VmapSchedule() if schedule is None else schedule).resolved(fn, platform)
     reducers = tuple((reducers or {}).values())
-    return ChunkSpec(fn, reducers, None, None, schedule, None, "shard_map", 64, 0)
+    return ChunkSpec(fn, reducers, None, None, schedule, None, ShardMap(), 64, 0)
 
 
 def chunk_memory(

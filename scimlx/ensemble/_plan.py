@@ -10,10 +10,11 @@ from jax.sharding import Mesh
 
 from .._core._checks import check_int
 from .._core._results import code_names
-from ._chunk import AXIS, chunk_size_for_budget, ChunkSpec, probe
+from ._chunk import chunk_size_for_budget, ChunkSpec, probe
 from ._reducers import AbstractReducer, Quantiles
-from ._schedule import _AbstractSchedule, default_schedule, RefillSchedule
+from ._schedule import _AbstractSchedule, default_schedule
 from ._store import Store
+from ._strategy import _AbstractStrategy, AXIS
 from ._stream import leading, split_first
 
 
@@ -36,8 +37,11 @@ def _check_arguments(
         isinstance(r, AbstractReducer) for r in reducers.values()
     ):
         raise TypeError("`reducers` must be a dict of name -> scimlx.ensemble reducer.")
-    if strategy not in ("shard_map", "auto"):
-        raise ValueError(f"`strategy` must be 'shard_map' or 'auto', got {strategy!r}.")
+    if not isinstance(strategy, _AbstractStrategy):
+        raise TypeError(
+            "`strategy` must be `ensemble.ShardMap()` or `ensemble.AutoSharding()`, got "
+            f"{strategy!r}."
+        )
     if schedule is not None and not isinstance(schedule, _AbstractSchedule):
         raise TypeError(
             "`schedule` must be `ensemble.VmapSchedule()`, `ensemble.RefillSchedule(...)` or "
@@ -93,7 +97,7 @@ def plan_study(
     reducers: Mapping[str, AbstractReducer],
     result: Callable | None,
     schedule: _AbstractSchedule | None,
-    strategy: str,
+    strategy: _AbstractStrategy,
     store: Store | None,
     devices: Sequence[Any] | None,
     chunk_size: int | None,
@@ -109,8 +113,7 @@ def plan_study(
     mesh, platform = _mesh(devices)
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     schedule = (default_schedule(fn) if schedule is None else schedule).resolved(fn, platform)
-    if isinstance(schedule, RefillSchedule) and strategy != "shard_map":
-        raise ValueError("`schedule=RefillSchedule(...)` needs `strategy='shard_map'`.")
+    strategy.check(schedule)
 
     if streaming:
         example, source = split_first(inputs)

@@ -13,6 +13,7 @@ The step is diffrax's own: `solver.init`/`solver.step` and the step-size control
 member's result equals `diffeqsolve(..., saveat=SaveAt(t1=True))` on that member.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -175,7 +176,7 @@ def _lane_init(member: DiffEqMember, x, static_jump: bool) -> _Lane:
         t1,
         t1 < t0,
         "DiffEqProblem: the lane-refill schedule needs t1 >= t0 (for a backward-in-time "
-        "solve use schedule='vmap').",
+        "solve use schedule=VmapSchedule()).",
     )
     error_order = solver.error_order(terms)
     tnext, cstate = controller.init(terms, t0, t1, y0, dt0, args, solver.func, error_order)
@@ -303,55 +304,14 @@ def refill_batch(
     (`ts`, `ys` saved at the end only, `result`, `stats`), and the number of loop
     iterations (each steps every lane once).
     """
-    leaves = jax.tree.leaves(xs)
-    n = int(jnp.shape(leaves[0])[0])
+    n = int(jnp.shape(jax.tree.leaves(xs)[0])[0])
     lanes = max(1, min(int(lanes), n))
     n_valid = jnp.asarray(n if n_valid is None else n_valid, jnp.int32)
-    max_steps = member.max_steps
-    x0 = jax.tree.map(lambda x: x[0], xs)
-    static_jump = _static_jump(member, x0)
+    static_jump = _static_jump(member, jax.tree.map(lambda x: x[0], xs))
     threshold = max(1, int(round(lanes * refill_fraction)))
-
     init_v = jax.vmap(lambda x: _lane_init(member, x, static_jump))
     step_v = jax.vmap(lambda x, lane: _lane_step(member, x, lane)[0])
-
-    lane_x = jax.tree.map(lambda x: x[:lanes], xs)
-    lane0 = init_v(lane_x)
-    out_like = (lane0.tprev, lane0.y, lane0.result, lane0.num_steps, lane0.num_accepted)
-    out_like = out_like + (lane0.num_rejected,)
-    outputs = jax.tree.map(lambda a: jnp.zeros((n,) + a.shape[1:], a.dtype), out_like)
-    state = (
-        lane_x,
-        lane0,
-        jnp.full((lanes,), -1, jnp.int32),  # member index held by each lane, -1: none
-        jnp.zeros((lanes,), bool),  # running: the lane's member is unfinished
-        jnp.zeros((), jnp.int32),  # next member to load
-        outputs,
-        jnp.zeros((), jnp.int32),  # iterations
-    )
-
-    def refill(state):
-        lane_x, lane, held, running, nxt, outputs, it = state
-        finished = (held >= 0) & jnp.invert(running)
-        # Write out the finished lanes' members.
-        idx = jnp.where(finished, held, n)  # n: out of range, dropped
-        vals = (lane.tprev, lane.y, lane.result, lane.num_steps, lane.num_accepted)
-        vals = vals + (lane.num_rejected,)
-        outputs = jax.tree.map(lambda o, v: o.at[idx].set(v, mode="drop"), outputs, vals)
-        # Load the next members into free lanes (finished ones and never-used ones).
-        free = jnp.invert(running)
-        rank = jnp.cumsum(free.astype(jnp.int32), dtype=jnp.int32) - 1
-        new_id = (nxt + rank).astype(jnp.int32)
-        load = free & (new_id < n_valid)
-        take = jnp.clip(new_id, 0, n - 1)
-        new_x = jax.tree.map(lambda x: x[take], xs)
-        lane_x = _where_lanes(load, new_x, lane_x)
-        lane = _where_lanes(load, init_v(lane_x), lane)
-        held = jnp.where(load, new_id, jnp.where(free, -1, held))
-        nxt = (nxt + jnp.sum(load, dtype=jnp.int32)).astype(jnp.int32)
-        # As diffeqsolve's loop: the condition is checked before the first step (t0 == t1).
-        running = running | (load & _running(lane, max_steps))
-        return lane_x, lane, held, running, nxt, outputs, it
+    refill = functools.partial(_refill, init_v, xs, n_valid, member.max_steps)
 
     def cond(state):
         _, _, held, running, nxt, _, _ = state
@@ -367,18 +327,68 @@ def refill_batch(
         lane_x, lane, held, running, nxt, outputs, it = state
         stepped = step_v(lane_x, lane)
         lane = _where_lanes(running, stepped, lane)
-        running = running & _running(lane, max_steps)
+        running = running & _running(lane, member.max_steps)
         it = (it + jnp.where(n_run > 0, 1, 0)).astype(jnp.int32)
         return lane_x, lane, held, running, nxt, outputs, it
 
-    state = jax.lax.while_loop(cond, body, state)
-    tfinal, yfinal, code, n_steps, n_acc, n_rej = state[5]
-    it = state[6]
+    state = jax.lax.while_loop(cond, body, _initial_state(init_v, xs, n, lanes))
+    return _solution(member, xs, state[5]), state[6]
+
+
+def _outputs_of(lane: _Lane) -> tuple:
+    """What is written out of a lane when its member is done."""
+    vals = (lane.tprev, lane.y, lane.result, lane.num_steps, lane.num_accepted)
+    return vals + (lane.num_rejected,)
+
+
+def _initial_state(init_v, xs, n: int, lanes: int) -> tuple:
+    """The refill loop's state before the first refill: no lane holds a member."""
+    lane_x = jax.tree.map(lambda x: x[:lanes], xs)
+    lane0 = init_v(lane_x)
+    outputs = jax.tree.map(lambda a: jnp.zeros((n,) + a.shape[1:], a.dtype), _outputs_of(lane0))
+    return (
+        lane_x,
+        lane0,
+        jnp.full((lanes,), -1, jnp.int32),  # member index held by each lane, -1: none
+        jnp.zeros((lanes,), bool),  # running: the lane's member is unfinished
+        jnp.zeros((), jnp.int32),  # next member to load
+        outputs,
+        jnp.zeros((), jnp.int32),  # iterations
+    )
+
+
+def _refill(init_v, xs, n_valid, max_steps: int, state: tuple) -> tuple:
+    """Write out the finished lanes' members, and load the next members into free lanes."""
+    lane_x, lane, held, running, nxt, outputs, it = state
+    n = int(jnp.shape(jax.tree.leaves(xs)[0])[0])
+    finished = (held >= 0) & jnp.invert(running)
+    idx = jnp.where(finished, held, n)  # n: out of range, dropped
+    outputs = jax.tree.map(lambda o, v: o.at[idx].set(v, mode="drop"), outputs, _outputs_of(lane))
+    # Free lanes: finished ones and never-used ones.
+    free = jnp.invert(running)
+    rank = jnp.cumsum(free.astype(jnp.int32), dtype=jnp.int32) - 1
+    new_id = (nxt + rank).astype(jnp.int32)
+    load = free & (new_id < n_valid)
+    take = jnp.clip(new_id, 0, n - 1)
+    new_x = jax.tree.map(lambda x: x[take], xs)
+    lane_x = _where_lanes(load, new_x, lane_x)
+    lane = _where_lanes(load, init_v(lane_x), lane)
+    held = jnp.where(load, new_id, jnp.where(free, -1, held))
+    nxt = (nxt + jnp.sum(load, dtype=jnp.int32)).astype(jnp.int32)
+    # As diffeqsolve's loop: the condition is checked before the first step (t0 == t1).
+    running = running | (load & _running(lane, max_steps))
+    return lane_x, lane, held, running, nxt, outputs, it
+
+
+def _solution(member: DiffEqMember, xs, outputs: tuple) -> diffrax.Solution:
+    """The members' written-out final states -> a batched `diffrax.Solution` as
+    `jax.vmap(member)` would give."""
+    tfinal, yfinal, code, n_steps, n_acc, n_rej = outputs
     # As diffeqsolve: a member that stopped before t1 while "successful" ran out of steps.
     t1s = jax.vmap(lambda x: _setup(member, x)[6])(xs)
     code = jnp.where((code == 0) & (tfinal < t1s), _max_steps_code(), code)
     t0s = jax.vmap(lambda x: _setup(member, x)[5])(xs)
-    sol = diffrax.Solution(
+    return diffrax.Solution(
         t0=t0s,
         t1=t1s,
         ts=tfinal[:, None],
@@ -388,7 +398,7 @@ def refill_batch(
             "num_steps": n_steps,
             "num_accepted_steps": n_acc,
             "num_rejected_steps": n_rej,
-            "max_steps": max_steps,
+            "max_steps": member.max_steps,
         },
         result=_result_item(code),
         solver_state=None,
@@ -396,7 +406,6 @@ def refill_batch(
         made_jump=None,
         event_mask=None,
     )
-    return sol, it
 
 
 def _max_steps_code() -> int:

@@ -13,13 +13,14 @@ from jaxtyping import Array, ArrayLike, Key, PyTree, Real, Shaped
 
 from .._core._fingerprint import tree_digest
 from .._core._progress import ProgressBar
-from ._chunk import AXIS, chunk, chunk_jit
+from ._chunk import chunk, chunk_jit
 from ._plan import Plan, plan_study
 from ._record import fingerprint, StudyRecord
 from ._reduce import finalise, Merger
 from ._reducers import AbstractReducer
 from ._schedule import _AbstractSchedule
 from ._store import Store
+from ._strategy import _AbstractStrategy, AXIS, ShardMap
 from ._stream import chunk_stream, member_order, pad
 
 
@@ -74,8 +75,11 @@ def _check_codes(codes: np.ndarray, n_codes: int, chunk: int) -> None:
         )
 
 
-def _study_record(store, fn, inputs, reducers, result, order_by, plan: Plan, strategy):
-    """The store's record of this study, identified by everything its results depend on."""
+def _open_record(store, fn, inputs, reducers, result, order_by, plan: Plan):
+    """The store's record of this study, identified by everything its results depend on,
+    and the chunks it holds already (`None, set()` without a store)."""
+    if store is None:
+        return None, set()
     study = fingerprint(
         fn=fn,
         inputs=None if plan.source is not None else inputs,
@@ -85,21 +89,34 @@ def _study_record(store, fn, inputs, reducers, result, order_by, plan: Plan, str
         n_members=plan.n_members,
         chunk_size=plan.chunk_size,
         n_devices=plan.n_devices,
-        strategy=strategy,
+        strategy=plan.spec.strategy.fingerprint(),
         schedule=plan.spec.schedule.fingerprint(),
     )
-    return StudyRecord(store, study)
+    record = StudyRecord(store, study)
+    return record, record.open(jax.process_index(), jax.process_count())
 
 
-def _order(order_by, inputs, plan: Plan, record: StudyRecord | None, process: int):
+def _order(order_by, inputs, plan: Plan, record: StudyRecord | None):
     """The member order: read back from the store on resume, else computed (and saved)."""
     perm = None if record is None else record.load_order()
     if perm is None:
         assert plan.n_members is not None
         perm = member_order(order_by, inputs, plan.n_members, plan.chunk_size)
-        if record is not None and process == 0:
+        if record is not None and jax.process_index() == 0:
             record.save_order(perm)
     return perm
+
+
+def _finish(plan: Plan, record, merger: Merger, bar, on_chunk, i, fut, idx, n_valid, digest):
+    """Record a computed chunk: check its codes, write it to the store, merge, report."""
+    state, saved = jax.device_get(fut)
+    _check_codes(np.asarray(saved[1])[:n_valid], len(plan.names), i)
+    if record is not None:
+        record.write_chunk(i, state, saved, idx, n_valid, digest)
+    merger.add(i, state)
+    bar.update(n_valid, chunk=i + 1, failed=int(np.sum(state["counts"][1:])))
+    if on_chunk is not None:
+        on_chunk(i)
 
 
 def _run_chunks(
@@ -120,19 +137,6 @@ def _run_chunks(
     like = None  # the structure of a chunk state, for reading one back
     pending = None
     n_members = n_chunks = computed = 0
-
-    def finish(i, fut, idx, n_valid, digest):
-        nonlocal computed
-        state, saved = jax.device_get(fut)
-        _check_codes(np.asarray(saved[1])[:n_valid], len(plan.names), i)
-        if record is not None:
-            record.write_chunk(i, state, saved, idx, n_valid, digest)
-        merger.add(i, state)
-        computed += 1
-        bar.update(n_valid, chunk=i + 1, failed=int(np.sum(state["counts"][1:])))
-        if on_chunk is not None:
-            on_chunk(i)
-
     for i, get, idx in stream:
         n_chunks, n_members = i + 1, n_members + len(idx)
         if n_proc > 1 and i % n_proc != proc:
@@ -144,8 +148,8 @@ def _run_chunks(
         if i in done:
             assert record is not None
             if pending is not None:
-                finish(*pending)
-                pending = None
+                _finish(plan, record, merger, bar, on_chunk, *pending)
+                computed, pending = computed + 1, None
             if like is None:
                 like = eqx.filter_eval_shape(chunk, spec, xs, valid)[0]
             loaded = record.read_chunk(i, like, digest)
@@ -158,11 +162,51 @@ def _run_chunks(
             valid = jax.device_put(valid, in_sharding)
         fut = chunk_jit(spec, xs, valid)  # dispatched asynchronously
         if pending is not None:
-            finish(*pending)
+            _finish(plan, record, merger, bar, on_chunk, *pending)
+            computed += 1
         pending = (i, fut, idx, n_valid, digest)
     if pending is not None:
-        finish(*pending)
+        _finish(plan, record, merger, bar, on_chunk, *pending)
+        computed += 1
     return n_members, n_chunks, computed
+
+
+def _evaluate(plan: Plan, inputs, order_by, record, done, progress, on_chunk):
+    """Order the members, stream the chunks, evaluate them under a progress bar. Returns
+    the merged chunk statistics, the members and chunks of the study, the chunks computed."""
+    perm = None if order_by is None else _order(order_by, inputs, plan, record)
+    stream = chunk_stream(inputs, plan.source, plan.n_members, plan.chunk_size, perm)
+    merger = Merger(plan.spec.reducers, jax.process_count())
+    bar = ProgressBar(plan.n_members or 0, desc="ensemble", unit="members", disable=not progress)
+    try:
+        n_members, n_chunks, computed = _run_chunks(
+            plan, stream, done=done, record=record, merger=merger, bar=bar, on_chunk=on_chunk
+        )
+    finally:
+        bar.close()
+    return merger.merged(n_chunks), n_members, n_chunks, computed
+
+
+def _result(
+    plan: Plan, reducers, record, merged, n_members, n_chunks, computed, *, t_start: float
+) -> EnsembleResult:
+    """The merged chunk statistics -> the study's result (its final state saved)."""
+    stats, failures, n_successful = finalise(reducers, plan.q_structs, plan.names, merged)
+    if record is not None:
+        record.write_state(merged, n_chunks, jax.process_index())
+    return EnsembleResult(
+        stats=stats,
+        failures=failures,
+        n_members=n_members,
+        n_successful=n_successful,
+        n_chunks=n_chunks,
+        chunk_size=plan.chunk_size,
+        n_devices=plan.n_devices,
+        n_processes=jax.process_count(),
+        computed_chunks=computed,
+        schedule=plan.spec.schedule,
+        wall_s=time.perf_counter() - t_start,
+    )
 
 
 def run_ensemble(
@@ -176,7 +220,7 @@ def run_ensemble(
     memory_budget: int | None = None,
     schedule: _AbstractSchedule | None = None,
     devices: Sequence[Any] | None = None,
-    strategy: str = "shard_map",
+    strategy: _AbstractStrategy = ShardMap(),
     store: Store | None = None,
     order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,  # pyright: ignore
     total: int | None = None,
@@ -228,9 +272,9 @@ def run_ensemble(
       its *mean* step count per member rather than its maximum). Default: `RefillSchedule()`
       for a `DiffEqMember`, else `VmapSchedule()`.
     - `devices`: the local devices to shard over (default: all local devices).
-    - `strategy`: how a chunk is split over several devices: `"shard_map"` (default;
-      each device stops on its own) or `"auto"` (jit-sharded `vmap`; XLA synchronises
-      the loop condition across devices; not with `RefillSchedule`).
+    - `strategy`: how a chunk is split over several devices: `ShardMap()` (default;
+      each device stops on its own) or `AutoSharding()` (jit-sharded `vmap`; XLA
+      synchronises the loop condition across devices; `VmapSchedule` only).
     - `store`: a `Store(folder, resume=..., save=...)` that records the study on disk so
       that it can be resumed, and optionally each member's output.
     - `order_by`: cost-aware ordering: an array of per-member cost estimates (e.g.
@@ -261,35 +305,6 @@ def run_ensemble(
         total=total,
         order_by=order_by,
     )
-    n_proc, proc = jax.process_count(), jax.process_index()
-    record, done = None, set()
-    if store is not None:
-        record = _study_record(store, fn, inputs, reducers, result, order_by, plan, strategy)
-        done = record.open(proc, n_proc)
-    perm = None if order_by is None else _order(order_by, inputs, plan, record, proc)
-    stream = chunk_stream(inputs, plan.source, plan.n_members, plan.chunk_size, perm)
-    merger = Merger(plan.spec.reducers, n_proc)
-    bar = ProgressBar(plan.n_members or 0, desc="ensemble", unit="members", disable=not progress)
-    try:
-        n_members, n_chunks, computed = _run_chunks(
-            plan, stream, done=done, record=record, merger=merger, bar=bar, on_chunk=on_chunk
-        )
-    finally:
-        bar.close()
-    merged = merger.merged(n_chunks)
-    stats, failures, n_successful = finalise(reducers, plan.q_structs, plan.names, merged)
-    if record is not None:
-        record.write_state(merged, n_chunks, proc)
-    return EnsembleResult(
-        stats=stats,
-        failures=failures,
-        n_members=n_members,
-        n_successful=n_successful,
-        n_chunks=n_chunks,
-        chunk_size=plan.chunk_size,
-        n_devices=plan.n_devices,
-        n_processes=n_proc,
-        computed_chunks=computed,
-        schedule=plan.spec.schedule,
-        wall_s=time.perf_counter() - t_start,
-    )
+    record, done = _open_record(store, fn, inputs, reducers, result, order_by, plan)
+    evaluated = _evaluate(plan, inputs, order_by, record, done, progress, on_chunk)
+    return _result(plan, reducers, record, *evaluated, t_start=t_start)
