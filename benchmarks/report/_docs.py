@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 
 from .._harness import RESULTS_DIR
+from . import ensemble
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -386,43 +387,6 @@ def plot_dsf(d, fig):
     fig.subplots_adjust(hspace=0.45, wspace=0.35, left=0.06, right=0.98)
 
 
-def plot_ensemble(d, fig):
-    rows = d["rows"]
-    axes = fig.subplots(2, 2)
-    for ax, study in zip(axes[0], ("LV ODE", "OU SDE")):
-        rs = [r for r in rows if r["study"] == study and r.get("members_per_s")]
-        ax.barh(range(len(rs)), [r["members_per_s"] for r in rs], color="C0")
-        ax.set_yticks(range(len(rs)), [r["method"] for r in rs], fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("members per second")
-        members = rs[0]["members"] if rs else "?"
-        ax.set_title(f"{study}, {members:,} members", fontsize=9)
-    ax = axes[1, 0]
-    lanes = []
-    for r in rows:
-        if r["study"] == "LV ODE" and r.get("lanes") and "refill" in r["method"]:
-            lanes.append((r["lanes"], r["members_per_s"]))
-    if lanes:
-        ax.semilogx(*zip(*sorted(lanes)), "o-", base=2)
-        ax.set_xticks([p[0] for p in lanes], [str(p[0]) for p in lanes])
-        ax.minorticks_off()
-    ax.set_xlabel("lanes (members in flight)")
-    ax.set_ylabel("members per second")
-    ax.set_title("LV ODE, refill schedule: lanes", fontsize=9)
-    ax = axes[1, 1]
-    pts = sorted(
-        (r["members"], r["members_per_s"]) for r in rows if r["study"].startswith("memory")
-    )
-    if pts:
-        ax.loglog(*zip(*pts), "o-")
-    ax.set_xlabel("members")
-    ax.set_ylabel("members per second")
-    ax.set_title("throughput against study size (cheap member, generator input)", fontsize=9)
-    fig.suptitle("Ensemble runner throughput")
-    fig.subplots_adjust(left=0.2, wspace=0.6, hspace=0.45)
-
-
 def plot_stable_sde(d, fig):
     rows = d["rows"]
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -456,7 +420,7 @@ PLOTS = {
     "nde_regularisation": (plot_nde_regularisation, (12, 4.4)),
     "neuralop": (plot_neuralop, (12, 4)),
     "dsf": (plot_dsf, (11, 6.5)),
-    "ensemble": (plot_ensemble, (11, 7)),
+    "ensemble": (ensemble.plot, (11, 7)),
     "stable_sde": (plot_stable_sde, (11, 6.5)),
 }
 

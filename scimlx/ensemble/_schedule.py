@@ -44,7 +44,7 @@ class VmapSchedule(_AbstractSchedule):
         return jax.vmap(lambda x: post(fn(x)))(xs)
 
     def chunk_per_device(self, platform):
-        # Measured (benchmarks/ensemble.py): on a 2-core CPU vmapped adaptive solves of
+        # Measured (benchmarks/ensemble): on a 2-core CPU vmapped adaptive solves of
         # small systems run fastest at 1-2k members per chunk (the loop state stays in
         # cache). On a GPU each step of the batched loop costs about the same whatever the
         # batch (kernel launches), so a chunk should be as large as memory allows: pass
@@ -86,7 +86,7 @@ class RefillSchedule(_AbstractSchedule):
             )
         if self.lanes is not None:
             return self
-        # Measured (benchmarks/ensemble.py, the lanes rows): on a 2-core CPU the refill
+        # Measured (benchmarks/ensemble, the lanes rows): on a 2-core CPU the refill
         # loop of a small adaptive ODE did the most members per CPU second at 1024-2048
         # lanes (8% more than 512). On accelerators the cost of a step hardly depends on
         # the lane count, so many lanes.
