@@ -19,7 +19,6 @@ from ._checks import (
     check_sizes as check_sizes,
     check_tolerances as check_tolerances,
     check_weight as check_weight,
-    error_if_negative as error_if_negative,
     error_if_nonfinite as error_if_nonfinite,
     error_if_out_of_range as error_if_out_of_range,
 )

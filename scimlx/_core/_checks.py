@@ -88,7 +88,7 @@ def check_sizes(**sizes: Any) -> None:
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     """Raise a `ValueError` naming `name` unless `value` is > 0 (>= 0 with `allow_zero`).
 
-    NaN fails. A traced value is not checked here (see `error_if_negative`).
+    NaN fails. A traced value is not checked here.
     """
     if not _is_static(value):
         return
@@ -220,11 +220,6 @@ def error_if_nonfinite(name: str, x: Any) -> Any:
         check_finite(name, x)
         return x
     return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"`{name}` contains NaN or inf values.")
-
-
-def error_if_negative(name: str, x: Any) -> Any:
-    """Return `x`, raising at run time (also under `jit`) if it is negative or NaN."""
-    return eqx.error_if(x, ~jnp.all(jnp.asarray(x) >= 0), f"`{name}` must be non-negative.")
 
 
 def check_like(name: str, x: Any, like: Any, *, what: str = "") -> None:

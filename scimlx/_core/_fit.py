@@ -130,14 +130,11 @@ def _check_writable(checkpoint) -> None:
         raise ValueError(f"`checkpoint` {path!r} exists but is not writable.")
 
 
-def _resume(
-    checkpoint, state: dict, steps: int, validate_every: int, identity: dict | None = None
-) -> dict:
+def _resume(checkpoint, state: dict, steps: int, validate_every: int, identity: dict) -> dict:
     """Loads a checkpoint written by `fit`, possibly by a run asked for another `steps`
     (to train on from where it stopped)."""
     meta = read_header(checkpoint).get("metadata", {})
-    if identity is not None:
-        _check_identity(checkpoint, meta, identity)
+    _check_identity(checkpoint, meta, identity)
     saved_steps = int(meta.get("steps", steps))
     saved_n_val = int(meta.get("n_validations", saved_steps // validate_every + 2))
     like = dict(state)

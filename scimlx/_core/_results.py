@@ -132,11 +132,6 @@ def code_names(enumeration: Any = RESULTS) -> list[str]:
     return names
 
 
-def has_code(name: str, enumeration: Any = RESULTS) -> bool:
-    """Whether the enumeration has a member called `name`."""
-    return name in enumeration._name_to_item
-
-
 def result_from_codes(codes: Any, names: Sequence[str], enumeration: Any = RESULTS) -> Any:
     """The item of `enumeration` named `names[c]` for each solver code `c`.
 

@@ -8,11 +8,10 @@ import jax
 import numpy as np
 
 from .._core._fingerprint import callable_digest, tree_digest
+from .._core._persistence import read_arrays, write_arrays
 from ._store import (
     digest_of,
-    load_arrays,
     load_json,
-    save_arrays,
     save_json,
     Store,
     StoreCorruptionError,
@@ -107,13 +106,13 @@ class StudyRecord:
         if not (self.resume and self.folder.order_path.exists()):
             return None
         try:
-            return load_arrays(self.folder.order_path)["perm"]
+            return read_arrays(self.folder.order_path)["perm"]
         except StoreCorruptionError as e:
             warnings.warn(f"{e} Recomputing the member order.", stacklevel=4)
             return None
 
     def save_order(self, perm: np.ndarray) -> None:
-        save_arrays(self.folder.order_path, {"perm": perm})
+        write_arrays(self.folder.order_path, {"perm": perm})
 
     def write_chunk(self, i: int, state, saved, idx, n_valid: int, inputs_digest: str) -> None:
         """Write chunk `i`'s outputs (if saved) and statistics; the latter commits it."""
@@ -124,20 +123,20 @@ class StudyRecord:
             arrays["index"] = np.asarray(idx)
             arrays["result"] = np.asarray(codes)[:n_valid]
             arrays["__save__"] = np.asarray(self.save_digest)
-            save_arrays(self.folder.outputs_path(i), arrays)
+            write_arrays(self.folder.outputs_path(i), arrays)
         arrays = _state_arrays(state)
         arrays["__study__"] = np.asarray(self.digest)
         arrays["__inputs__"] = np.asarray(inputs_digest)
-        save_arrays(self.folder.stats_path(i), arrays)
+        write_arrays(self.folder.stats_path(i), arrays)
 
     def read_chunk(self, i: int, like: Any, inputs_digest: str):
         """A done chunk's statistics; `None` (after a warning) if its files are corrupted
         or its outputs are missing, and the chunk is then to be recomputed."""
         st = self.folder
         try:
-            arrays = load_arrays(st.stats_path(i))
+            arrays = read_arrays(st.stats_path(i))
             if self.saves:
-                saved = load_arrays(st.outputs_path(i))
+                saved = read_arrays(st.outputs_path(i))
                 if str(saved.get("__save__", "")) != self.save_digest:
                     st.forget(i)  # saved by a run with another (or no) `save`
                     return None
@@ -163,4 +162,4 @@ class StudyRecord:
         arrays = _state_arrays(merged)
         arrays["done"] = np.asarray(sorted(range(n_chunks)), np.int64)
         arrays["fingerprint"] = np.asarray(json.dumps(self.study, sort_keys=True))
-        save_arrays(self.folder.state_path(process), arrays)
+        write_arrays(self.folder.state_path(process), arrays)

@@ -23,14 +23,11 @@ from .._core._persistence import (
     clean_orphans_in,
     CorruptedFileError,
     read_arrays,
-    write_arrays,
 )
 
 
 # A store file that fails its checksum (truncated, altered, unreadable).
 StoreCorruptionError = CorruptedFileError
-save_arrays = write_arrays
-load_arrays = read_arrays
 
 
 def save_json(path: pathlib.Path, obj) -> None:
@@ -138,7 +135,7 @@ def load_outputs(store) -> tuple[list[np.ndarray], np.ndarray]:
     files = sorted((s.root / "outputs").glob("chunk_*.npz"))
     if not files:
         raise FileNotFoundError(f"No saved outputs under {s.root / 'outputs'}.")
-    parts = [load_arrays(p) for p in files]
+    parts = [read_arrays(p) for p in files]
     index = np.concatenate([p["index"] for p in parts])
     perm = np.argsort(index, kind="stable")
     n_leaves = len([k for k in parts[0] if k.startswith("leaf_")])

@@ -211,7 +211,7 @@ class DiffusionOperator(AbstractGridOperator):
         return jnp.where(self.solid, jnp.ones_like(diag), diag)
 
 
-def _faces_from_cells(a, solid, bnd, spacing):
+def _faces_from_cells(a, solid, bnd):
     ndim = a.ndim
     faces = []
     fluid = ~solid
@@ -301,7 +301,7 @@ def diffusion(
             raise ValueError("`coefficient` must be positive everywhere.")
     bnd = parse_boundary(boundary, a.ndim)
     solid = _solid(solid, a.shape)
-    faces = _faces_from_cells(a, solid, bnd, spacing)
+    faces = _faces_from_cells(a, solid, bnd)
     periodic = tuple(b[0] == "periodic" for b in bnd)
     if any(p and n < 3 for p, n in zip(periodic, a.shape)):
         raise ValueError("periodic axes need at least 3 cells.")

@@ -33,7 +33,6 @@ Conventions (all functions act on one unbatched, channel-first array `(C, *spati
 """
 
 from collections.abc import Sequence
-from typing import Literal
 
 import equinox as eqx
 import jax
@@ -41,8 +40,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-
-Boundary = Literal["dirichlet", "neumann", "periodic"]
 
 _PAD_MODE = {"dirichlet": "constant", "neumann": "edge", "periodic": "wrap"}
 
@@ -525,14 +522,3 @@ def vcycle_stencil(
         return _jacobi(ul, fl, kl, diag, omega, boundary, post)
 
     return cycle(0, f[None], u0[None])[0]
-
-
-__all__ = [
-    "restrict",
-    "prolong",
-    "conv",
-    "coarse_shape",
-    "tensor_kernel",
-    "laplacian_kernel",
-    "vcycle_stencil",
-]
