@@ -3,6 +3,8 @@
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
 from ._results import is_successful, RESULTS
@@ -40,5 +42,9 @@ def solution(value: Any, result: Any, stats: dict[str, Any], *, throw: bool) -> 
     """A [`scimlx.Solution`][]; with `throw`, its value raises `result`'s message when the
     computation runs (also under `jit`) unless the solve succeeded."""
     if throw:
-        value = result.error_if(value, ~is_successful(result))
+        # The check runs on a scalar that `value` then depends on, not on `value` itself:
+        # a check's operand is gathered whole onto every device, which would undo the
+        # layout of a sharded solve. (The select keeps `value`'s bits.)
+        token = result.error_if(jnp.zeros((), jnp.int32), ~is_successful(result))
+        value = jax.tree.map(lambda v: jnp.where(token == 0, v, jnp.zeros_like(v)), value)
     return Solution(value=value, result=result, stats=stats)

@@ -48,6 +48,7 @@ from ._scenes import (
     random_rhs as random_rhs,
     remove_enclosed as remove_enclosed,
 )
+from ._sharding import GridSharding as GridSharding
 from ._smoothers import (
     AbstractSmoother as AbstractSmoother,
     Chebyshev as Chebyshev,

@@ -24,6 +24,7 @@ from ._iterative import (
     stagnation_update,
     SUCCESSFUL,
 )
+from ._sharding import constrain, GridSharding
 
 
 def _identity(r: Array) -> Array:
@@ -43,11 +44,13 @@ def _cd_loop(
     recompute_every: int,
     stall_tol: float = 0.0,
     stagnation_window: int = 100,
+    sharding: GridSharding | None = None,
 ):
     """The loop itself, on plain arrays. Returns (x, code, stats), `code` (also in
     `stats["code"]`) saying why it stopped: converged, max steps, breakdown (non-positive
     curvature), non-finite or stagnation (the codes of `_iterative`)."""
     dtype = b.dtype
+    b = constrain(sharding, b)
     bnorm = jnp.sqrt(dot(b, b))
     tol = jnp.asarray(atol, dtype) + jnp.asarray(rtol, dtype) * bnorm
     if x0 is None:
@@ -58,10 +61,12 @@ def _cd_loop(
         x = x0.astype(dtype)
         r = b - mv(x)
         n_mv = jnp.array(1, jnp.int32)
+    x, r = constrain(sharding, x, r)
     rnorm = jnp.sqrt(dot(r, r))
     kk = max(k, 1)  # buffers of length >= 1 keep shapes static; unused when k == 0
-    P = jnp.zeros((kk,) + b.shape, dtype)
-    AP = jnp.zeros((kk,) + b.shape, dtype)
+    P, AP = constrain(
+        sharding, jnp.zeros((kk,) + b.shape, dtype), jnp.zeros((kk,) + b.shape, dtype)
+    )
     pAp = jnp.ones((kk,), dtype)
     hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(rnorm)
     code = jnp.where(jnp.isfinite(rnorm), SUCCESSFUL, NONFINITE).astype(jnp.int32)
@@ -90,7 +95,8 @@ def _cd_loop(
             # Gram-Schmidt in the A inner product against the last k directions.
             coeff = jnp.tensordot(AP, q, axes=q.ndim) / pAp
             q = q - jnp.tensordot(coeff, P, axes=1)
-        Aq = mv(q)
+        q = constrain(sharding, q)
+        Aq = constrain(sharding, mv(q))
         qAq = dot(q, Aq)
         qr = dot(q, r)
         finite = jnp.isfinite(qAq) & jnp.isfinite(qr)
@@ -103,11 +109,13 @@ def _cd_loop(
         recompute = ((it + 1) % recompute_every == 0) | (jnp.sqrt(dot(r, r)) <= tol)
         r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         n_mv = n_mv + 1 + recompute.astype(jnp.int32)
+        x, r = constrain(sharding, x, r)
         rnorm_new = jnp.sqrt(dot(r, r))
         if k > 0:
             slot = it % k
             P = P.at[slot].set(jnp.where(ok, q, 0.0))
             AP = AP.at[slot].set(jnp.where(ok, Aq, 0.0))
+            P, AP = constrain(sharding, P, AP)
             pAp = pAp.at[slot].set(jnp.where(ok, qAq, 1.0))
         code = jnp.where(
             ~finite | ~jnp.isfinite(rnorm_new),
@@ -172,6 +180,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
     recompute_every: int = eqx.field(static=True, default=50)
     stall_tol: float = eqx.field(static=True, default=0.0)
     stagnation_window: int = eqx.field(static=True, default=100)
+    sharding: GridSharding | None = None
 
     def __check_init__(self):
         for name in ("rtol", "atol"):
@@ -221,6 +230,7 @@ class ConjugateDirection(lx.AbstractLinearSolver):
             recompute_every=self.recompute_every,
             stall_tol=self.stall_tol,
             stagnation_window=self.stagnation_window,
+            sharding=self.sharding,
         )
         return x, lineax_result(code), stats
 
@@ -251,6 +261,7 @@ def cd_solve(
     stall_tol: float = 0.0,
     throw: bool = True,
     stagnation_window: int = 100,
+    sharding: GridSharding | None = None,
 ) -> Solution:
     r"""Solve $Ax = b$ (A SPD) by truncated conjugate directions with a direction map.
 
@@ -272,6 +283,8 @@ def cd_solve(
     - `throw`: raise on failure; pass `False` under `vmap` and read `sol.result`.
     - `stagnation_window`: stop with `RESULTS.stagnation` after this many steps without a
       10 % reduction of $\|r\|_2$ (`0`: off); the residual reached is in `stats`.
+    - `sharding`: a [`scimlx.linsolve.GridSharding`][] to split the grid vectors (and the
+      stored directions) over a device mesh.
 
     **Returns:**
 
@@ -301,7 +314,8 @@ def cd_solve(
         recompute_every=recompute_every,
         stall_tol=stall_tol,
         stagnation_window=stagnation_window,
+        sharding=sharding,
     )
     options = {} if x0 is None else {"y0": x0}
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)
-    return loop_solution(sol.value, sol.stats, throw=throw)
+    return loop_solution(constrain(sharding, sol.value), sol.stats, throw=throw)

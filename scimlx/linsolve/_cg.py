@@ -20,9 +20,13 @@ from ._iterative import (
     stagnation_update,
     SUCCESSFUL,
 )
+from ._sharding import constrain, GridSharding
 
 
-def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnation_window=100):
+def _pcg_loop(
+    mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnation_window=100, sharding=None
+):
+    b = constrain(sharding, b)
     bnorm = jnp.sqrt(dot(b, b))
     tol = atol + rtol * bnorm
     if x0 is None:
@@ -33,7 +37,8 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnatio
         x = x0
         r = b - mv(x0)
         nmv = jnp.array(1)
-    z = prec(r)
+    x, r = constrain(sharding, x, r)
+    z = constrain(sharding, prec(r))
     p = z
     rz = dot(r, z)
     rn = jnp.sqrt(dot(r, r))
@@ -49,7 +54,7 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnatio
 
     def body(c):
         x, r, z, p, rz, rn, k, nmv, hist, code, ref, since = c
-        Ap = mv(p)
+        Ap = constrain(sharding, mv(p))
         pAp = dot(p, Ap)
         bad = ~(pAp > 0)
         alpha = jnp.where(bad, 0.0, rz / jnp.where(bad, 1.0, pAp))
@@ -60,10 +65,11 @@ def _pcg_loop(mv, prec, b, x0, rtol, atol, max_steps, recompute_every, stagnatio
         recompute = (((k + 1) % recompute_every) == 0) | (jnp.sqrt(dot(r, r)) <= tol)
         r = jax.lax.cond(recompute, lambda: b - mv(x), lambda: r)
         nmv = nmv + 1 + recompute.astype(nmv.dtype)
-        z = prec(r)
+        x, r = constrain(sharding, x, r)
+        z = constrain(sharding, prec(r))
         rz_new = dot(r, z)
         beta = rz_new / jnp.where(rz == 0, 1.0, rz)
-        p = z + beta * p
+        p = constrain(sharding, z + beta * p)
         rn = jnp.sqrt(dot(r, r))
         ref, since, stagnated = stagnation_update(rn, ref, since, k + 1, stagnation_window)
         code = jnp.where(
@@ -104,6 +110,7 @@ class PCG(lx.AbstractLinearSolver):
     max_steps: int = eqx.field(static=True, default=1000)
     recompute_every: int = eqx.field(static=True, default=50)
     stagnation_window: int = eqx.field(static=True, default=100)
+    sharding: GridSharding | None = None
 
     def __check_init__(self):
         for name in ("rtol", "atol"):
@@ -144,6 +151,7 @@ class PCG(lx.AbstractLinearSolver):
             self.max_steps,
             self.recompute_every,
             self.stagnation_window,
+            self.sharding,
         )
         return x, lineax_result(code), stats
 
@@ -173,6 +181,7 @@ def pcg_solve(
     x0: Float[Array, "..."] | None = None,  # shape checked below, with a clear message
     throw: bool = True,
     stagnation_window: int = 100,
+    sharding: GridSharding | None = None,
 ) -> Solution:
     """Solve `A x = b` (A SPD) by preconditioned conjugate gradients.
 
@@ -199,6 +208,9 @@ def pcg_solve(
     - `x0`: initial guess (the shape and dtype of `b`).
     - `throw`: raise on failure.
     - `stagnation_window`: steps allowed without a 10 % reduction of `|r|_2` (`0`: off).
+    - `sharding`: a [`scimlx.linsolve.GridSharding`][] to split the grid vectors over a
+        device mesh (default: wherever JAX puts them). Build the preconditioner with the
+        same `sharding`.
 
     **Returns:**
 
@@ -235,6 +247,7 @@ def pcg_solve(
         max_steps=max_steps,
         recompute_every=recompute_every,
         stagnation_window=stagnation_window,
+        sharding=sharding,
     )
     options = {}
     if preconditioner is not None:
@@ -245,4 +258,4 @@ def pcg_solve(
     if x0 is not None:
         options["y0"] = x0
     sol = lx.linear_solve(operator, b, solver, options=options, throw=False)
-    return loop_solution(sol.value, sol.stats, throw=throw)
+    return loop_solution(constrain(sharding, sol.value), sol.stats, throw=throw)

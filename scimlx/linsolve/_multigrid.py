@@ -14,6 +14,7 @@ from ._blackbox import BlackBox
 from ._coarsening import AbstractCoarsening, AbstractTransfer
 from ._iterative import loop_solution, MAX_STEPS, NONFINITE, SUCCESSFUL
 from ._operators import _probe_stencil, AbstractGridOperator, DiffusionOperator, StencilOperator
+from ._sharding import constrain, GridSharding
 from ._smoothers import AbstractSmoother, Chebyshev
 from ._transfer import prolong, restrict, tensor_kernel
 
@@ -297,6 +298,8 @@ class VCycle(AbstractGridOperator):
       `init` returned on each level but the coarsest.
     - `coarse_inverse`: the coarsest operator's pseudo-inverse.
     - `pre`, `post`: sweeps before and after the coarse correction.
+    - `sharding`: the [`scimlx.linsolve.GridSharding`][] every level's vectors are
+      constrained to, or `None`.
     """
 
     operators: tuple[AbstractGridOperator, ...]
@@ -307,6 +310,7 @@ class VCycle(AbstractGridOperator):
     coarse_inverse: Array
     pre: int = eqx.field(static=True)
     post: int = eqx.field(static=True)
+    sharding: GridSharding | None = None
 
     def in_structure(self):
         return self.operators[0].in_structure()
@@ -322,7 +326,7 @@ class VCycle(AbstractGridOperator):
         D = self.diagonals[level]
         data = self.smoother_data[level]
         for _ in range(self.post if post else self.pre):
-            u = self.smoother.step(op, D, data, f, u, post=post)
+            u = constrain(self.sharding, self.smoother.step(op, D, data, f, u, post=post))
         return u
 
     def _cycle(self, level, f):
@@ -331,8 +335,9 @@ class VCycle(AbstractGridOperator):
             n = f.size
             u = (self.coarse_inverse @ f.reshape(n)).reshape(f.shape)
             return jnp.where(~op.solid, u, jnp.zeros_like(u))
+        f = constrain(self.sharding, f)
         u = self._smooth(level, f, jnp.zeros_like(f), post=False)
-        r = f - op.mv(u)
+        r = constrain(self.sharding, f - op.mv(u))
         tr = self.transfers[level]
         u = u + tr.prolong(self._cycle(level + 1, tr.restrict(r)))
         return self._smooth(level, f, u, post=True)
@@ -388,6 +393,7 @@ def multigrid(
     max_coarse: int = 256,
     levels: int | None = None,
     coarse: AbstractCoarsening | None = None,
+    sharding: GridSharding | None = None,
 ) -> VCycle:
     """Set up a multigrid V-cycle for a cell-centred diffusion operator.
 
@@ -427,6 +433,8 @@ def multigrid(
         naming the grid (e.g. odd periodic sides, or odd sides with `Rediscretise()`).
     - `levels`: number of levels (default: as many as needed for `max_coarse`).
     - `coarse`: `None` (automatic, above) or an [`scimlx.linsolve.AbstractCoarsening`][].
+    - `sharding`: a [`scimlx.linsolve.GridSharding`][] to split every level's vectors over a
+        device mesh (levels too small to split are kept whole on each device).
 
     **Returns:**
 
@@ -460,7 +468,7 @@ def multigrid(
     # than compiling the whole setup.
     eager = coarse.eager and not _traced(operator)
     build = _build.__wrapped__ if eager else _build
-    return build(operator, smoother, pre, post, max_coarse, levels, coarse)
+    return build(operator, smoother, pre, post, max_coarse, levels, coarse, sharding)
 
 
 def _hierarchy(operator, coarse, max_coarse, levels):
@@ -489,12 +497,12 @@ def _hierarchy(operator, coarse, max_coarse, levels):
 
 
 @eqx.filter_jit
-def _build(operator, smoother, pre, post, max_coarse, levels, coarse):
+def _build(operator, smoother, pre, post, max_coarse, levels, coarse, sharding):
     ops, transfers = _hierarchy(operator, coarse, max_coarse, levels)
     diags = tuple(op.diagonal_values() for op in ops)
     data = tuple(smoother.init(op, D) for op, D in zip(ops[:-1], diags[:-1])) + (None,)
     inv = jnp.linalg.pinv(_dense(ops[-1]), hermitian=True)
-    return VCycle(tuple(ops), diags, tuple(transfers), smoother, data, inv, pre, post)
+    return VCycle(tuple(ops), diags, tuple(transfers), smoother, data, inv, pre, post, sharding)
 
 
 @eqx.filter_jit
@@ -516,7 +524,8 @@ def multigrid_solve(
 
     - `operator`: the [`scimlx.linsolve.DiffusionOperator`][].
     - `b`: right-hand side (grid-shaped).
-    - `vcycle`: a prebuilt [`scimlx.linsolve.VCycle`][] (default: `multigrid(operator)`).
+    - `vcycle`: a prebuilt [`scimlx.linsolve.VCycle`][] (default: `multigrid(operator)`);
+      its `sharding`, if any, splits the iterates too.
     - `rtol`, `atol`: tolerances; `max_steps`: maximum number of cycles.
     - `throw`: raise if not converged; under `vmap` pass `False` and read `result`.
 
@@ -541,6 +550,7 @@ def multigrid_solve(
             f"{operator.grid_shape} ({operator.dtype}); build it with `multigrid(operator)`."
         )
     vc = multigrid(operator) if vcycle is None else vcycle
+    b = constrain(vc.sharding, b)
     bnorm = jnp.linalg.norm(b)
     tol = atol + rtol * bnorm
     hist = jnp.full((max_steps + 1,), jnp.nan, b.dtype).at[0].set(bnorm)
@@ -551,8 +561,8 @@ def multigrid_solve(
 
     def body(c):
         x, r, rn, k, hist = c
-        x = x + vc.mv(r)
-        r = b - operator.mv(x)
+        x = constrain(vc.sharding, x + vc.mv(r))
+        r = constrain(vc.sharding, b - operator.mv(x))
         rn = jnp.linalg.norm(r)
         return x, r, rn, k + 1, hist.at[k + 1].set(rn)
 
@@ -561,4 +571,4 @@ def multigrid_solve(
     )
     code = jnp.where(rn <= tol, SUCCESSFUL, jnp.where(jnp.isfinite(rn), MAX_STEPS, NONFINITE))
     stats = {"num_steps": k, "residual_history": hist, "residual_norm": rn, "code": code}
-    return loop_solution(x, stats, throw=throw)
+    return loop_solution(constrain(vc.sharding, x), stats, throw=throw)
