@@ -23,7 +23,8 @@ def tour_stage(quick: bool = False) -> dict:
 
     t0 = time.perf_counter()
     res, n_train, steps = (16, 128, 60) if quick else (32, 256, 200)
-    train = darcy_dataset(n_train, res, seed=0, rtol=1e-6, batch_size=128)
+    # one batch size for both sets: one compiled solver program, not two
+    train = darcy_dataset(n_train, res, seed=0, rtol=1e-6, batch_size=64)
     test = darcy_dataset(64, res, seed=1, rtol=1e-6, batch_size=64)
     a, u = train.a.astype(jnp.float32), train.u.astype(jnp.float32)
     model = MgNO(1, 1, 12, 3, [(1, 0), (1, 0), (2, 0)], dtype=jnp.float32, key=jax.random.key(0))
