@@ -14,7 +14,7 @@ from scimlx.sde import GridBrownianPath, GSDE, LNSDE, LSDE, make_path, NaiveSDE
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchsde")
 pytest.importorskip("torchcde")
-port = pytest.importorskip("benchmarks._sde_torch_port")
+port = pytest.importorskip("benchmarks.stable_sde._torch_port")
 
 
 def _count(model):
