@@ -8,6 +8,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+import scimlx
 from scimlx.sde import (
     GridBrownianPath,
     GSDE,
@@ -163,10 +164,10 @@ def test_scan_and_diffeqsolve_equal_manual_euler_maruyama(getkey):
     ts, ys = _data()
     path = make_path(ts, ys)
     key = getkey()
-    z_scan = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts, key=key))(m))
+    z_scan = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts, key=key).value)(m))
     on_grid = ObservationGrid(scan=False)
     z_grid = np.asarray(
-        eqx.filter_jit(lambda m: m.solve(path, ts, key=key, stepsize_controller=on_grid))(m)
+        eqx.filter_jit(lambda m: m.solve(path, ts, key=key, stepsize_controller=on_grid).value)(m)
     )
     dw = np.asarray(GridBrownianPath(jnp.asarray(ts), (H,), key=key).increments)
     z = np.asarray(m.encoder(path.evaluate(ts[0])))
@@ -191,7 +192,7 @@ def test_diffrax_controllers_and_adjoints_reproduce_the_grid_scan(getkey):
     ode_model = LatentODE(C + 1, H, 2, readout="linear", key=getkey())
 
     def loss(m, **options):
-        return jnp.sum(m.solve(path, ts, key=key, **options) ** 2)
+        return jnp.sum(m.solve(path, ts, key=key, **options).value ** 2)
 
     @eqx.filter_jit
     def run(m, o):
@@ -200,10 +201,10 @@ def test_diffrax_controllers_and_adjoints_reproduce_the_grid_scan(getkey):
             stepsize_controller=ObservationGrid(scan=False), adjoint=diffrax.DirectAdjoint()
         )
         return (
-            m.solve(path, ts, key=key),
-            m.solve(path, ts, key=key, stepsize_controller=step_to),
-            o.solve(path, ts),
-            o.solve(path, ts, stepsize_controller=diffrax.ConstantStepSize()),
+            m.solve(path, ts, key=key).value,
+            m.solve(path, ts, key=key, stepsize_controller=step_to).value,
+            o.solve(path, ts).value,
+            o.solve(path, ts, stepsize_controller=diffrax.ConstantStepSize()).value,
             eqx.filter_grad(loss)(m),
             eqx.filter_grad(lambda m: loss(m, **direct))(m),
         )
@@ -215,11 +216,42 @@ def test_diffrax_controllers_and_adjoints_reproduce_the_grid_scan(getkey):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
 
 
+def test_solve_returns_a_solution_with_result_and_steps(getkey):
+    ts, ys = _data(6)
+    path = make_path(ts, ys)
+    m = LNSDE(C + 1, H, 2, key=getkey())
+    key = getkey()
+    pid = diffrax.PIDController(rtol=1e-3, atol=1e-5)
+    for controller in (ObservationGrid(), ObservationGrid(scan=False), pid):
+        sol = m.solve(path, ts, key=key, stepsize_controller=controller)
+        assert isinstance(sol, scimlx.Solution) and sol.value.shape == (len(ts), H)
+        assert sol.result == scimlx.RESULTS.successful
+        steps = int(sol.stats["num_steps"])
+        assert steps == int(sol.stats["num_accepted_steps"] + sol.stats["num_rejected_steps"])
+        assert steps == len(ts) - 1 if controller is not pid else steps > 0
+    one = m.solve(path, ts[:1], key=key)
+    assert one.result == scimlx.RESULTS.successful and int(one.stats["num_steps"]) == 0
+    # diffrax's failure, as a scimlx.RESULTS item, per series under vmap
+    keys = jr.split(key, 2)
+    capped = jax.vmap(
+        lambda k: m.solve(path, ts, key=k, stepsize_controller=pid, max_steps=2, throw=False)
+    )(keys)
+    assert capped.result._enumeration is scimlx.RESULTS
+    assert bool(jnp.all(capped.result == scimlx.RESULTS.max_steps_reached))
+    # a trajectory with NaN is `nonfinite`, and raises with `throw=True`
+    bad = eqx.tree_at(lambda m: m.encoder.bias, m, jnp.full((H,), jnp.nan))
+    for controller in (ObservationGrid(), ObservationGrid(scan=False)):
+        sol = bad.solve(path, ts, key=key, stepsize_controller=controller, throw=False)
+        assert sol.result == scimlx.RESULTS.nonfinite
+        with pytest.raises(eqx.EquinoxRuntimeError, match="Nonfinite"):
+            bad.solve(path, ts, key=key, stepsize_controller=controller)
+
+
 def test_neural_cde_euler_uses_path_increments(getkey):
     m = NeuralCDE(C + 1, H, 2, key=getkey())
     ts, ys = _data(2)
     path = make_path(ts, ys)
-    zs = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts))(m))
+    zs = np.asarray(eqx.filter_jit(lambda m: m.solve(path, ts).value)(m))
     z = np.asarray(m.encoder(path.evaluate(ts[0])))
     for k in range(len(ts) - 1):
         dx = np.asarray(path.evaluate(ts[k + 1]) - path.evaluate(ts[k]))
@@ -288,7 +320,7 @@ def test_adaptive_solve_matches_a_fine_grid_ito_solve_of_the_same_brownian_path(
             stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-7),
             brownian_tol=tol,
             max_steps=100_000,
-        )
+        ).value
         vbt = diffrax.VirtualBrownianTree(ts[0], ts[-1], tol=tol, shape=(H,), key=key)
         z0 = m.initial(path, jnp.asarray(ts))
 
@@ -321,12 +353,12 @@ def test_milstein_interpolation_and_forecast_readouts(getkey):
     @eqx.filter_jit
     def run(m):
         path = make_path(ts, ys)
-        zm = m.solve(path, ts, key=key, solver=diffrax.ItoMilstein())
-        ze = m.solve(path, ts, key=key)
+        zm = m.solve(path, ts, key=key, solver=diffrax.ItoMilstein()).value
+        ze = m.solve(path, ts, key=key).value
         future = jnp.array([1.25, 1.5])
         fut = m.forecast(path, ts, future, key=key)
         # the forecast is the readout of the latent path solved on, and saved at, ts + future
-        zf = m.solve(path, jnp.concatenate([jnp.asarray(ts), future]), key=key)
+        zf = m.solve(path, jnp.concatenate([jnp.asarray(ts), future]), key=key).value
         return zm, ze, fut, zf
 
     zm, ze, fut, zf = run(m)
@@ -347,9 +379,11 @@ def test_adaptive_neural_cde_matches_a_fine_grid_solve(getkey):
     @eqx.filter_jit
     def run(c):
         path = make_path(ts, ys)
-        za = c.solve(path, ts, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+        za = c.solve(
+            path, ts, stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8)
+        ).value
         fine = jnp.linspace(ts[0], ts[-1], 4 * 512 + 1)
-        zf = c.solve(path, fine)[::512]
+        zf = c.solve(path, fine).value[::512]
         return za, zf
 
     za, zf = run(cde)

@@ -14,7 +14,7 @@ from scimlx.sde import GridBrownianPath, GSDE, LNSDE, LSDE, make_path, NaiveSDE
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchsde")
 pytest.importorskip("torchcde")
-port = pytest.importorskip("benchmarks._sde_torch_port")
+port = pytest.importorskip("benchmarks.stable_sde._torch_port")
 
 
 def _count(model):
@@ -77,7 +77,7 @@ def test_copied_weights_give_the_same_trajectories_and_logits(name, make, getkey
 
     def ours(m):
         paths = jax.vmap(lambda y: make_path(ts, y))(jnp.asarray(ys))
-        zs = jax.vmap(lambda p, k: m.solve(p, ts, key=k))(paths, keys)
+        zs = jax.vmap(lambda p, k: m.solve(p, ts, key=k).value)(paths, keys)
         return zs, jax.vmap(m.readout)(zs[:, -1]), m.readout.batch_call(zs[:, -1])
 
     zs, logits, train_logits = eqx.filter_jit(ours)(model)

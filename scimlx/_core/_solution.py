@@ -15,9 +15,10 @@ class Solution(eqx.Module):
 
     Every scimlx solve that is not a diffrax solve returns one:
     [`scimlx.linsolve.pcg_solve`][], [`scimlx.linsolve.cd_solve`][],
-    [`scimlx.linsolve.dcdm_solve`][], [`scimlx.linsolve.multigrid_solve`][] and
-    [`scimlx.neuralop.darcy_solve`][]. (Neural differential equations return diffrax's
-    own `diffrax.Solution`.)
+    [`scimlx.linsolve.dcdm_solve`][], [`scimlx.linsolve.multigrid_solve`][],
+    [`scimlx.neuralop.darcy_solve`][] and the latent models' `solve`
+    ([`scimlx.sde.AbstractLatentModel.solve`][]). (Neural differential equations return
+    diffrax's own `diffrax.Solution`.)
 
     - `value`: the solution.
     - `result`: a [`scimlx.RESULTS`][] item; `scimlx.is_successful(sol.result)` tells

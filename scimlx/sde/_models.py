@@ -23,6 +23,8 @@ from .._core._checks import (
     check_positive,
     error_if_nonfinite,
 )
+from .._core._results import as_result, RESULTS
+from .._core._solution import Solution, solution
 from ._brownian import GridBrownianPath
 from ._path import ControlPath
 from ._stepping import ObservationGrid
@@ -238,7 +240,7 @@ class AbstractLatentModel(eqx.Module):
         brownian_tol: float | None = None,
         max_steps: int | None = None,
         throw: bool = True,
-    ) -> Float[Array, "n hidden"]:
+    ) -> Solution:
         """Latent states z(t) at every time of `ts`.
 
         **Arguments:**
@@ -271,11 +273,17 @@ class AbstractLatentModel(eqx.Module):
           refused.
         - `max_steps`: step cap of `diffrax.diffeqsolve` (default 4096; on the observation
           grid, `n - 1`). Not with `ObservationGrid()` (the scan takes `n - 1` steps).
-        - `throw`: raise on solver failure (use `False` under `vmap` and check for NaN).
+        - `throw`: raise when the solve fails (also under `jit`). Under `jax.vmap` pass
+          `False` and read `sol.result` per series.
 
         **Returns:**
 
-        The latent states, shape `(n, hidden)`.
+        A [`scimlx.Solution`][]: `value` holds the latent states, shape `(n, hidden)`.
+        `result` is `successful`, `nonfinite` (the states hold NaN or inf) or, through
+        `diffrax.diffeqsolve`, diffrax's failure (e.g. `max_steps_reached`) as a
+        [`scimlx.RESULTS`][] item. `stats` holds `num_steps` (solver steps taken),
+        `num_accepted_steps` and `num_rejected_steps` (on the observation grid: `n - 1`,
+        `n - 1` and 0).
         """
         ts = jnp.asarray(ts)
         if ts.ndim != 1 or ts.shape[0] < 1:
@@ -285,16 +293,34 @@ class AbstractLatentModel(eqx.Module):
         z0 = self.initial(path, ts)
         ts = ts.astype(z0.dtype)
         n = ts.shape[0]
-        if n == 1:
-            return z0[None]
-        if self.is_sde and key is None:
+        if n > 1 and self.is_sde and key is None:
             raise ValueError(f"{type(self).__name__} is an SDE: pass `key=`.")
-        on_grid = isinstance(stepsize_controller, ObservationGrid)
-        if on_grid and stepsize_controller.scan:
+        if n > 1 and not (
+            isinstance(stepsize_controller, ObservationGrid) and stepsize_controller.scan
+        ):
+            sol = self._diffeqsolve(
+                path, ts, z0, key, solver, stepsize_controller, adjoint, brownian_tol, max_steps,
+                throw,
+            )  # fmt: skip
+            stats = {name: sol.stats[name] for name in _STATS}
+            return _solution(sol.ys, as_result(sol.result), stats, throw=throw)
+        if n == 1:
+            zs = z0[None]
+        else:
             brownian = self._grid_brownian(ts, key, z0.dtype)
             slv = diffrax.Euler() if solver is None else solver
-            return _scan_solve(self.terms(path, brownian), slv, ts, z0)
-        controller = diffrax.StepTo(ts=ts) if on_grid else stepsize_controller
+            zs = _scan_solve(self.terms(path, brownian), slv, ts, z0)
+        steps = jnp.asarray(n - 1)
+        stats = {"num_steps": steps, "num_accepted_steps": steps, "num_rejected_steps": 0 * steps}
+        return _solution(zs, RESULTS.successful, stats, throw=throw)
+
+    def _diffeqsolve(
+        self, path, ts, z0, key, solver, controller, adjoint, brownian_tol, max_steps, throw
+    ) -> diffrax.Solution:
+        """`diffrax.diffeqsolve` of the latent equation, saved at `ts` (see `solve`)."""
+        n = ts.shape[0]
+        on_grid = isinstance(controller, ObservationGrid)
+        controller = diffrax.StepTo(ts=ts) if on_grid else controller
         adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
         step_to = isinstance(controller, diffrax.StepTo)
         if not self.is_sde:
@@ -322,7 +348,7 @@ class AbstractLatentModel(eqx.Module):
                 adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints=n - 1)
         else:
             saveat = diffrax.SaveAt(ts=ts)
-        sol = diffrax.diffeqsolve(
+        return diffrax.diffeqsolve(
             terms,
             diffrax.Euler() if solver is None else solver,
             ts[0],
@@ -335,7 +361,6 @@ class AbstractLatentModel(eqx.Module):
             adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
             throw=throw,
         )
-        return sol.ys  # pyright: ignore
 
     def _grid_brownian(self, grid, key, dtype) -> GridBrownianPath | None:
         """Brownian motion pre-sampled on the step grid (SDEs), `None` otherwise."""
@@ -366,7 +391,7 @@ class AbstractLatentModel(eqx.Module):
         **solve_options,
     ) -> Float[Array, " hidden"]:
         """The latent state at the series' last valid time `ts[length-1]` (before the readout)."""
-        zs = self.solve(path, ts, key=key, **solve_options)
+        zs = self.solve(path, ts, key=key, **solve_options).value
         n = zs.shape[0] if length is None else length
         return zs[jnp.asarray(n) - 1]
 
@@ -379,7 +404,7 @@ class AbstractLatentModel(eqx.Module):
         **solve_options,
     ) -> Float[Array, "n out"]:
         """Readout at every time of `ts` (interpolation / reconstruction)."""
-        zs = self.solve(path, ts, key=key, **solve_options)
+        zs = self.solve(path, ts, key=key, **solve_options).value
         return jax.vmap(self.readout)(zs)
 
     def forecast(
@@ -396,7 +421,7 @@ class AbstractLatentModel(eqx.Module):
         ts = jnp.asarray(ts)
         future = jnp.asarray(future).astype(ts.dtype)
         allts = jnp.concatenate([ts, future])
-        zs = self.solve(path, allts, key=key, **solve_options)
+        zs = self.solve(path, allts, key=key, **solve_options).value
         return jax.vmap(self.readout)(zs[ts.shape[0] :])
 
     def __call__(
@@ -456,6 +481,17 @@ def _check_solve_arguments(model, path, controller, adjoint, brownian_tol, max_s
             f"`in_channels`={want} (build the path from series with {want} channels, "
             "counting the time and observation-mask channels make_path adds)."
         )
+
+
+_STATS = ("num_steps", "num_accepted_steps", "num_rejected_steps")
+
+
+def _solution(zs, result, stats, *, throw):
+    """The solve's `Solution`: a successful solve whose states hold NaN or inf is
+    `nonfinite` (as a diverged SDE sample or exploding weights give)."""
+    bad = jnp.invert(jnp.all(jnp.isfinite(zs))) & (result == RESULTS.successful)
+    result = RESULTS.where(bad, RESULTS.nonfinite, result)
+    return solution(zs, result, stats, throw=throw)
 
 
 def _stratonovich_terms(terms, diffusion):

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._core import fit, steps_per_epoch
 from .._core._checks import (
     check_finite,
     check_int,
@@ -366,48 +367,13 @@ def train_classifier(
     `last_model` have their readout statistics set from `train` by
     [`scimlx.sde.calibrate_readout`][]).
     """
-    import scimlx
-
-    _check_nonempty(train, "train")
-    _check_labels(model, train, "train")
-    if val is not None:
-        _check_nonempty(val, "val")
-        _check_labels(model, val, "val")
-    _check_positive_int(steps, "steps")
-    _check_positive_int(batch_size, "batch_size")
-    if patience is not None:
-        _check_positive_int(patience, "patience")
-    if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
-        raise ValueError(f"`min_epochs` must be a non-negative int, got {min_epochs!r}.")
-    n = len(train)
-    bs = min(batch_size, n)
-    spe = scimlx.steps_per_epoch(n, bs)
-    seed = int(jr.randint(jr.fold_in(key, 12345), (), 0, 2**30))
-
-    def batch_fn(step, _key):
-        epoch, i = divmod(step, spe)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        return train[perm[i * bs : (i + 1) * bs]]
-
-    def loss(m, b, k):
-        return classification_loss(m, b, k, **solve_options)
-
-    ckey = jr.fold_in(key, 778)
-
-    def calibrate(m):
-        return calibrate_readout(m, train, key=ckey, **solve_options)
-
-    validate = None
-    if val is not None:
-        vkey = jr.fold_in(key, 777)
-        vloss = eqx.filter_jit(lambda m, b: evaluation_loss(m, b, vkey, **solve_options))
-
-        def validate(m):
-            return float(vloss(calibrate(m), val))
-
+    _check_training_arguments(model, train, val, steps, batch_size, patience, min_epochs)
+    batch_fn, spe = _epoch_batches(train, batch_size, key)
+    calibrate = _Calibration(train, jr.fold_in(key, 778), solve_options)
+    validate = None if val is None else _Validation(calibrate, val, jr.fold_in(key, 777))
     patience = patience if val is not None else None
-    result = scimlx.fit(
-        loss,
+    result = fit(
+        _ClassificationLoss(solve_options),
         model,
         optimiser,
         steps=steps,
@@ -427,3 +393,76 @@ def train_classifier(
             result, model=calibrate(result.model), last_model=calibrate(result.last_model)
         )
     return result
+
+
+def _check_training_arguments(model, train, val, steps, batch_size, patience, min_epochs):
+    _check_nonempty(train, "train")
+    _check_labels(model, train, "train")
+    if val is not None:
+        _check_nonempty(val, "val")
+        _check_labels(model, val, "val")
+    _check_positive_int(steps, "steps")
+    _check_positive_int(batch_size, "batch_size")
+    if patience is not None:
+        _check_positive_int(patience, "patience")
+    if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+        raise ValueError(f"`min_epochs` must be a non-negative int, got {min_epochs!r}.")
+
+
+def _epoch_batches(train: PathBatch, batch_size: int, key):
+    """`scimlx.fit`'s `batch(step, key)` visiting every series once per epoch in a fresh
+    order (seeded by `key` and the epoch; the last batch holds the remainder), and the
+    number of steps per epoch."""
+    n = len(train)
+    bs = min(batch_size, n)
+    spe = steps_per_epoch(n, bs)
+    seed = int(jr.randint(jr.fold_in(key, 12345), (), 0, 2**30))
+
+    def batch_fn(step, _key):
+        epoch, i = divmod(step, spe)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        return train[perm[i * bs : (i + 1) * bs]]
+
+    return batch_fn, spe
+
+
+# The loss and the validation's compiled call are Modules and module-level functions, not
+# closures: `scimlx.fit` compiles its step once per loss, and a fresh closure per call of
+# `train_classifier` would compile every run anew.
+
+
+class _ClassificationLoss(eqx.Module):
+    """`classification_loss` with the model's solve options, as `scimlx.fit`'s loss."""
+
+    solve_options: dict
+
+    def __call__(self, model, batch, key):
+        return classification_loss(model, batch, key, **self.solve_options)
+
+
+@eqx.filter_jit
+def _evaluation_loss_jit(model, batch, key, solve_options):
+    return evaluation_loss(model, batch, key, **solve_options)
+
+
+class _Calibration(eqx.Module):
+    """`calibrate_readout` on the training set with a fixed key."""
+
+    train: PathBatch
+    key: PRNGKeyArray
+    solve_options: dict
+
+    def __call__(self, model):
+        return calibrate_readout(model, self.train, key=self.key, **self.solve_options)
+
+
+class _Validation(eqx.Module):
+    """The validation loss in inference mode, after calibrating the readout on `train`."""
+
+    calibrate: _Calibration
+    val: PathBatch
+    key: PRNGKeyArray
+
+    def __call__(self, model) -> float:
+        model = self.calibrate(model)
+        return float(_evaluation_loss_jit(model, self.val, self.key, self.calibrate.solve_options))
