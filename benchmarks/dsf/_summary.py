@@ -50,11 +50,13 @@ def measured_auto_table(cost: list[dict]) -> dict[str, list]:
 
 
 def mqar_summary(mq: list[dict]) -> list[dict]:
-    """Accuracy over seeds per task and mixer."""
+    """Accuracy over seeds per task and mixer (of the mixers that ran)."""
     out = []
     for task in sorted({r["task"] for r in mq}):
         for m in MQAR_MIXERS:
             vals = [r["acc"] for r in mq if r["mixer"] == m and r["task"] == task]
+            if not vals:
+                continue
             out.append(
                 dict(
                     task=task,

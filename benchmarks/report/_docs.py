@@ -31,8 +31,7 @@ COMMANDS = {
     ),
     "dsf.json": (
         "python -m benchmarks.dsf --lengths-fwd 64,256,1024,4096 --lengths-bwd 64,256,1024",
-        ", with the MQAR rows merged in from MQAR-only runs of the same script "
-        "(`--mqar-results`)",
+        ", with the MQAR rows merged in from MQAR-only runs of the same script (`--mqar-results`)",
     ),
     "nde_regularisation.json": (
         "python -m benchmarks.nde_regularisation --tasks b1",
