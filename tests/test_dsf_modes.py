@@ -324,7 +324,7 @@ def test_errors_name_the_argument(getkey):
     with pytest.raises(ValueError, match="`x`"):
         dsf.evaluate(system, jnp.zeros((10, 4), jnp.float64))
     with pytest.raises(TypeError, match="method"):  # a string is not an evaluation mode
-        dsf.evaluate(system, x, method="fft")
+        dsf.evaluate(system, x, method="fft")  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="MiB"):
         dsf.evaluate(system, x, method=dsf.Matrix(max_bytes=100))
     for bad in (lambda: dsf.Chunked(chunk_size=0), lambda: dsf.Recurrence(unroll=0)):
