@@ -15,12 +15,14 @@ import scipy.signal
 import scimlx.dsf as dsf
 
 
-METHODS = ("recurrence", "scan", "chunked", "matrix")
+def modes(chunk_size=None):
+    """Every evaluation mode (`chunk_size` for `Chunked`)."""
+    return (dsf.Recurrence(), dsf.Scan(), dsf.Chunked(chunk_size), dsf.Matrix())
 
 
 @eqx.filter_jit
 def _all_modes(system, x, h0):
-    return [dsf.evaluate(system, x, method=m, h0=h0, chunk_size=8) for m in METHODS]
+    return [dsf.evaluate(system, x, method=m, h0=h0) for m in modes(8)]
 
 
 def _channel(key, L, d, n, dl, nl, dk):
@@ -50,9 +52,11 @@ def test_channel_modes_equal_dense_and_explicit_phi(dl, nl, dk, getkey):
     for i in range(L):
         h = lam[i] @ h + B[i] @ np.asarray(x[i])
         y_ref[i] = C[i] @ h + Dm[i] @ np.asarray(x[i])
-    for m, (y, H) in zip(METHODS, _all_modes(system, x, h0)):
-        np.testing.assert_allclose(np.asarray(y), y_ref, rtol=1e-10, atol=1e-12, err_msg=m)
-        np.testing.assert_allclose(np.asarray(H).reshape(-1), h, rtol=1e-10, atol=1e-12, err_msg=m)
+    for m, (y, H) in zip(modes(8), _all_modes(system, x, h0)):
+        np.testing.assert_allclose(np.asarray(y), y_ref, rtol=1e-10, atol=1e-12, err_msg=str(m))
+        np.testing.assert_allclose(
+            np.asarray(H).reshape(-1), h, rtol=1e-10, atol=1e-12, err_msg=str(m)
+        )
     # Phi_ij = C_i Lambda_i ... Lambda_{j+1} B_j (+ D_i on the diagonal), by explicit products
     P = np.asarray(dsf.phi(system))
     for i, j in [(0, 0), (5, 2), (18, 0), (18, 17), (3, 7)]:
@@ -86,17 +90,20 @@ def test_diagonal_and_dense_modes(getkey):
 
     @eqx.filter_jit
     def dense_modes(dense, x):
-        return [dsf.evaluate(dense, x, method=m)[0] for m in ("recurrence", "scan", "matrix")]
+        return [
+            dsf.evaluate(dense, x, method=m)[0]
+            for m in (dsf.Recurrence(), dsf.Scan(), dsf.Matrix())
+        ]
 
     ref, *others = dense_modes(dense, x)
-    for m, (y, _) in zip(METHODS, _all_modes(system, x, h0)):
+    for m, (y, _) in zip(modes(8), _all_modes(system, x, h0)):
         np.testing.assert_allclose(
-            np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=m
+            np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12, err_msg=str(m)
         )
     for y in others:
         np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="chunked"):
-        dsf.evaluate(dense, x, method="chunked")
+        dsf.evaluate(dense, x, method=dsf.Chunked())
     P = eqx.filter_jit(dsf.phi)(system)
     np.testing.assert_allclose(
         np.einsum("ijde,je->id", P, x), np.asarray(ref), rtol=1e-10, atol=1e-12
@@ -110,7 +117,7 @@ def test_normalisation_in_lambda_equals_in_output(getkey):
     x = jr.normal(getkey(), (L, d), jnp.float64)
     a = dsf.normalised_linear_attention_dsf(fq, fk, d, where="state")
     b = dsf.normalised_linear_attention_dsf(fq, fk, d, where="output")
-    ev = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method="recurrence")[0])
+    ev = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=dsf.Recurrence())[0])
     ya, yb = ev(a, x), ev(b, x)
     np.testing.assert_allclose(np.asarray(ya), np.asarray(yb), rtol=1e-11)
     # Lambda_i = eta_{i-1}/eta_i varies in time and is not the identity
@@ -135,20 +142,20 @@ def test_softmax_modes_and_taylor_truncation():
     @eqx.filter_jit
     def modes(s, x):
         return [
-            dsf.evaluate(s, x, method=m, chunk_size=6)[0]
-            for m in ("recurrence", "chunked", "matrix")
+            dsf.evaluate(s, x, method=m)[0]
+            for m in (dsf.Recurrence(), dsf.Chunked(chunk_size=6), dsf.Matrix())
         ]
 
     for y in modes(s, x):
         np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12)
     with pytest.raises(ValueError, match="infinite"):
-        dsf.evaluate(s, x, method="scan")
+        dsf.evaluate(s, x, method=dsf.Scan())
     # truncating the feature map of exp at order p: error falls with p, < 1e-7 at p = 8
     orders = (0, 2, 4, 8)
 
     @eqx.filter_jit
     def truncated(s, x):
-        return [dsf.evaluate(s.truncate(p), x, method="recurrence")[0] for p in orders]
+        return [dsf.evaluate(s.truncate(p), x, method=dsf.Recurrence())[0] for p in orders]
 
     assert all(s.truncate(p).n == sum(m**r for r in range(p + 1)) for p in orders)
     errs = [float(np.max(np.abs(np.asarray(y) - ref))) for y in truncated(s, x)]
@@ -187,10 +194,10 @@ def test_linear_attention_equals_s6_under_conditions(getkey):
     @eqx.filter_jit
     def run(lin, cond, s6_noD, only_delta, u):
         return (
-            lin(u, method="recurrence"),
-            [cond(u, method=m, chunk_size=8) for m in METHODS],
-            s6_noD(u, method="recurrence"),
-            only_delta(u, method="recurrence"),
+            lin(u, method=dsf.Recurrence()),
+            [cond(u, method=m) for m in modes(8)],
+            s6_noD(u, method=dsf.Recurrence()),
+            only_delta(u, method=dsf.Recurrence()),
         )
 
     y_lin, ys, y_s6, y_delta = run(lin, cond, s6_noD, only_delta, u)
@@ -221,7 +228,7 @@ def test_ssd_is_normalised_attention_with_exp_cumsum_normaliser(getkey):
         for j in range(i + 1):
             y[i] += (c[i] @ b[j]) * eta[j] * delta[j] * np.asarray(u[j]) / eta[i]
     y += np.asarray(ssd.D) * np.asarray(u)
-    run = eqx.filter_jit(lambda ssd, u: [ssd(u, method=m, chunk_size=4) for m in METHODS])
+    run = eqx.filter_jit(lambda ssd, u: [ssd(u, method=m) for m in modes(4)])
     for out in run(ssd, u):
         np.testing.assert_allclose(np.asarray(out), y, rtol=1e-10)
 
@@ -237,7 +244,7 @@ def test_lti_phi_is_toeplitz_convolution(getkey):
     y_fft = np.stack(
         [scipy.signal.fftconvolve(np.asarray(u[:, c]), kernel[:, c])[:L] for c in range(d)], 1
     )
-    y = eqx.filter_jit(lambda m, u: m(u, method="chunked", chunk_size=8))(layer, u)
+    y = eqx.filter_jit(lambda m, u: m(u, method=dsf.Chunked(chunk_size=8)))(layer, u)
     np.testing.assert_allclose(np.asarray(y), y_fft, rtol=1e-9, atol=1e-12)
     assert system.state_dim == d * n
     assert dsf.RGLRU(d, key=getkey()).system(u)[0].state_dim == d
@@ -250,12 +257,12 @@ def test_gradients_agree_between_modes_and_finite_differences(name, getkey):
     u = jr.normal(getkey(), (L, d), jnp.float64)
 
     def loss(layer, u, method):
-        return jnp.sum(layer(u, method=method, chunk_size=4) ** 2)
+        return jnp.sum(layer(u, method=method) ** 2)
 
     @eqx.filter_jit
     def grads(layer, u):
-        return [eqx.filter_grad(loss)(layer, u, m) for m in ("recurrence", "chunked")] + [
-            jax.grad(loss, argnums=1)(layer, u, m) for m in METHODS
+        return [eqx.filter_grad(loss)(layer, u, m) for m in (dsf.Recurrence(), dsf.Chunked(4))] + [
+            jax.grad(loss, argnums=1)(layer, u, m) for m in modes(4)
         ]
 
     gs = grads(layer, u)
@@ -269,7 +276,7 @@ def test_gradients_agree_between_modes_and_finite_differences(name, getkey):
     # directional derivative in u against central finite differences
     v = jr.normal(getkey(), u.shape, jnp.float64)
     eps = 1e-5
-    lj = eqx.filter_jit(lambda layer, u: loss(layer, u, "recurrence"))
+    lj = eqx.filter_jit(lambda layer, u: loss(layer, u, dsf.Recurrence()))
     fd = (lj(layer, u + eps * v) - lj(layer, u - eps * v)) / (2 * eps)
     np.testing.assert_allclose(float(jnp.sum(gs[4] * v)), float(fd), rtol=1e-6)
 
@@ -281,21 +288,19 @@ def test_jit_vmap_and_vmap_of_grad(getkey):
 
     @eqx.filter_jit
     def run(layer, u):
-        ys = {m: jax.vmap(lambda v: layer(v, method=m, chunk_size=4))(u) for m in METHODS}
-        ys["single"] = layer(u[0], method="recurrence")
-        gs = {
-            m: jax.vmap(jax.grad(lambda v: jnp.sum(layer(v, method=m, chunk_size=4) ** 2)))(u)
-            for m in ("recurrence", "chunked")
-        }
-        return ys, gs
+        ys = [jax.vmap(lambda v: layer(v, method=m))(u) for m in modes(4)]
+        single = layer(u[0], method=dsf.Recurrence())
+        gs = [
+            jax.vmap(jax.grad(lambda v: jnp.sum(layer(v, method=m) ** 2)))(u)
+            for m in (dsf.Recurrence(), dsf.Chunked(4))
+        ]
+        return ys, single, gs
 
-    ys, gs = run(layer, u)
-    np.testing.assert_allclose(np.asarray(ys["scan"][0]), np.asarray(ys["single"]), rtol=1e-10)
-    for m in METHODS:
-        np.testing.assert_allclose(
-            np.asarray(ys[m]), np.asarray(ys["recurrence"]), rtol=1e-10, atol=1e-12
-        )
-    np.testing.assert_allclose(np.asarray(gs["chunked"]), np.asarray(gs["recurrence"]), rtol=1e-9)
+    ys, single, gs = run(layer, u)
+    np.testing.assert_allclose(np.asarray(ys[1][0]), np.asarray(single), rtol=1e-10)  # scan
+    for y in ys:
+        np.testing.assert_allclose(np.asarray(y), np.asarray(ys[0]), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(gs[1]), np.asarray(gs[0]), rtol=1e-9)
 
 
 def test_float32_modes_close_to_float64(getkey):
@@ -303,11 +308,11 @@ def test_float32_modes_close_to_float64(getkey):
     s64 = _channel(getkey(), L, d, n, d, n, 1)
     s64 = eqx.tree_at(lambda s: s.log_lam, s64, 0.05 * s64.log_lam)  # long memory
     x64 = jr.normal(getkey(), (L, d), jnp.float64)
-    ref, _ = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method="recurrence"))(s64, x64)
+    ref, _ = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=dsf.Recurrence()))(s64, x64)
     s32 = jax.tree.map(lambda a: a.astype(jnp.float32), s64)
     x32 = x64.astype(jnp.float32)
     scale = float(jnp.max(jnp.abs(ref)))
-    for m in ("recurrence", "scan", "chunked"):
+    for m in (dsf.Recurrence(), dsf.Scan(), dsf.Chunked()):
         y, _ = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=m))(s32, x32)
         assert y.dtype == jnp.float32
         assert float(jnp.max(jnp.abs(y.astype(jnp.float64) - ref))) / scale < 1e-5, m
@@ -318,10 +323,13 @@ def test_errors_name_the_argument(getkey):
     x = jnp.zeros((10, 3), jnp.float64)
     with pytest.raises(ValueError, match="`x`"):
         dsf.evaluate(system, jnp.zeros((10, 4), jnp.float64))
-    with pytest.raises(ValueError, match="`method`"):
-        dsf.evaluate(system, x, method="fft")
+    with pytest.raises(TypeError, match="method"):  # a string is not an evaluation mode
+        dsf.evaluate(system, x, method="fft")  # pyright: ignore[reportArgumentType]
     with pytest.raises(ValueError, match="MiB"):
-        dsf.evaluate(system, x, method="matrix", max_bytes=100)
+        dsf.evaluate(system, x, method=dsf.Matrix(max_bytes=100))
+    for bad in (lambda: dsf.Chunked(chunk_size=0), lambda: dsf.Recurrence(unroll=0)):
+        with pytest.raises(ValueError, match="must be an integer >= 1"):
+            bad()
     with pytest.raises(ValueError, match="MiB"):
         dsf.phi(system, max_bytes=100)
     with pytest.raises(ValueError, match="`key`"):
@@ -330,7 +338,7 @@ def test_errors_name_the_argument(getkey):
         )
     with pytest.raises(ValueError, match="`mixer`"):
         dsf.make_mixer("gru", 4, key=getkey())
-    assert dsf.choose_method(system, 10, training=True) in METHODS
+    assert isinstance(dsf.choose_method(system, 10, training=True), dsf.AbstractEvaluation)
 
 
 @pytest.mark.parametrize("mixer", ["softmax", "ssd"])
@@ -369,14 +377,15 @@ def test_per_state_chunked_adjoint_matches_autodiff(dl, nl, dk, getkey):
 
     def loss(system, x, h0, method):
         def one(xi):
-            y, H = dsf.evaluate(system, xi, method=method, h0=h0, chunk_size=4)
+            y, H = dsf.evaluate(system, xi, method=method, h0=h0)
             return jnp.sum(jnp.sin(y)) + jnp.sum(H**2)
 
         return jnp.sum(jax.vmap(one)(x))
 
     grads = eqx.filter_jit(
         lambda s, x, h0: [
-            jax.grad(loss, argnums=(0, 1, 2))(s, x, h0, m) for m in ("recurrence", "chunked")
+            jax.grad(loss, argnums=(0, 1, 2))(s, x, h0, m)
+            for m in (dsf.Recurrence(), dsf.Chunked(4))
         ]
     )
     g_rec, g_chunk = grads(system, x, h0)
@@ -394,13 +403,13 @@ def test_scalar_chunked_float32_long_sequence(chunk_size, getkey):
     s64 = eqx.tree_at(lambda s: s.log_lam, s64, 0.8 * s64.log_lam)
     x64 = jr.normal(getkey(), (L, d), jnp.float64)
     h0 = jr.normal(getkey(), (d, n), jnp.float64)
-    ref, H_ref = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method="recurrence", h0=h0))(
+    ref, H_ref = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=dsf.Recurrence(), h0=h0))(
         s64, x64
     )
     s32 = jax.tree.map(lambda a: a.astype(jnp.float32), s64)
-    y, H = eqx.filter_jit(
-        lambda s, x: dsf.evaluate(s, x, method="chunked", h0=h0, chunk_size=chunk_size)
-    )(s32, x64.astype(jnp.float32))
+    y, H = eqx.filter_jit(lambda s, x: dsf.evaluate(s, x, method=dsf.Chunked(chunk_size), h0=h0))(
+        s32, x64.astype(jnp.float32)
+    )
     assert y.dtype == jnp.float32
     err = float(jnp.max(jnp.abs(y.astype(jnp.float64) - ref))) / float(jnp.max(jnp.abs(ref)))
     assert err < 1e-5
@@ -433,15 +442,15 @@ def test_chunked_gradients_float32_strong_decays(dl, getkey):
     h0 = jr.normal(getkey(), (d, n), jnp.float64)
     w = jr.normal(getkey(), (L, d), jnp.float64)
 
-    def loss(system, x, h0, method, chunk_size):
-        y, H = dsf.evaluate(system, x, method=method, h0=h0, chunk_size=chunk_size)
+    def loss(system, x, h0, method):
+        y, H = dsf.evaluate(system, x, method=method, h0=h0)
         return jnp.sum(w.astype(y.dtype) * y) + jnp.sum(H)
 
     grad = eqx.filter_jit(jax.grad(loss, argnums=(0, 1, 2)))
-    ref = grad(system, x, h0, "recurrence", None)
+    ref = grad(system, x, h0, dsf.Recurrence())
     f32 = jax.tree.map(lambda a: a.astype(jnp.float32), (system, x, h0))
     for chunk_size in (None, 32, 24):
-        g = grad(*f32, "chunked", chunk_size)
+        g = grad(*f32, dsf.Chunked(chunk_size))
         assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(g))
         err = _max_rel_err(g, ref)
         assert err < 1e-5, (chunk_size, err)
@@ -470,8 +479,10 @@ def test_to_dsf_heads_axis_stacks_the_blocks_of_one_system(mixer, getkey):
     np.testing.assert_allclose(
         np.asarray(x_full), np.asarray(u @ layer.Wv.T if mixer == "linear" else u)
     )
-    y, _ = dsf.evaluate(full, x_full, method="recurrence")
+    y, _ = dsf.evaluate(full, x_full, method=dsf.Recurrence())
     y_heads = jnp.stack(jnp.split(y, H, axis=1))
     np.testing.assert_allclose(
-        np.asarray(layer.output(y_heads, u)), np.asarray(layer(u, method="recurrence")), rtol=1e-10
+        np.asarray(layer.output(y_heads, u)),
+        np.asarray(layer(u, method=dsf.Recurrence())),
+        rtol=1e-10,
     )

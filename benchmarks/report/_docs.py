@@ -31,9 +31,8 @@ COMMANDS = {
         "runs (each listed with its command and date in the file's `provenance`)",
     ),
     "dsf.json": (
-        "DSF_LS_FWD=64,256,1024,4096 DSF_LS_BWD=64,256,1024 python -m benchmarks.dsf",
-        ", with the MQAR rows merged in from MQAR-only runs of the same script "
-        "(`DSF_MQAR_RESULTS`)",
+        "python -m benchmarks.dsf --lengths-fwd 64,256,1024,4096 --lengths-bwd 64,256,1024",
+        ", with the MQAR rows merged in from MQAR-only runs of the same script (`--mqar-results`)",
     ),
     "nde_regularisation.json": (
         "python -m benchmarks.nde_regularisation --tasks b1",

@@ -1,11 +1,6 @@
 """Sequence models as dynamical systems (Sieber et al., NeurIPS 2024): the DSF and its layers."""
 
-from ._auto import (
-    AUTO_TABLE as AUTO_TABLE,
-    choose_chunk_size as choose_chunk_size,
-    choose_method as choose_method,
-    CHUNK_SIZE as CHUNK_SIZE,
-)
+from ._auto import Auto as Auto, AUTO_TABLE as AUTO_TABLE, choose_method as choose_method
 from ._dsf import (
     AbstractDSF as AbstractDSF,
     ChannelDSF as ChannelDSF,
@@ -17,6 +12,15 @@ from ._dsf import (
     SoftmaxDSF as SoftmaxDSF,
 )
 from ._evaluate import evaluate as evaluate, matrix_bytes as matrix_bytes, phi as phi
+from ._evaluation import (
+    AbstractEvaluation as AbstractEvaluation,
+    choose_chunk_size as choose_chunk_size,
+    CHUNK_SIZE as CHUNK_SIZE,
+    Chunked as Chunked,
+    Matrix as Matrix,
+    Recurrence as Recurrence,
+    Scan as Scan,
+)
 from ._layers import (
     AbstractDSFLayer as AbstractDSFLayer,
     LinearAttention as LinearAttention,

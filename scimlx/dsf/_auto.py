@@ -1,4 +1,4 @@
-"""`method="auto"`: the fastest evaluation mode, looked up in a measured table.
+"""`Auto`: the fastest evaluation mode, looked up in a measured table.
 
 How the table is measured: `python -m benchmarks.dsf` (section 1, "cost vs L") times every mode
 of a cell round-robin in one process (compiled; minimum over rounds, a sample being enough calls
@@ -19,13 +19,15 @@ LRU) and DenseDSF are not in the benchmark and use the recurrence.
 
 import math
 
+import equinox as eqx
 import jax
 
 from ._dsf import AbstractDSF
+from ._evaluation import AbstractEvaluation, Chunked, Matrix, Recurrence
 
 
-# (backend, family, training) -> ((max_L, method), ...): the first row with L <= max_L applies.
-AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
+# (backend, family, training) -> ((max_L, mode), ...): the first row with L <= max_L applies.
+AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, AbstractEvaluation], ...]] = {
     # Measured 2026-11-27 06:00-06:35 UTC on the 2-core AMD EPYC (cpu, float32, JAX 0.10.2)
     # while other jobs ran at nice 15 (load average 10-15), every mode of a cell timed
     # round-robin, minimum over rounds: `python -m benchmarks.dsf --quick` (L = 256, 1024), the
@@ -52,47 +54,52 @@ AUTO_TABLE: dict[tuple[str, str, bool], tuple[tuple[float, str], ...]] = {
     #   rounds, minimum). In the run behind results/dsf.json the matrix was 1.12x faster than
     #   the previous chunked kernel (0.91 vs 1.02 ms), which the current one beats by 1.18x
     #   (1.65 vs 1.95 ms in the second run): chunked at every length.
-    ("cpu", "scalar", False): ((math.inf, "chunked"),),
-    ("cpu", "scalar", True): ((math.inf, "chunked"),),
-    ("cpu", "per_state", False): ((math.inf, "recurrence"),),
-    ("cpu", "per_state", True): ((64, "recurrence"), (math.inf, "chunked")),
+    ("cpu", "scalar", False): ((math.inf, Chunked()),),
+    ("cpu", "scalar", True): ((math.inf, Chunked()),),
+    ("cpu", "per_state", False): ((math.inf, Recurrence()),),
+    ("cpu", "per_state", True): ((64, Recurrence()), (math.inf, Chunked())),
     ("cpu", "softmax", False): (
-        (64, "matrix"),
-        (256, "chunked"),
-        (1024, "matrix"),
-        (math.inf, "chunked"),
+        (64, Matrix()),
+        (256, Chunked()),
+        (1024, Matrix()),
+        (math.inf, Chunked()),
     ),
-    ("cpu", "softmax", True): ((1024, "matrix"), (math.inf, "chunked")),
+    ("cpu", "softmax", True): ((1024, Matrix()), (math.inf, Chunked())),
 }
-
-# Chunk lengths per family: the best of the round-robin sweep (section 1b of the benchmark,
-# fwd+bwd at L = 1024, batch 16) in the same runs: scalar Q = 32 (16-128 tried; 16 and 64
-# within 25%), per-state Q = 8 (1-32 tried; 2 and 4 within 25%, 16 and 32 1.5x slower and
-# 6-12 s to compile).
-CHUNK_SIZE: dict[str, int] = {"scalar": 32, "per_state": 8, "softmax": 128}
 
 
 def choose_method(
     dsf: AbstractDSF, length: int, *, training: bool, backend: str | None = None
-) -> str:
-    """The evaluation mode that `method="auto"` uses for this system.
+) -> AbstractEvaluation:
+    """The evaluation mode that [`scimlx.dsf.Auto`][] uses for this system.
 
     **Arguments:** `dsf`: the system; `length`: sequence length; `training`: whether gradients are
     taken; `backend`: defaults to `jax.default_backend()`.
 
-    **Returns:** one of `"recurrence"`, `"scan"`, `"chunked"`, `"matrix"`.
+    **Returns:** the mode of the first row of [`scimlx.dsf.AUTO_TABLE`][] for this backend,
+    family and `training` whose length bound holds, e.g. `Chunked()` (its `chunk_size` left to
+    the family's default); `Recurrence()` for a family without rows.
     """
     fam = dsf.family
     backend = backend or jax.default_backend()
     rows = AUTO_TABLE.get((backend, fam, training)) or AUTO_TABLE.get(("cpu", fam, training))
     if not rows:
-        return "recurrence"  # a family not benchmarked (per-channel, diagonal, dense, yours)
+        return Recurrence()  # a family not benchmarked (per-channel, diagonal, dense, yours)
     for max_len, method in rows:
         if length <= max_len:
             return method
     return rows[-1][1]
 
 
-def choose_chunk_size(dsf: AbstractDSF) -> int:
-    """Default chunk length of `method="chunked"` for this system's family."""
-    return CHUNK_SIZE.get(dsf.family, 64)
+class Auto(AbstractEvaluation):
+    """The mode measured fastest for the system's family and length on this backend, looked up in
+    [`scimlx.dsf.AUTO_TABLE`][] by [`scimlx.dsf.choose_method`][].
+
+    **Arguments:** `training`: whether gradients will be taken (training and inference have
+    separate rows of the table).
+    """
+
+    training: bool = eqx.field(static=True, default=False)
+
+    def evaluate(self, dsf, x, h0):
+        return choose_method(dsf, x.shape[0], training=self.training).evaluate(dsf, x, h0)

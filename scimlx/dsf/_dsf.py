@@ -53,15 +53,16 @@ class AbstractDSF(eqx.Module):
     [`scimlx.dsf.DenseDSF`][], [`scimlx.dsf.SoftmaxDSF`][]. Evaluate one with
     [`scimlx.dsf.evaluate`][], inspect its input-output matrix with [`scimlx.dsf.phi`][].
 
-    A structure evaluates itself: [`scimlx.dsf.evaluate`][] checks the arguments and calls
-    the method of the mode asked for, never asking which class it has. A subclass defines
-    `length`, `in_dim`, `state_dim`, `state_shape` and `recurrence` (every system has a
-    recurrence), and whichever of `scan`, `chunked`, `matrix` (with `matrix_bytes`) and
-    `phi` its structure allows; the others raise a `ValueError` that lists the modes it
-    supports. Each mode method takes one unbatched `(L, d)` input `x` and an initial state
-    `h0` (of shape `state_shape`, or `None` for zero) and returns `(y, final_state)`.
-    `family` names the row of [`scimlx.dsf.AUTO_TABLE`][] that `method="auto"` reads
-    (a family without rows uses `"recurrence"`).
+    A structure evaluates itself: [`scimlx.dsf.evaluate`][] checks the arguments and the
+    evaluation mode ([`scimlx.dsf.AbstractEvaluation`][]) calls the structure's method for it,
+    never asking which class it has. A subclass defines `length`, `in_dim`, `state_dim`,
+    `state_shape` and `recurrence` (every system has a recurrence), and whichever of `scan`,
+    `chunked`, `matrix` (with `matrix_bytes`), `phi`, `materialise` and `eigenvalues` its
+    structure allows; the others raise an error (for the modes, a `ValueError` that lists the
+    modes it supports). Each mode method takes one unbatched `(L, d)` input `x` and an initial
+    state `h0` (of shape `state_shape`, or `None` for zero) and returns `(y, final_state)`.
+    `family` names the row of [`scimlx.dsf.AUTO_TABLE`][] that [`scimlx.dsf.Auto`][] reads
+    (a family without rows uses the recurrence).
     """
 
     @property
@@ -86,7 +87,7 @@ class AbstractDSF(eqx.Module):
 
     @property
     def family(self) -> str:
-        """The structure family that `method="auto"` looks up (default: the class name)."""
+        """The structure family that `Auto` looks up (default: the class name)."""
         return type(self).__name__
 
     @abc.abstractmethod
@@ -108,7 +109,7 @@ class AbstractDSF(eqx.Module):
     def matrix_bytes(self, length: int, itemsize: int | None) -> int:
         """Estimated bytes of the intermediates of `matrix` and `phi` at this length."""
         raise ValueError(
-            f"{type(self).__name__} defines no `matrix_bytes`, which `method='matrix'` and "
+            f"{type(self).__name__} defines no `matrix_bytes`, which `Matrix` and "
             "`phi` need to respect `max_bytes`."
         )
 
@@ -116,17 +117,33 @@ class AbstractDSF(eqx.Module):
         """The materialised input-output matrix Phi (see [`scimlx.dsf.phi`][])."""
         raise ValueError(f"{type(self).__name__} does not define its matrix `phi`.")
 
+    def materialise(self, length: int) -> "DenseDSF":
+        """The dense per-step matrices at this length (see [`scimlx.dsf.materialise`][])."""
+        raise TypeError(
+            f"Cannot materialise a {type(self).__name__} (state dimension {self._state_name()}): "
+            "it defines no `materialise`."
+        )
+
+    def eigenvalues(self) -> Shaped[Array, "L N"]:
+        """The eigenvalues of each Lambda_i (see [`scimlx.dsf.eigenvalues`][])."""
+        raise TypeError(
+            f"{type(self).__name__} (state dimension {self._state_name()}) defines no "
+            "`eigenvalues`."
+        )
+
     def supported_methods(self) -> tuple[str, ...]:
         """The evaluation modes this structure defines."""
         return tuple(m for m in _MODES if getattr(type(self), m) is not getattr(AbstractDSF, m))
 
     def unsupported(self, method: str) -> ValueError:
         """The error for a mode this structure does not define."""
-        state = "infinite" if math.isinf(self.state_dim) else self.state_dim
         return ValueError(
             f"`method`: {method!r} is not defined for {type(self).__name__} (state "
-            f"dimension {state}); it supports {self.supported_methods()}."
+            f"dimension {self._state_name()}); it supports {self.supported_methods()}."
         )
+
+    def _state_name(self) -> str:
+        return "infinite" if math.isinf(self.state_dim) else str(self.state_dim)
 
 
 class ChannelDSF(AbstractDSF):
@@ -247,6 +264,31 @@ class ChannelDSF(AbstractDSF):
     def phi(self, length):
         return k.channel_phi(self, length)
 
+    def materialise(self, length):
+        """State ordering vec(H) row-major."""
+        L, d, n = length, self.in_dim, self.n
+        log_lam, beta, key, query, gamma, D = full_channel_arrays(self, L)
+        lam = jnp.broadcast_to(jnp.exp(log_lam), (L, d, n)).reshape(L, d * n)
+        eye = jnp.eye(d, dtype=beta.dtype)
+        # B[(c, s), e] = delta_ce beta_c key_{c s}
+        keyb = jnp.broadcast_to(key, (L, d, n))
+        B = eye[None, :, None, :] * (beta[:, :, None] * keyb)[:, :, :, None]
+        B = B.reshape(L, d * n, d)
+        qb = jnp.broadcast_to(query, (L, d, n))
+        g = gamma if gamma is not None else jnp.ones((L, d), beta.dtype)
+        C = eye[None, :, :, None] * (g[:, :, None] * qb)[:, :, None, :]
+        C = C.reshape(L, d, d * n)
+        Dm = (
+            jnp.zeros((L, d, d), beta.dtype)
+            if D is None
+            else jnp.broadcast_to(jnp.diag(D), (L, d, d))
+        )
+        return DenseDSF(lam=jnp.vectorize(jnp.diag, signature="(k)->(k,k)")(lam), B=B, C=C, D=Dm)
+
+    def eigenvalues(self):
+        L, d, n = self.length, self.in_dim, self.n
+        return jnp.broadcast_to(jnp.exp(self.log_lam), (L, d, n)).reshape(L, d * n)
+
 
 class DiagonalDSF(AbstractDSF):
     """Diagonal DSF with dense input and output maps (S5, LRU; complex states allowed).
@@ -320,6 +362,25 @@ class DiagonalDSF(AbstractDSF):
     def phi(self, length):
         return k.diag_phi(self, length)[0]
 
+    def materialise(self, length):
+        L = length
+        lam = jnp.broadcast_to(jnp.exp(self.log_lam), (L, self.log_lam.shape[1]))
+        B = jnp.broadcast_to(self.B, (L,) + self.B.shape[1:])
+        C = jnp.broadcast_to(self.C, (L,) + self.C.shape[1:])
+        d = self.in_dim
+        Dr = jnp.zeros((d,), jnp.real(B).dtype) if self.D is None else self.D
+        Dm = jnp.broadcast_to(jnp.diag(Dr).astype(B.dtype), (L, d, d))
+        return DenseDSF(
+            lam=jnp.vectorize(jnp.diag, signature="(k)->(k,k)")(lam),
+            B=B,
+            C=C,
+            D=Dm,
+            real_output=self.real_output,
+        )
+
+    def eigenvalues(self):
+        return jnp.broadcast_to(jnp.exp(self.log_lam), (self.length, self.log_lam.shape[1]))
+
 
 class DenseDSF(AbstractDSF):
     """The full DSF: per-step dense Lambda_i, B_i, C_i, D_i (reference for small cases).
@@ -369,6 +430,10 @@ class DenseDSF(AbstractDSF):
 
     def phi(self, length):
         return k.dense_phi(self)
+
+    def materialise(self, length):
+        """The system itself."""
+        return self
 
 
 class SoftmaxDSF(AbstractDSF):
@@ -514,60 +579,32 @@ def full_channel_arrays(dsf: ChannelDSF, L: int):
 def materialise(dsf: AbstractDSF, length: int | None = None) -> DenseDSF:
     """The dense per-step matrices (Lambda_i, B_i, C_i, D_i) of a structured DSF.
 
+    Calls the structure's `materialise(length)` method, so a user's structure that defines it
+    works too.
+
     **Arguments:** `dsf`: a `ChannelDSF`, `DiagonalDSF` or `DenseDSF` (small sizes only: the
-    result holds L N^2 numbers); `length`: L, for time-invariant systems stored with length 1.
+    result holds L N^2 numbers), or any structure with a `materialise` method; `length`: L, for
+    time-invariant systems stored with length 1.
 
     **Returns:** a `DenseDSF` with state ordering vec(H) row-major for `ChannelDSF`.
+
+    **Raises:** `TypeError` for a structure without `materialise` (`SoftmaxDSF`: its state is
+    infinite).
     """
-    if isinstance(dsf, DenseDSF):
-        return dsf
-    if isinstance(dsf, ChannelDSF):
-        L, d, n = length or dsf.length, dsf.in_dim, dsf.n
-        log_lam, beta, key, query, gamma, D = full_channel_arrays(dsf, L)
-        lam = jnp.broadcast_to(jnp.exp(log_lam), (L, d, n)).reshape(L, d * n)
-        eye = jnp.eye(d, dtype=beta.dtype)
-        # B[(c, s), e] = delta_ce beta_c key_{c s}
-        keyb = jnp.broadcast_to(key, (L, d, n))
-        B = eye[None, :, None, :] * (beta[:, :, None] * keyb)[:, :, :, None]
-        B = B.reshape(L, d * n, d)
-        qb = jnp.broadcast_to(query, (L, d, n))
-        g = gamma if gamma is not None else jnp.ones((L, d), beta.dtype)
-        C = eye[None, :, :, None] * (g[:, :, None] * qb)[:, :, None, :]
-        C = C.reshape(L, d, d * n)
-        Dm = (
-            jnp.zeros((L, d, d), beta.dtype)
-            if D is None
-            else jnp.broadcast_to(jnp.diag(D), (L, d, d))
-        )
-        return DenseDSF(lam=jnp.vectorize(jnp.diag, signature="(k)->(k,k)")(lam), B=B, C=C, D=Dm)
-    if isinstance(dsf, DiagonalDSF):
-        L = length or dsf.length
-        lam = jnp.broadcast_to(jnp.exp(dsf.log_lam), (L, dsf.log_lam.shape[1]))
-        B = jnp.broadcast_to(dsf.B, (L,) + dsf.B.shape[1:])
-        C = jnp.broadcast_to(dsf.C, (L,) + dsf.C.shape[1:])
-        d = dsf.in_dim
-        Dr = jnp.zeros((d,), jnp.real(B).dtype) if dsf.D is None else dsf.D
-        Dm = jnp.broadcast_to(jnp.diag(Dr).astype(B.dtype), (L, d, d))
-        return DenseDSF(
-            lam=jnp.vectorize(jnp.diag, signature="(k)->(k,k)")(lam),
-            B=B,
-            C=C,
-            D=Dm,
-            real_output=dsf.real_output,
-        )
-    raise TypeError(f"Cannot materialise a {type(dsf).__name__}: its state is infinite.")
+    return dsf.materialise(length or dsf.length)
 
 
 def eigenvalues(dsf: AbstractDSF) -> Shaped[Array, "L N"]:
     """The eigenvalues of each Lambda_i (its diagonal, for diagonal structures), for analysis.
 
-    **Arguments:** `dsf`: a `ChannelDSF` or `DiagonalDSF`.
+    Calls the structure's `eigenvalues()` method, so a user's structure that defines it works
+    too.
+
+    **Arguments:** `dsf`: a `ChannelDSF` or `DiagonalDSF`, or any structure with an
+    `eigenvalues` method.
 
     **Returns:** `(L, N)` array (complex for complex systems).
+
+    **Raises:** `TypeError` for a structure without `eigenvalues` (`DenseDSF`, `SoftmaxDSF`).
     """
-    if isinstance(dsf, ChannelDSF):
-        L, d, n = dsf.length, dsf.in_dim, dsf.n
-        return jnp.broadcast_to(jnp.exp(dsf.log_lam), (L, d, n)).reshape(L, d * n)
-    if isinstance(dsf, DiagonalDSF):
-        return jnp.broadcast_to(jnp.exp(dsf.log_lam), (dsf.length, dsf.log_lam.shape[1]))
-    raise TypeError(f"eigenvalues needs a ChannelDSF or DiagonalDSF, got {type(dsf).__name__}.")
+    return dsf.eigenvalues()

@@ -1,15 +1,12 @@
-"""`evaluate` and `phi`: argument checks, then the structure's own method for the mode."""
+"""`evaluate` and `phi`: argument checks, then the evaluation mode (or the structure's `phi`)."""
 
 from typing import Any
 
 from jaxtyping import Array, Float, Inexact
 
-from ._auto import choose_chunk_size, choose_method
+from ._auto import Auto
 from ._dsf import AbstractDSF
-
-
-METHODS = ("recurrence", "scan", "chunked", "matrix")
-DEFAULT_MAX_BYTES = 2**30  # 1 GiB for the materialised input-output matrix
+from ._evaluation import AbstractEvaluation, check_budget, DEFAULT_MAX_BYTES
 
 
 def _check_x(dsf: AbstractDSF, x):
@@ -33,83 +30,54 @@ def _check_h0(dsf: AbstractDSF, h0):
 
 
 def matrix_bytes(dsf: AbstractDSF, length: int | None = None, itemsize: int | None = None) -> int:
-    """Estimated bytes of the intermediates of `method="matrix"` (and of `phi`)."""
+    """Estimated bytes of the intermediates of [`scimlx.dsf.Matrix`][] (and of `phi`)."""
     return dsf.matrix_bytes(length or dsf.length, itemsize)
-
-
-def _check_budget(dsf, max_bytes, L):
-    est = matrix_bytes(dsf, L)
-    if est > max_bytes:
-        raise ValueError(
-            f"method='matrix' would materialise about {est / 2**20:.1f} MiB for "
-            f"{type(dsf).__name__}(L={L}, d={dsf.in_dim}, state_dim={dsf.state_dim}), "
-            f"above max_bytes={max_bytes} ({max_bytes / 2**20:.1f} MiB). Use method='chunked' or "
-            "'recurrence', or raise `max_bytes`."
-        )
 
 
 def evaluate(
     dsf: AbstractDSF,
     x: Inexact[Array, "L d"],
     *,
-    method: str = "auto",
+    method: AbstractEvaluation = Auto(),
     h0: Inexact[Array, "..."] | None = None,
-    chunk_size: int | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    training: bool = False,
-    unroll: int = 1,
 ) -> tuple[Float[Array, "L d"], Any]:
     """Evaluate the DSF on the input (value) stream `x`: y_i = C_i h_i + D_i x_i.
 
-    The structure evaluates itself: this checks the arguments and calls its method for the
-    mode (`dsf.recurrence`, `dsf.scan`, `dsf.chunked`, `dsf.matrix`; see
-    [`scimlx.dsf.AbstractDSF`][]), so a user's structure that defines them works too.
+    This checks the arguments and calls `method.evaluate(dsf, x, h0)`, which calls the
+    structure's own method for the mode (`dsf.recurrence`, `dsf.scan`, `dsf.chunked`,
+    `dsf.matrix`; see [`scimlx.dsf.AbstractDSF`][]), so a user's structure that defines them
+    works too, and so does a user's [`scimlx.dsf.AbstractEvaluation`][].
 
     **Arguments:**
 
     - `dsf`: the system (`ChannelDSF`, `DiagonalDSF`, `DenseDSF`, `SoftmaxDSF`, or any
       [`scimlx.dsf.AbstractDSF`][]).
     - `x`: `(L, d)` input stream (one unbatched sequence; batch with `jax.vmap`).
-    - `method`: `"recurrence"` (`lax.scan`, O(L) depth, O(state) memory), `"scan"`
-      (`lax.associative_scan`, O(log L) depth, O(L state) memory), `"chunked"` (matmul-shaped
-      blocks of `chunk_size` with a stable segment-sum of log-decays, then a recurrence across
-      blocks), `"matrix"` (materialise y = Phi x; refused above `max_bytes`), or `"auto"`, which
-      picks by a table measured per backend, structure, length and `training`. For `SoftmaxDSF`:
-      `"recurrence"` is the growing KV state, `"chunked"` online softmax over key blocks,
-      `"matrix"` the exact matrix; `"scan"` is not defined (infinite state). `DenseDSF` has no
-      `"chunked"`. A mode the structure does not define raises a `ValueError` listing those
-      it does.
+    - `method`: the evaluation mode, with its options: [`scimlx.dsf.Recurrence`][]`(unroll)`
+      (`lax.scan`, O(L) depth, O(state) memory), [`scimlx.dsf.Scan`][]`()`
+      (`lax.associative_scan`, O(log L) depth, O(L state) memory),
+      [`scimlx.dsf.Chunked`][]`(chunk_size)` (matmul-shaped blocks with a stable segment-sum of
+      log-decays, then a recurrence across blocks), [`scimlx.dsf.Matrix`][]`(max_bytes)`
+      (materialise y = Phi x; refused above `max_bytes`), or [`scimlx.dsf.Auto`][]`(training)`
+      (the default), which picks by a table measured per backend, structure, length and
+      `training`. For `SoftmaxDSF`: `Recurrence` is the growing KV state, `Chunked` online
+      softmax over key blocks, `Matrix` the exact matrix; `Scan` is not defined (infinite
+      state). `DenseDSF` has no `Chunked`. A mode the structure does not define raises a
+      `ValueError` listing those it does.
     - `h0`: initial state of shape `dsf.state_shape` (`(d, n)` for `ChannelDSF`, `(N,)` for
       `DiagonalDSF` and `DenseDSF`; not accepted by `SoftmaxDSF`); default 0.
-    - `chunk_size`: block length for `"chunked"` (default: from the measured table).
-    - `max_bytes`: memory budget of `"matrix"`.
-    - `training`: whether gradients will be taken (only used by `"auto"`).
-    - `unroll`: `lax.scan` unroll of `"recurrence"`.
 
     **Returns:** `(y, state)`: `y` of shape `(L, d)` and the final state (for softmax, the KV
     cache `(K, V)`).
     """
+    if not isinstance(method, AbstractEvaluation):
+        raise TypeError(
+            "`method` must be an evaluation mode (`scimlx.dsf.Recurrence()`, `Scan()`, "
+            f"`Chunked()`, `Matrix()`, `Auto()` or an `AbstractEvaluation`), got {method!r}."
+        )
     _check_x(dsf, x)
-    L = x.shape[0]
-    if method == "auto":
-        method = choose_method(dsf, L, training=training)
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS + ('auto',)}, got {method!r}.")
-    if chunk_size is None:
-        chunk_size = choose_chunk_size(dsf)
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be >= 1, got {chunk_size}.")
     _check_h0(dsf, h0)
-    if method == "recurrence":
-        return dsf.recurrence(x, h0, unroll)
-    if method == "scan":
-        return dsf.scan(x, h0)
-    if method == "chunked":
-        return dsf.chunked(x, h0, chunk_size)
-    if "matrix" not in dsf.supported_methods():
-        raise dsf.unsupported("matrix")
-    _check_budget(dsf, max_bytes, L)
-    return dsf.matrix(x, h0)
+    return method.evaluate(dsf, x, h0)
 
 
 def phi(
@@ -132,5 +100,5 @@ def phi(
     L = length or dsf.length
     if type(dsf).phi is AbstractDSF.phi:
         raise ValueError(f"`dsf`: {type(dsf).__name__} does not define its matrix `phi`.")
-    _check_budget(dsf, max_bytes, L)
+    check_budget(dsf, max_bytes, L)
     return dsf.phi(L)

@@ -350,7 +350,7 @@ def _checkpoint_kernels(block: int):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _checkpointed_recurrence(ll, bx, key, query, h0, block):
     # Not differentiated (inference): no chunk-entry states are needed, so this is the plain
-    # recurrence, as fast as method="recurrence" (the chunked forward loop measured up to 1.7x
+    # recurrence, as fast as `Recurrence` (the chunked forward loop measured up to 1.7x
     # slower than it at batch 1).
     del block
     H, y = jax.lax.scan(_channel_step, h0, (ll, bx, key, query))
@@ -581,7 +581,7 @@ def dense_phi(dsf):
 
 def dense_matrix(dsf, x, h0):
     if h0 is not None:
-        raise ValueError("`h0` is not supported by method='matrix' for DenseDSF.")
+        raise ValueError("`h0` is not supported by `Matrix` for DenseDSF.")
     P = dense_phi(dsf)
     y = jnp.einsum("ijde,je->id", P, x.astype(P.dtype))
     _, h = dense_recurrence(dsf, x, None, 1)

@@ -16,8 +16,10 @@ import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._core._checks import check_sizes
+from ._auto import Auto
 from ._dsf import AbstractDSF, ChannelDSF, DiagonalDSF, normalised_linear_attention_dsf, SoftmaxDSF
 from ._evaluate import evaluate
+from ._evaluation import AbstractEvaluation
 from ._validate import check_dt_range, check_layer_input, check_radius_range
 
 
@@ -53,7 +55,7 @@ class AbstractDSFLayer(eqx.Module):
     `output(y, u)`.
     """
 
-    method: eqx.AbstractVar[str]
+    method: eqx.AbstractVar[AbstractEvaluation]
 
     @abc.abstractmethod
     def system(self, u: Float[Array, "L d"]) -> tuple[AbstractDSF, Float[Array, "..."]]:
@@ -64,17 +66,13 @@ class AbstractDSFLayer(eqx.Module):
         """Map the DSF output (per head) back to the model width."""
 
     def __call__(
-        self,
-        u: Float[Array, "L d"],
-        *,
-        method: str | None = None,
-        training: bool = False,
-        chunk_size: int | None = None,
+        self, u: Float[Array, "L d"], *, method: AbstractEvaluation | None = None
     ) -> Float[Array, "L d"]:
         """Apply the layer to one sequence `u` (`(L, d_model)`).
 
-        **Arguments:** `u`; `method` overrides `self.method` (see `evaluate`); `training` tells
-        `method="auto"` that gradients are taken; `chunk_size` for `method="chunked"`.
+        **Arguments:** `u`; `method`: an evaluation mode that overrides `self.method` (see
+        [`scimlx.dsf.evaluate`][]), e.g. `Auto(training=True)` when gradients are taken, or
+        `Chunked(chunk_size=16)`.
 
         **Returns:** `(L, d_model)`.
         """
@@ -83,7 +81,7 @@ class AbstractDSFLayer(eqx.Module):
         m = self.method if method is None else method
 
         def ev(s, xx):
-            return evaluate(s, xx, method=m, training=training, chunk_size=chunk_size)[0]
+            return evaluate(s, xx, method=m)[0]
 
         y = jax.vmap(ev)(dsf, x) if x.ndim == 3 else ev(dsf, x)
         return self.output(y, u)
@@ -128,7 +126,7 @@ class SoftmaxAttention(AbstractDSFLayer):
     Wv: Float[Array, "d d"]
     Wo: Float[Array, "d d"]
     n_heads: int = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -136,7 +134,7 @@ class SoftmaxAttention(AbstractDSFLayer):
         n_heads: int = 1,
         d_qk: int | None = None,
         *,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -183,7 +181,7 @@ class LinearAttention(AbstractDSFLayer):
     feature_map: str = eqx.field(static=True)
     normalise: bool = eqx.field(static=True)
     where: str = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -194,7 +192,7 @@ class LinearAttention(AbstractDSFLayer):
         feature_map: str = "elu1",
         normalise: bool = True,
         where: str = "state",
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -261,7 +259,7 @@ class NormalisedAttention(AbstractDSFLayer):
     b_eta: Float[Array, " h"]
     n_heads: int = eqx.field(static=True)
     norm: str = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -270,7 +268,7 @@ class NormalisedAttention(AbstractDSFLayer):
         d_state: int | None = None,
         *,
         norm: str = "exp",
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -329,7 +327,7 @@ class S4D(AbstractDSFLayer):
     C: Float[Array, "d n"]
     D: Float[Array, " d"]
     log_dt: Float[Array, " d"]
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -338,7 +336,7 @@ class S4D(AbstractDSFLayer):
         *,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -378,7 +376,7 @@ class S5(AbstractDSFLayer):
     C_im: Float[Array, "d P"]
     D: Float[Array, " d"]
     log_dt: Float[Array, " P"]
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -387,7 +385,7 @@ class S5(AbstractDSFLayer):
         *,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -430,7 +428,7 @@ class LRU(AbstractDSFLayer):
     C_re: Float[Array, "d P"]
     C_im: Float[Array, "d P"]
     D: Float[Array, " d"]
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -440,7 +438,7 @@ class LRU(AbstractDSFLayer):
         r_min: float = 0.9,
         r_max: float = 0.999,
         max_phase: float = 2 * math.pi,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -494,7 +492,7 @@ class S6(AbstractDSFLayer):
     A_log: Float[Array, "d n"]
     D: Float[Array, " d"]
     discretisation: str = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -505,7 +503,7 @@ class S6(AbstractDSFLayer):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         discretisation: str = "mamba",
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -564,7 +562,7 @@ class SSD(AbstractDSFLayer):
     D: Float[Array, " d"]
     n_heads: int = eqx.field(static=True)
     per_channel_dt: bool = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -575,7 +573,7 @@ class SSD(AbstractDSFLayer):
         per_channel_dt: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -655,7 +653,7 @@ class RGLRU(AbstractDSFLayer):
     b_x: Float[Array, " d"]
     a_param: Float[Array, " d"]
     c: float = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -665,7 +663,7 @@ class RGLRU(AbstractDSFLayer):
         c: float = 8.0,
         min_rad: float = 0.9,
         max_rad: float = 0.999,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -717,14 +715,14 @@ class QLSTM(AbstractDSFLayer):
     b: Float[Array, " k"]
     alpha: Float[Array, ""]
     reversed_sigmoid: bool = eqx.field(static=True)
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
         width: int,
         *,
         reversed_sigmoid: bool = False,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype=None,
         key: PRNGKeyArray,
     ):

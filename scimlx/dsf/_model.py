@@ -9,6 +9,8 @@ import jax.random as jr
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._core._checks import check_int, check_sizes
+from ._auto import Auto
+from ._evaluation import AbstractEvaluation
 from ._layers import (
     AbstractDSFLayer,
     LinearAttention,
@@ -47,7 +49,7 @@ def make_mixer(
     *,
     d_state: int = 16,
     n_heads: int = 1,
-    method: str = "auto",
+    method: AbstractEvaluation = Auto(),
     dtype=None,
     key: PRNGKeyArray,
 ) -> AbstractDSFLayer:
@@ -90,8 +92,10 @@ class SequenceModel(eqx.Module):
 
     **Arguments:** `vocab_size`, `d_model`, `n_layers`, `mixer` (a name in `MIXERS`), `d_state`,
     `n_heads`, `max_len` (learned positions if > 0, 0 for none), `mlp` (hidden 4 d_model),
-    `method` (evaluation mode of every layer), `dtype` (e.g. `"float32"`), `key`. All but `key` are
-    JSON-able, so `scimlx.load` can rebuild the model from the saved hyperparameters.
+    `method` (evaluation mode of every layer, an [`scimlx.dsf.AbstractEvaluation`][]), `dtype`
+    (e.g. `"float32"`), `key`. All but `key` and `method` are JSON-able, so `scimlx.load` can
+    rebuild the model from the saved hyperparameters (with the default `method`, which does not
+    change the parameters; pass another per call).
     """
 
     embedding: Float[Array, "V d"]
@@ -101,7 +105,7 @@ class SequenceModel(eqx.Module):
     mlps: tuple[eqx.nn.MLP, ...] | None
     mlp_norms: tuple[eqx.nn.LayerNorm, ...] | None
     final_norm: eqx.nn.LayerNorm
-    method: str = eqx.field(static=True)
+    method: AbstractEvaluation
 
     def __init__(
         self,
@@ -114,7 +118,7 @@ class SequenceModel(eqx.Module):
         n_heads: int = 1,
         max_len: int = 0,
         mlp: bool = False,
-        method: str = "auto",
+        method: AbstractEvaluation = Auto(),
         dtype: str | None = None,
         key: PRNGKeyArray,
     ):
@@ -157,9 +161,10 @@ class SequenceModel(eqx.Module):
         self.method = method
 
     def hidden(
-        self, tokens: Int[Array, " L"], *, method: str | None = None, training: bool = False
+        self, tokens: Int[Array, " L"], *, method: AbstractEvaluation | None = None
     ) -> Float[Array, "L d"]:
-        """Final normalised hidden states, `(L, d_model)`.
+        """Final normalised hidden states, `(L, d_model)`; `method` overrides `self.method` (e.g.
+        `Auto(training=True)` when gradients are taken).
 
         Token ids outside `[0, vocab_size)` raise (a `ValueError` for concrete ids, an
         `equinox.EquinoxRuntimeError` under `jit`), rather than being clamped.
@@ -175,13 +180,13 @@ class SequenceModel(eqx.Module):
             u = u + self.positions[:L]
         m = self.method if method is None else method
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
-            u = u + layer(jax.vmap(norm)(u), method=m, training=training)
+            u = u + layer(jax.vmap(norm)(u), method=m)
             if self.mlps is not None and self.mlp_norms is not None:
                 u = u + jax.vmap(self.mlps[i])(jax.vmap(self.mlp_norms[i])(u))
         return jax.vmap(self.final_norm)(u)
 
     def __call__(
-        self, tokens: Int[Array, " L"], *, method: str | None = None, training: bool = False
+        self, tokens: Int[Array, " L"], *, method: AbstractEvaluation | None = None
     ) -> Float[Array, "L V"]:
-        """Logits `(L, vocab_size)` for one token sequence."""
-        return self.hidden(tokens, method=method, training=training) @ self.embedding.T
+        """Logits `(L, vocab_size)` for one token sequence (`method` as in `hidden`)."""
+        return self.hidden(tokens, method=method) @ self.embedding.T
