@@ -95,6 +95,7 @@ def summarise(rows, tasks):
             best_arm(agg, "B3 spiral", a, mse_factor=1.0)
             for a in ("global error", "error+stiffness")
         ]
+        best3 = [b for b in best3 if b[1] is not None]  # arms that were run
     met = [b for b in best3 if b[2]]
     # Every spiral arm's best row under the fit constraint (or its best fit, flagged).
     for task, label, prefix in (
