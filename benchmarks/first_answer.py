@@ -204,7 +204,7 @@ out["second_s"] = time.perf_counter() - t0
 out["retraces_second_call"] = spans["n_trace"] - before["n_trace"]
 out["recompiles_second_call"] = spans["n_compile"] - before["n_compile"]
 out["wall_s"] = time.perf_counter() - t_start
-if os.environ.get("FIRST_ANSWER_PEER") == "1" and "peer" in globals():
+if sys.argv[2] == "peer" and "peer" in globals():
     try:
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=os.cpu_count()):
@@ -229,11 +229,9 @@ def _cases(quick: bool) -> list[tuple[str, str]]:
 def run_case(name: str, snippet: str, cache: str, peer: bool) -> dict:
     script = _RUNNER.replace("SNIPPET", snippet)
     env = {**os.environ, "SCIMLX_PROGRESS": "0", "SCIMLX_COMPILATION_CACHE": "0"}
-    env["FIRST_ANSWER_PEER"] = "1" if peer else "0"
+    argv = [sys.executable, "-c", script, cache, "peer" if peer else "no-peer"]
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", script, cache], capture_output=True, text=True, env=env
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -245,21 +243,18 @@ def run_case(name: str, snippet: str, cache: str, peer: bool) -> dict:
 
 
 def _darcy_batches(quick: bool) -> dict:
-    """`darcy_dataset`'s first batch against its steady-state batches, one process."""
+    """`darcy_dataset`'s first batch against its steady-state batches, one process: `n / bs`
+    calls of one batch each (seeds 0, 1, ...), the first of which compiles."""
     n, res, bs = (64, 32, 16) if quick else (256, 128, 32)
     code = f"""
 import time, jax
 jax.config.update("jax_enable_x64", True)
-from scimlx.neuralop import _data
+from scimlx.neuralop import darcy_dataset
 times = []
-orig = _data._generate_batch
-def timed(*a, **k):
+for seed in range({n // bs}):
     t0 = time.perf_counter()
-    out = jax.block_until_ready(orig(*a, **k))
+    jax.block_until_ready(darcy_dataset({bs}, {res}, seed=seed, batch_size={bs}))
     times.append(time.perf_counter() - t0)
-    return out
-_data._generate_batch = timed
-_data.darcy_dataset({n}, {res}, seed=0, batch_size={bs})
 print("RESULT", times)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -22,9 +22,9 @@ PLOTTED = ["linsolve", "nde_regularisation", "neuralop", "dsf", "ensemble", "sta
 TABLED = PLOTTED + ["node"]
 
 # How a results file was produced (by file name), where the plain `python -m benchmarks.<area>`
-# does not say it all (environment variables, rows merged from other runs).
+# does not say it all (options, environment variables, rows merged from other runs).
 COMMANDS = {
-    "neuralop.json": ("NEURALOP_SIZE=cpu python -m benchmarks.neuralop", ""),
+    "neuralop.json": ("python -m benchmarks.neuralop --size cpu", ""),
     "linsolve.json": (
         "python -m benchmarks.linsolve",
         ", with the learned-solver rows merged in by `python -m benchmarks._linsolve_dcdm` "
