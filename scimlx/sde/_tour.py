@@ -24,14 +24,16 @@ def tour_stage(epochs: int = 60, quick: bool = False) -> dict:
     data = standardise(data, data[tr])
     paths = paths_from_data(data)
     model = LNSDE(3, 16, 3, key=jr.key(0))
-    spe = steps_per_epoch(len(tr), 32)
+    # 168 training series: batches of 28 fill every step, so no short last batch of an
+    # epoch compiles a second training step
+    spe = steps_per_epoch(len(tr), 28)
     res = train_classifier(
         model,
         paths[tr],
         paths[va],
         optimiser=reference_optimiser(5e-3, spe),
         steps=epochs * spe,
-        batch_size=32,
+        batch_size=28,
         key=jr.key(1),
         patience=None,
         progress=False,
