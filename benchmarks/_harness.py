@@ -29,7 +29,9 @@ def parse_args(
 ) -> argparse.Namespace:
     """Common command line: `--quick`, `--seeds N`, `--out PATH`; `add(parser)` adds an
     area's own options."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes; every row; <= 5 min on 2 cores"
     )

@@ -16,12 +16,13 @@ import scimlx
 from scimlx import linsolve, nde, neuralop, sde
 
 
-_COUNT = {"on": False, "n": 0}
+_COUNT = {"on": False, "n": 0, "names": []}
 
 
 def _listener(event, duration, **kwargs):
     if _COUNT["on"] and event == "/jax/core/compile/backend_compile_duration":
         _COUNT["n"] += 1
+        _COUNT["names"].append(kwargs.get("fun_name", ""))
 
 
 monitoring.register_event_duration_secs_listener(_listener)
@@ -29,13 +30,14 @@ monitoring.register_event_duration_secs_listener(_listener)
 
 @contextlib.contextmanager
 def count_compiles():
-    _COUNT.update(on=True, n=0)
+    _COUNT.update(on=True, n=0, names=[])
     box = {}
     try:
         yield box
     finally:
         _COUNT["on"] = False
         box["n"] = _COUNT["n"]
+        box["names"] = list(_COUNT["names"])
 
 
 def _twice(fn, first, second):
@@ -123,3 +125,17 @@ def test_latent_sde_solve_new_path_and_key(controller):
 
     n, sol = _twice(solve, (p1, jr.key(12)), (p2, jr.key(13)))
     assert n == 0 and sol.value.shape == (12, 8) and bool(scimlx.is_successful(sol.result))
+
+
+def test_darcy_dataset_last_batch_is_padded():
+    # 10 samples in batches of 4: the last batch (2 samples) is padded to 4, so the whole
+    # set runs one compiled program; a second set of another size compiles nothing new
+    neuralop.darcy_dataset(4, 8, seed=0, batch_size=4)
+    with count_compiles() as c:
+        data = neuralop.darcy_dataset(10, 8, seed=1, batch_size=4)
+    assert data.a.shape == (10, 1, 8, 8)
+    one = neuralop.darcy_dataset(1, 8, seed=1, batch_size=1)
+    # the padding changes nothing: the first sample equals the one generated alone
+    assert jnp.allclose(data.u[0], one.u[0], rtol=1e-12, atol=1e-14)
+    # the solver program compiles nothing (small eager ops on new shapes may)
+    assert not [name for name in c["names"] if "_generate_batch" in name], c["names"]

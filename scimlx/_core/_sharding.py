@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 
 class AbstractSharding(eqx.Module):
@@ -75,7 +75,8 @@ class DataParallel(AbstractSharding):
     **Arguments:**
 
     - `mesh`: a `jax.sharding.Mesh` (default: a one-axis mesh named `axis` over all
-      devices, `jax.devices()`, of every process).
+      devices, `jax.devices()`, of every process); its axes are used as
+      `jax.sharding.AxisType.Auto`.
     - `axis`: the name of the mesh axis that splits the batch. Other axes of the mesh,
       if any, hold replicas.
 
@@ -101,7 +102,10 @@ class DataParallel(AbstractSharding):
             raise ValueError(
                 f"`axis`={axis!r} is not an axis of `mesh` (its axes are {m.axis_names})."
             )
-        self.mesh = m
+        # Layouts are hints to the partitioner: the axes are used as `Auto` (a mesh from
+        # `jax.make_mesh` is `Explicit` by default, whose typed shardings refuse some of the
+        # scatters and slices inside solvers and models).
+        self.mesh = Mesh(m.devices, m.axis_names, axis_types=(AxisType.Auto,) * len(m.axis_names))
         self.axis = axis
 
     @property

@@ -11,7 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._core import CorruptedFileError, is_successful, read_arrays, Solution, write_arrays
+from .._core import (
+    CorruptedFileError,
+    DataParallel,
+    is_successful,
+    read_arrays,
+    Solution,
+    write_arrays,
+)
 from .._core._checks import Tolerance
 from ..linsolve import Chebyshev, DiffusionOperator, multigrid, pcg_solve
 
@@ -174,6 +181,7 @@ def darcy_dataset(
     rtol: Tolerance | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    sharding: DataParallel | None = None,
 ) -> DarcyData:
     """Generate Darcy-flow pairs `(a, u)`, `-div(a grad u) = 1`, `u = 0` on the boundary.
 
@@ -191,8 +199,12 @@ def darcy_dataset(
     - `n_modes`: GRF modes per axis (default `resolution`).
     - `high`, `low`: coefficient values.
     - `rtol`: solver tolerance (default 1e-10 in float64, 1e-5 in float32).
-    - `batch_size`: samples solved per vmapped call.
+    - `batch_size`: samples solved per vmapped call. The last batch is padded to this size
+      (the padding is solved and dropped), so every call runs one compiled program.
     - `progress`: show a progress bar.
+    - `sharding`: a [`scimlx.DataParallel`][] to split each batch's samples over the
+      devices of its mesh (each device solves its own samples; one process). `batch_size`
+      (or `n_samples`, if smaller) must be a multiple of the device count.
 
     **Returns:**
 
@@ -205,8 +217,14 @@ def darcy_dataset(
     alpha, tau = VARIANTS[variant]
     if rtol is None:
         rtol = 1e-10 if jax.config.jax_enable_x64 else 1e-5  # pyright: ignore
+    if sharding is not None and not isinstance(sharding, DataParallel):
+        raise TypeError(f"`sharding` must be a scimlx.DataParallel or None, got {sharding!r}.")
+    batch_size = min(batch_size, n_samples)
     base = jax.random.key(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n_samples))
+    # keys for whole batches: the padding of the last batch repeats its last sample
+    n_padded = -(-n_samples // batch_size) * batch_size
+    index = jnp.minimum(jnp.arange(n_padded), n_samples - 1)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(index)
     As, Us = [], []
     from contextlib import nullcontext
 
@@ -216,7 +234,11 @@ def darcy_dataset(
     with ctx as bar:
         for start in range(0, n_samples, batch_size):
             kb = keys[start : start + batch_size]
+            if sharding is not None:
+                kb = sharding.place_batch(kb)
             a, u, res = _generate_batch(kb, resolution, n_modes, alpha, tau, high, low, rtol)
+            real = min(batch_size, n_samples - start)
+            a, u, res = jax.tree.map(lambda x: x[:real], (a, u, res))
             ok = np.asarray(is_successful(res))
             if not ok.all():
                 raise RuntimeError(
@@ -226,7 +248,7 @@ def darcy_dataset(
             As.append(a)
             Us.append(u)
             if bar is not None:
-                bar.update(len(kb))
+                bar.update(real)
     a = jnp.concatenate(As)[:, None]
     u = jnp.concatenate(Us)[:, None]
     return DarcyData(a, u)
