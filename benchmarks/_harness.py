@@ -18,6 +18,8 @@ from typing import Any
 
 import jax
 
+from scimlx import atomic_write_bytes
+
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -337,7 +339,7 @@ def write_results(
         os.makedirs(RESULTS_DIR, exist_ok=True)
         suffix = ".quick.json" if mode == "quick" else ".json"
         out = os.path.join(RESULTS_DIR, area + suffix)
-    with open(out, "w") as f:
-        json.dump(_jsonable(payload), f, indent=2)
+    # atomic: a run killed while writing leaves the previous results file whole
+    atomic_write_bytes(out, json.dumps(_jsonable(payload), indent=2).encode())
     print(f"wrote {out}")
     return out

@@ -16,10 +16,18 @@ from ._refill import (
     refill_solve as refill_solve,
 )
 from ._runner import EnsembleResult as EnsembleResult, run_ensemble as run_ensemble
-from ._schedule import RefillSchedule as RefillSchedule, VmapSchedule as VmapSchedule
+from ._schedule import (
+    AbstractSchedule as AbstractSchedule,
+    RefillSchedule as RefillSchedule,
+    VmapSchedule as VmapSchedule,
+)
 from ._store import (
     load_outputs as load_outputs,
     Store as Store,
     StoreCorruptionError as StoreCorruptionError,
 )
-from ._strategy import AutoSharding as AutoSharding, ShardMap as ShardMap
+from ._strategy import (
+    AbstractStrategy as AbstractStrategy,
+    AutoSharding as AutoSharding,
+    ShardMap as ShardMap,
+)

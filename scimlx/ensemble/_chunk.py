@@ -12,8 +12,8 @@ from jax.sharding import Mesh
 
 from .._core._results import code_of, enumeration_of, is_result, RESULTS
 from ._reducers import AbstractReducer
-from ._schedule import _AbstractSchedule, VmapSchedule
-from ._strategy import _AbstractStrategy, ShardMap
+from ._schedule import AbstractSchedule, VmapSchedule
+from ._strategy import AbstractStrategy, ShardMap
 
 
 class ChunkSpec(eqx.Module):
@@ -23,9 +23,9 @@ class ChunkSpec(eqx.Module):
     reducers: tuple[AbstractReducer, ...]
     result_fn: Callable | None
     save_fn: Callable | None
-    schedule: _AbstractSchedule
+    schedule: AbstractSchedule
     mesh: Mesh | None = eqx.field(static=True)
-    strategy: _AbstractStrategy
+    strategy: AbstractStrategy
     n_codes: int = eqx.field(static=True)
     nonfinite_code: int = eqx.field(static=True)
 
@@ -165,7 +165,7 @@ def chunk_memory(
     example: Any,
     *,
     reducers: Mapping[str, AbstractReducer] | None = None,
-    schedule: _AbstractSchedule | None = None,
+    schedule: AbstractSchedule | None = None,
 ) -> int:
     """Bytes of the compiled evaluation of one chunk on one device.
 

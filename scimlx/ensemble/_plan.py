@@ -12,9 +12,9 @@ from .._core._checks import check_int
 from .._core._results import code_names
 from ._chunk import chunk_size_for_budget, ChunkSpec, probe
 from ._reducers import AbstractReducer, Quantiles
-from ._schedule import _AbstractSchedule, default_schedule
+from ._schedule import AbstractSchedule, default_schedule
 from ._store import Store
-from ._strategy import _AbstractStrategy, AXIS
+from ._strategy import AbstractStrategy, AXIS
 from ._stream import leading, split_first
 
 
@@ -37,12 +37,12 @@ def _check_arguments(
         isinstance(r, AbstractReducer) for r in reducers.values()
     ):
         raise TypeError("`reducers` must be a dict of name -> scimlx.ensemble reducer.")
-    if not isinstance(strategy, _AbstractStrategy):
+    if not isinstance(strategy, AbstractStrategy):
         raise TypeError(
             "`strategy` must be `ensemble.ShardMap()` or `ensemble.AutoSharding()`, got "
             f"{strategy!r}."
         )
-    if schedule is not None and not isinstance(schedule, _AbstractSchedule):
+    if schedule is not None and not isinstance(schedule, AbstractSchedule):
         raise TypeError(
             "`schedule` must be `ensemble.VmapSchedule()`, `ensemble.RefillSchedule(...)` or "
             f"None, got {schedule!r}."
@@ -96,8 +96,8 @@ def plan_study(
     *,
     reducers: Mapping[str, AbstractReducer],
     result: Callable | None,
-    schedule: _AbstractSchedule | None,
-    strategy: _AbstractStrategy,
+    schedule: AbstractSchedule | None,
+    strategy: AbstractStrategy,
     store: Store | None,
     devices: Sequence[Any] | None,
     chunk_size: int | None,

@@ -18,9 +18,9 @@ from ._plan import Plan, plan_study
 from ._record import fingerprint, StudyRecord
 from ._reduce import finalise, Merger
 from ._reducers import AbstractReducer
-from ._schedule import _AbstractSchedule
+from ._schedule import AbstractSchedule
 from ._store import Store
-from ._strategy import _AbstractStrategy, AXIS, ShardMap
+from ._strategy import AbstractStrategy, AXIS, ShardMap
 from ._stream import chunk_stream, member_order, pad
 
 
@@ -54,7 +54,7 @@ class EnsembleResult(eqx.Module):
     n_devices: int
     n_processes: int
     computed_chunks: int
-    schedule: _AbstractSchedule
+    schedule: AbstractSchedule
     wall_s: float
 
     @property
@@ -218,9 +218,9 @@ def run_ensemble(
     result: Callable[[Any], Any] | None = None,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
-    schedule: _AbstractSchedule | None = None,
+    schedule: AbstractSchedule | None = None,
     devices: Sequence[Any] | None = None,
-    strategy: _AbstractStrategy = ShardMap(),
+    strategy: AbstractStrategy = ShardMap(),
     store: Store | None = None,
     order_by: Real[ArrayLike, " members"] | Callable[[Any], Any] | None = None,  # pyright: ignore
     total: int | None = None,

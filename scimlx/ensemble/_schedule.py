@@ -12,11 +12,11 @@ from .._core._checks import check_int, check_range
 from ._refill import DiffEqMember, refill_batch
 
 
-class _AbstractSchedule(eqx.Module):
+class AbstractSchedule(eqx.Module):
     """How one chunk's members are evaluated on one device."""
 
     @abc.abstractmethod
-    def resolved(self, fn: Callable, platform: str) -> "_AbstractSchedule":
+    def resolved(self, fn: Callable, platform: str) -> "AbstractSchedule":
         """This schedule with its defaults filled in for `platform` (checks `fn`)."""
 
     @abc.abstractmethod
@@ -32,7 +32,7 @@ class _AbstractSchedule(eqx.Module):
         """What identifies the schedule in a store's study header."""
 
 
-class VmapSchedule(_AbstractSchedule):
+class VmapSchedule(AbstractSchedule):
     """Evaluate a chunk as `jax.vmap(fn)`: any member function. An adaptive solve then runs
     every member of the chunk until the chunk's slowest member is done.
     """
@@ -55,7 +55,7 @@ class VmapSchedule(_AbstractSchedule):
         return "vmap"
 
 
-class RefillSchedule(_AbstractSchedule):
+class RefillSchedule(AbstractSchedule):
     """Evaluate a chunk with the lane-refill loop (needs `fn` to be a `DiffEqMember`).
 
     `lanes` members step together in one `while_loop`; a lane whose member is done writes
@@ -112,6 +112,6 @@ class RefillSchedule(_AbstractSchedule):
         return tag if self.refill_fraction == 1 / 16 else f"{tag}:{self.refill_fraction}"
 
 
-def default_schedule(fn: Callable) -> _AbstractSchedule:
+def default_schedule(fn: Callable) -> AbstractSchedule:
     """`RefillSchedule()` for a `DiffEqMember`, else `VmapSchedule()`."""
     return RefillSchedule() if isinstance(fn, DiffEqMember) else VmapSchedule()

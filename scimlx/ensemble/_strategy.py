@@ -8,18 +8,18 @@ import equinox as eqx
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._schedule import _AbstractSchedule, VmapSchedule
+from ._schedule import AbstractSchedule, VmapSchedule
 
 
 AXIS = "members"
 
 
-class _AbstractStrategy(eqx.Module):
+class AbstractStrategy(eqx.Module):
     """How the evaluation of one chunk is split over the devices of a one-axis mesh (axis
     `"members"`, the chunk's members split evenly). Not consulted on one device."""
 
     @abc.abstractmethod
-    def check(self, schedule: _AbstractSchedule) -> None:
+    def check(self, schedule: AbstractSchedule) -> None:
         """Raise if this strategy cannot split chunks evaluated with `schedule`."""
 
     @abc.abstractmethod
@@ -32,7 +32,7 @@ class _AbstractStrategy(eqx.Module):
         """What identifies the strategy in a store's study header."""
 
 
-class ShardMap(_AbstractStrategy):
+class ShardMap(AbstractStrategy):
     """Split a chunk with `jax.shard_map`: each device evaluates its own members with its own
     loops, and stops when *its* members are done (no cross-device stop condition). Works with
     every schedule.
@@ -55,7 +55,7 @@ class ShardMap(_AbstractStrategy):
         return "shard_map"
 
 
-class AutoSharding(_AbstractStrategy):
+class AutoSharding(AbstractStrategy):
     """Split a chunk with XLA's SPMD partitioner: the chunk's inputs are constrained to be
     split over the devices and the vmapped evaluation is partitioned automatically. The
     loop condition of a vmapped adaptive solve is then reduced across devices every step,

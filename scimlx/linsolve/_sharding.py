@@ -25,7 +25,7 @@ class GridSharding(eqx.Module):
     (the inner products are summed in another order).
 
     For memory to scale down with the device count, build the operator inside the same
-    `jax.jit` as the solve, from cell arrays placed with [`GridSharding.place`][] (a
+    `jax.jit` as the solve, from cell arrays placed with [`scimlx.linsolve.GridSharding.place`][] (a
     diffusion operator's face arrays have one more cell than the grid along their axis,
     which `jax.device_put` cannot split evenly, but a jitted program can).
 
