@@ -300,7 +300,7 @@ def test_learned_vcycle_starts_at_the_classical_cycle_and_trains():
     solid = jnp.asarray(ls.obstacle_scene(shape, seed=3, split="test"))
     op = ls.poisson(shape, solid=solid)
     mask = (~solid).astype(jnp.float64)
-    net = ls.LearnedVCycleNet(2, dtype="float64", key=jax.random.key(0))
+    net = ls.LearnedVCycleNet(2, dtype="float64")
     vc = ls.multigrid(op, smoother=ls.Jacobi(omega=0.8), max_coarse=64)
     r = ls.random_rhs(solid, key=jax.random.key(1))
     np.testing.assert_allclose(

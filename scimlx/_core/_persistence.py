@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib
+import inspect
 import io
 import json
 import os
@@ -373,8 +374,13 @@ def _template_from_class(header: dict[str, Any], path: str, allow: Iterable[Any]
         raise CheckpointError(
             f"Cannot rebuild the class {class_path!r} saved in {path!r}: {e}. Pass `like=`."
         ) from None
+    # a class whose initialisation is random takes `key=` (its leaves are then replaced by
+    # the saved ones); a deterministic one takes no key
+    kwargs = dict(header["hyperparameters"])
+    if "key" in inspect.signature(obj).parameters:
+        kwargs["key"] = jax.random.key(0)
     try:
-        return obj(**header["hyperparameters"], key=jax.random.key(0))
+        return obj(**kwargs)
     except TypeError as e:
         raise CheckpointError(
             f"Cannot rebuild {class_path!r} (saved in {path!r}) from its saved "
@@ -397,7 +403,8 @@ def load(
         - a pytree (e.g. a freshly initialised model), used as is;
         - a callable, called as `like(**hyperparameters)`;
         - `None`: the class recorded in the header is imported and called as
-          `cls(**hyperparameters, key=jax.random.key(0))`. Only classes of scimlx
+          `cls(**hyperparameters, key=jax.random.key(0))` (without `key` when the class
+          takes none). Only classes of scimlx
           itself are imported this way, and those named by `allow`: importing a
           module runs its code, so a file from an untrusted source must not choose it.
     - `allow`: with `like=None`, further classes (the class objects, or module names

@@ -326,7 +326,8 @@ class LearnedVCycleNet(_AbstractNetwork):
     - `sweeps`: pre- and post-smoothing sweeps per level.
     - `max_coarse`: coarsen while the grid has more cells than this.
     - `dtype`: `"float32"` or `"float64"`.
-    - `key`: PRNG key (unused: the initialisation is the classical cycle).
+
+    The initialisation is deterministic (the classical cycle), so there is no `key`.
     """
 
     dim: int = eqx.field(static=True)
@@ -344,8 +345,6 @@ class LearnedVCycleNet(_AbstractNetwork):
         sweeps: int = 1,
         max_coarse: int = 64,
         dtype: str = "float32",
-        *,
-        key: PRNGKeyArray,
     ):
         _check_dim(dim)
         if boundary not in ("dirichlet", "neumann", "periodic"):
@@ -357,7 +356,6 @@ class LearnedVCycleNet(_AbstractNetwork):
         self.max_coarse, self.dtype = max_coarse, dtype
         omega = 0.8 if dim == 2 else 6.0 / 7.0
         k3 = (3,) * dim
-        del key  # deterministic initialisation (the classical cycle); kept for `scimlx.load`
         self.kernel = jnp.zeros(k3, dt).at[(1,) * dim].set(omega)
         self.gamma = jnp.asarray(1.0, dt)
 
