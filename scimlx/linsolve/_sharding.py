@@ -4,6 +4,7 @@ import math
 
 import equinox as eqx
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 
@@ -86,7 +87,8 @@ class GridSharding(eqx.Module):
         return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec))
 
     def place(self, x: jax.Array) -> jax.Array:
-        """`x` (a grid array) put on the mesh in this layout, outside `jit`.
+        """`x` (a grid array) put on the mesh in this layout, outside `jit`. With several
+        processes (after `jax.distributed.initialize`) each process passes the same `x`.
 
         Raises `ValueError` if a split axis does not divide evenly over its mesh axis.
         """
@@ -103,8 +105,11 @@ class GridSharding(eqx.Module):
                     f"{self.mesh.shape[a]} (or build the array inside `jax.jit` and use "
                     "`constrain`)."
                 )
-        spec = PartitionSpec(*((None,) * (x.ndim - nd)), *spec)
-        return jax.device_put(x, NamedSharding(self.mesh, spec))
+        sharding = NamedSharding(self.mesh, PartitionSpec(*((None,) * (x.ndim - nd)), *spec))
+        # Each device takes its block of `x`; with several processes (`jax.distributed`)
+        # every process passes the same whole `x` and fills its own devices' blocks.
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
     @property
     def num_devices(self) -> int:
