@@ -14,7 +14,7 @@ from .._harness import RESULTS_DIR
 from . import ensemble
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES = os.path.join(ROOT, "docs", "images", "bench")
 SNIPPETS = os.path.join(ROOT, "docs", "_snippets")
 
@@ -27,8 +27,8 @@ COMMANDS = {
     "neuralop.json": ("NEURALOP_SIZE=cpu python -m benchmarks.neuralop", ""),
     "linsolve.json": (
         "python -m benchmarks.linsolve",
-        ", with the learned-solver rows merged in by `python -m benchmarks._linsolve_dcdm` "
-        "runs (each listed with its command and date in the file's `provenance`)",
+        ", with the learned-solver rows merged in by `python -m benchmarks.linsolve --dcdm only "
+        "--dcdm-merge` runs (each listed with its command and date in the file's `provenance`)",
     ),
     "dsf.json": (
         "DSF_LS_FWD=64,256,1024,4096 DSF_LS_BWD=64,256,1024 python -m benchmarks.dsf",
