@@ -12,7 +12,7 @@ DCDM_PREFIXES = ("DCDM", "learned", "V-cycle net", "CNN as")
 
 
 def kept_dcdm_rows(path):
-    """The DCDM module's rows of an earlier full results file (`--dcdm keep`), each marked
+    """The learned solvers' rows of an earlier full results file (`--dcdm keep`), each marked
     with the file's date: the learned solvers are not retrained in every run."""
     try:
         with open(path) as f:

@@ -19,6 +19,7 @@ from .problems import FAMILY_TOL, grid_name, make_problem, OURS, OURS_GALERKIN, 
 
 
 def obstacle_rows(cfg, peer, seed, on_problem=None):
+    """The obstacle table on `cfg["shapes"]`; `on_problem(rows)` is called after each grid."""
     rows = []
     for shape in cfg["shapes"]:
         t0 = time.perf_counter()
