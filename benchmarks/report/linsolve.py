@@ -1,7 +1,10 @@
-"""What `python -m benchmarks.linsolve` prints: the obstacle and family tables, the setup
-breakdown, the summary keys, the reproducibility check, and the learned solvers' table."""
+"""Rendering of the linsolve benchmark's results: what `python -m benchmarks.linsolve` prints
+(the obstacle and family tables, the setup breakdown, the summary keys, the reproducibility
+check, the learned solvers' table), and the docs' figure."""
 
 import json
+import re
+from collections import defaultdict
 
 from .._harness import print_table
 
@@ -67,3 +70,54 @@ def print_learned(rows, summary, *, mode: str) -> None:
     """The learned solvers' rows (with their reference rows) and the DCDM summary keys."""
     print_table(rows, COLUMNS + ["growth"], title=f"DCDM ({mode})")
     print("summary:", summary)
+
+
+def _grid_cells(grid: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"(\d+)\^(\d)", str(grid))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def plot(d: dict, fig) -> None:
+    """The docs' figure of a results file: iterations and time against grid size, 2-D and
+    3-D, for the main methods (random right-hand sides)."""
+    methods = [
+        "scipy CG",
+        "IC(0)-PCG",
+        "pyamg RS-PCG",
+        "pyamg SA-PCG",
+        "MG-PCG (ours, chebyshev)",
+        "learned V-cycle k=2",
+        "DCDM k=2",
+    ]
+    series = defaultdict(list)
+    for r in d["rows"]:
+        g = _grid_cells(r.get("grid"))
+        if g is None or r.get("rhs") != "random" or r.get("method") not in methods:
+            continue
+        series[(g[1], r["method"])].append((g[0], r.get("its"), r.get("total_s")))
+    axes = fig.subplots(2, 2)
+    for col, dim in enumerate((2, 3)):
+        for row, (idx, label) in enumerate(((1, "iterations to 1e-6"), (2, "setup + solve (s)"))):
+            ax = axes[row, col]
+            for i, m in enumerate(methods):
+                pts = sorted(p for p in series.get((dim, m), []) if p[idx] is not None)
+                if pts:
+                    ax.loglog(
+                        [p[0] for p in pts],
+                        [p[idx] for p in pts],
+                        "o-",
+                        color=f"C{i}",
+                        label=m,
+                        ms=4,
+                    )
+            ns = sorted({p[0] for (dd, _), v in series.items() if dd == dim for p in v})
+            ax.set_xticks(ns, [f"{n}^{dim}" for n in ns])
+            ax.minorticks_off()
+            ax.set_ylabel(label)
+            if row == 0:
+                ax.set_title(f"{dim}-D Poisson with obstacles, random right-hand side", fontsize=9)
+            else:
+                ax.set_xlabel("grid")
+    axes[0, 0].legend(fontsize=7)
+    fig.subplots_adjust(hspace=0.3)
+    fig.suptitle("Linear solvers: iterations and time (compile time excluded) against grid size")
