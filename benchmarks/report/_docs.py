@@ -11,10 +11,10 @@ import re
 from collections import defaultdict
 
 from .._harness import RESULTS_DIR
-from . import ensemble
+from . import ensemble, linsolve
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES = os.path.join(ROOT, "docs", "images", "bench")
 SNIPPETS = os.path.join(ROOT, "docs", "_snippets")
 
@@ -27,8 +27,8 @@ COMMANDS = {
     "neuralop.json": ("python -m benchmarks.neuralop --size cpu", ""),
     "linsolve.json": (
         "python -m benchmarks.linsolve",
-        ", with the learned-solver rows merged in by `python -m benchmarks._linsolve_dcdm` "
-        "runs (each listed with its command and date in the file's `provenance`)",
+        ", with the learned-solver rows merged in by `python -m benchmarks.linsolve --dcdm only "
+        "--dcdm-merge` runs (each listed with its command and date in the file's `provenance`)",
     ),
     "dsf.json": (
         "python -m benchmarks.dsf --lengths-fwd 64,256,1024,4096 --lengths-bwd 64,256,1024",
@@ -177,55 +177,6 @@ def _footer(fig, name: str, d: dict) -> None:
         fontsize=7,
         color="0.4",
     )
-
-
-def _grid_cells(grid: str) -> tuple[int, int] | None:
-    m = re.fullmatch(r"(\d+)\^(\d)", str(grid))
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def plot_linsolve(d, fig):
-    methods = [
-        "scipy CG",
-        "IC(0)-PCG",
-        "pyamg RS-PCG",
-        "pyamg SA-PCG",
-        "MG-PCG (ours, chebyshev)",
-        "learned V-cycle k=2",
-        "DCDM k=2",
-    ]
-    series = defaultdict(list)
-    for r in d["rows"]:
-        g = _grid_cells(r.get("grid"))
-        if g is None or r.get("rhs") != "random" or r.get("method") not in methods:
-            continue
-        series[(g[1], r["method"])].append((g[0], r.get("its"), r.get("total_s")))
-    axes = fig.subplots(2, 2)
-    for col, dim in enumerate((2, 3)):
-        for row, (idx, label) in enumerate(((1, "iterations to 1e-6"), (2, "setup + solve (s)"))):
-            ax = axes[row, col]
-            for i, m in enumerate(methods):
-                pts = sorted(p for p in series.get((dim, m), []) if p[idx] is not None)
-                if pts:
-                    ax.loglog(
-                        [p[0] for p in pts],
-                        [p[idx] for p in pts],
-                        "o-",
-                        color=f"C{i}",
-                        label=m,
-                        ms=4,
-                    )
-            ns = sorted({p[0] for (dd, _), v in series.items() if dd == dim for p in v})
-            ax.set_xticks(ns, [f"{n}^{dim}" for n in ns])
-            ax.minorticks_off()
-            ax.set_ylabel(label)
-            if row == 0:
-                ax.set_title(f"{dim}-D Poisson with obstacles, random right-hand side", fontsize=9)
-            else:
-                ax.set_xlabel("grid")
-    axes[0, 0].legend(fontsize=7)
-    fig.subplots_adjust(hspace=0.3)
-    fig.suptitle("Linear solvers: iterations and time (compile time excluded) against grid size")
 
 
 def _nde_points(d):
@@ -415,7 +366,7 @@ def plot_stable_sde(d, fig):
 
 
 PLOTS = {
-    "linsolve": (plot_linsolve, (10, 7)),
+    "linsolve": (linsolve.plot, (10, 7)),
     "nde_regularisation": (plot_nde_regularisation, (12, 4.4)),
     "neuralop": (plot_neuralop, (12, 4)),
     "dsf": (plot_dsf, (11, 6.5)),

@@ -1,4 +1,4 @@
-"""DCDM rows of the linsolve benchmark (called by `benchmarks/linsolve.py`; also runnable alone).
+"""The learned solvers of the linsolve benchmark: their training and their rows.
 
 Question: how many iterations (and network evaluations) does the deep conjugate-direction
 method need on obstacle Poisson problems it never saw, at its training size and at twice it,
@@ -15,10 +15,16 @@ multigrid cycle with a learned shared smoothing stencil and coarse-correction we
 at the classical Jacobi cycle, whose untrained row is shown too), and the CNN wrongly used as a
 preconditioner inside `lineax.CG`.
 
-Run alone: `python -m benchmarks._linsolve_dcdm [--quick]` (prints the rows with scipy CG
-for reference and the DCDM summary keys; writes `benchmarks/results/linsolve_dcdm.json`).
+Every setting is an option of `python -m benchmarks.linsolve` (`add_options`: `--dcdm-*`,
+applied by `configs`). Run alone: `python -m benchmarks.linsolve --dcdm only [--quick]` (the
+rows with scipy CG, IC(0) and pyamg for reference and the DCDM summary keys; writes
+`benchmarks/results/linsolve_dcdm.json`, or with `--dcdm-merge` merges them into
+`linsolve.json`); `--dcdm train` trains (and with `--dcdm-models-out` saves) without test
+problems.
 """
 
+import argparse
+import json
 import os
 import time
 
@@ -31,6 +37,10 @@ import optax
 
 import scimlx
 import scimlx.linsolve as ls
+
+from .measure import compare
+from .peers import krylov_methods, pyamg_methods
+from .problems import its_to, TOL, TOL_R0
 
 
 def time_compiled(fn, *args, repeats=1):
@@ -47,10 +57,6 @@ def time_compiled(fn, *args, repeats=1):
         out = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t1)
     return {"compile_s": compile_s, "median_s": float(np.median(times)), "output": out}
-
-
-TOL = 1e-6
-TOL_R0 = 1e-4
 
 
 def _config(quick: bool) -> dict:
@@ -151,14 +157,13 @@ def _training_data(shape, scenes, ritz, seed):
 
 def _stages(cfg) -> list[tuple[bool, int, int, int, float, float | None]]:
     """The CNN's training stages `(base, n, steps, ritz, lr, seconds)`: the mode's base grid
-    (unless `steps` is 0), then each `DCDM_CNN_FINETUNE` stage "n:steps:ritz:lr[:seconds]"."""
+    (unless `steps` is 0), then each `--dcdm-cnn-finetune` stage "n:steps:ritz:lr[:seconds]"."""
     stages = []
     if cfg["steps"] > 0:
-        secs = os.environ.get("DCDM_CNN_SECONDS")
+        secs = cfg.get("cnn_seconds")
         lr = cfg.get("cnn_lr", 1e-3)
-        secs = float(secs) if secs else None
         stages.append((True, cfg["train_n"], cfg["steps"], cfg["ritz"], lr, secs))
-    spec = os.environ.get("DCDM_CNN_FINETUNE")
+    spec = cfg.get("cnn_finetune")
     for stage in spec.split(",") if spec else ():
         n, steps, ritz, lr, *secs = stage.split(":")
         secs = float(secs[0]) if secs else None
@@ -171,18 +176,18 @@ def _loss_ends(fit, n=20):
     return float(np.mean(fit.losses[:n])), float(np.mean(fit.losses[-n:]))
 
 
-def _model_path(env, dim):
-    folder = os.environ.get(env)
+def _model_path(folder, dim):
     return os.path.join(folder, f"dcdm_cnn_{dim}d.eqx") if folder else None
 
 
 def _train_cnn(dim, cfg, seed, progress, base_data):
     """The paper CNN through its stages (a curriculum over grids when several).
 
-    Starts fresh, or from `DCDM_MODELS_IN/dcdm_cnn_{dim}d.eqx` (whose training record is
-    carried on); saves after every stage to `DCDM_MODELS_OUT/dcdm_cnn_{dim}d.eqx`, so a run
+    Starts fresh, or from `{models_in}/dcdm_cnn_{dim}d.eqx` (whose training record is
+    carried on); saves after every stage to `{models_out}/dcdm_cnn_{dim}d.eqx`, so a run
     killed mid-way keeps its finished stages. Returns the model and its training record."""
-    path_in, path_out = _model_path("DCDM_MODELS_IN", dim), _model_path("DCDM_MODELS_OUT", dim)
+    path_in = _model_path(cfg.get("models_in"), dim)
+    path_out = _model_path(cfg.get("models_out"), dim)
     record = {"grids": [], "seconds": 0.0, "notes": []}
     loaded = 0  # stages the model had before this run
     if path_in and os.path.exists(path_in):
@@ -196,11 +201,11 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
         }
         loaded = max(1, len(record["grids"]))
     else:
-        # DCDM_CNN_PAIRS="pre,mid,post": residual pairs per stage ("2,5,3": the paper's N=128
+        # cnn_pairs "pre,mid,post": residual pairs per stage ("2,5,3": the paper's N=128
         # model; default "1,3,2", its N=64 model)
-        pre, mid, post = map(int, os.environ.get("DCDM_CNN_PAIRS", "1,3,2").split(","))
-        # DCDM_CNN_LEVELS: pooling levels (1: the paper; "none": as many as the grid allows)
-        levels = os.environ.get("DCDM_CNN_LEVELS", "1")
+        pre, mid, post = map(int, cfg.get("cnn_pairs", "1,3,2").split(","))
+        # cnn_levels: pooling levels (1: the paper; "none": as many as the grid allows)
+        levels = cfg.get("cnn_levels", "1")
         net = ls.DCDMNet(
             dim,
             pre_pairs=pre,
@@ -211,12 +216,12 @@ def _train_cnn(dim, cfg, seed, progress, base_data):
             key=jax.random.key(seed),
         )
     device = jax.devices()[0].device_kind
-    batch = int(os.environ.get("DCDM_BATCH", "10"))
+    batch = cfg.get("batch", 10)
     for first, n, steps, ritz, lr, secs in _stages(cfg):
         shape = (n,) * dim
         t0 = time.perf_counter()
         masks, vecs = base_data() if first else _training_data(shape, cfg["scenes"], ritz, seed)
-        ckpt = os.environ.get("DCDM_CNN_CHECKPOINT") if first else None
+        ckpt = cfg.get("cnn_checkpoint") if first else None
         stage_key = jax.random.key(seed + (1 if first else 7))
         if loaded:
             # a continued model draws new samples, not its earlier stages' again
@@ -342,13 +347,6 @@ def train_models(
     return info
 
 
-def _its_to(history, target):
-    h = np.asarray(history)
-    h = h[np.isfinite(h)]
-    hits = np.nonzero(h <= target * h[0])[0]
-    return int(hits[0]) if len(hits) else None
-
-
 def _cd_row(method, p, model, *, k, max_steps, note):
     op, b = p["operator"], p["b"]
     mask = jnp.asarray(~np.asarray(p["solid"])).astype(b.dtype)
@@ -366,7 +364,7 @@ def _cd_row(method, p, model, *, k, max_steps, note):
     return {
         "method": method,
         "its": int(sol.stats["num_steps"]) if ok else None,
-        "its_1e-4_r0": _its_to(sol.stats["residual_history"], TOL_R0),
+        "its_1e-4_r0": its_to(sol.stats["residual_history"], TOL_R0),
         "A_products": int(sol.stats["num_mv"]),
         "net_evals": int(sol.stats["num_direction_evals"]),
         "setup_s": 0.0,
@@ -424,39 +422,143 @@ def _cg_failure(sol, its, bmb):
     return f"failed after {its} its ({lx.RESULTS[sol.result]!s:.40})"
 
 
-def configs(quick: bool) -> dict:
-    """The mode's configurations per dimension, with the environment's overrides."""
-    cfgs = _config(quick)
-    for env, key in (
-        ("DCDM_VC_STEPS", "vc_steps"),
-        ("DCDM_CNN_STEPS", "steps"),
-        ("DCDM_TRAIN_N", "train_n"),
-        ("DCDM_RITZ", "ritz"),
-        ("DCDM_SCENES", "scenes"),
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The learned solvers' options (`--dcdm-*`), for `benchmarks._harness.parse_args`."""
+    g = parser.add_argument_group(
+        "learned solvers", "training and rows of the DCDM networks (defaults: the mode's)"
+    )
+    g.add_argument("--dcdm-dims", default=None, help="with --dcdm only/train: '2,3' (default)")
+    g.add_argument(
+        "--dcdm-parts",
+        default=None,
+        help="with --dcdm only/train: networks to train, from 'cnn,bpx,vc' (default all)",
+    )
+    g.add_argument(
+        "--dcdm-grids",
+        default=None,
+        help="test grids named explicitly get every row, e.g. '64^2' (the growth from a 32^2 "
+        "training grid); with --dcdm only they are the test grids (default: the mode's)",
+    )
+    g.add_argument(
+        "--dcdm-rhs",
+        default=None,
+        help="with --dcdm only: right-hand sides, 'random' (default), 'divergence' or both",
+    )
+    g.add_argument(
+        "--dcdm-rows",
+        default=None,
+        help="the CNN rows to run, from '0,1,2,4,cg' (k values and the lx.CG misuse); default "
+        "all, k=2 alone on the grids beyond the mode's CNN grids; 'none': peers only",
+    )
+    g.add_argument(
+        "--dcdm-no-peers",
+        action="store_true",
+        help="with --dcdm only: skip the scipy CG, IC(0) and pyamg reference rows",
+    )
+    g.add_argument(
+        "--dcdm-merge",
+        action="store_true",
+        help="with --dcdm only, full mode: merge the rows into benchmarks/results/linsolve.json "
+        "(with provenance) instead of writing linsolve_dcdm.json",
+    )
+    for name, what in (
+        ("cnn-steps", "training steps of the paper CNN's base stage (0: none)"),
+        ("vc-steps", "training steps of the learned V-cycle"),
+        ("train-n", "training grid side"),
+        ("ritz", "Ritz vectors per training scene"),
+        ("scenes", "training scenes"),
     ):
-        if os.environ.get(env):
+        g.add_argument(f"--dcdm-{name}", type=int, default=None, help=what)
+    g.add_argument(
+        "--dcdm-cnn-finetune",
+        default=None,
+        help="'n:steps:ritz:lr[:seconds],...': the CNN trained at finer n^d grids in turn (a "
+        "curriculum); the optional fifth field is a wall-clock budget for the stage",
+    )
+    g.add_argument(
+        "--dcdm-cnn-seconds",
+        type=float,
+        default=None,
+        help="wall-clock budget of the CNN's base stage",
+    )
+    g.add_argument(
+        "--dcdm-batch", type=int, default=None, help="the CNN's batch (default 10, the paper's)"
+    )
+    g.add_argument(
+        "--dcdm-cnn-pairs",
+        default=None,
+        help="residual pairs 'pre,mid,post' ('2,5,3': the paper's N=128 CNN; default '1,3,2', "
+        "its N=64 one)",
+    )
+    g.add_argument(
+        "--dcdm-cnn-levels",
+        default=None,
+        help="pooling levels (default 1, the paper's; 'none': as many as the grid allows)",
+    )
+    g.add_argument(
+        "--dcdm-cnn-checkpoint",
+        default=None,
+        help="a file where the CNN's base stage checkpoints every 100 steps and resumes from",
+    )
+    g.add_argument(
+        "--dcdm-models-out",
+        default=None,
+        help="a folder: save the CNN after every stage as dcdm_cnn_{dim}d.eqx with its "
+        "training record",
+    )
+    g.add_argument(
+        "--dcdm-models-in",
+        default=None,
+        help="a folder: start from its dcdm_cnn_{dim}d.eqx (e.g. trained on a GPU; with "
+        "--dcdm-cnn-steps 0 and no fine-tuning it is only evaluated)",
+    )
+
+
+# options -> configuration keys (integers: the mode's budgets; the rest: the CNN's training)
+_OVERRIDES = {
+    "dcdm_vc_steps": "vc_steps",
+    "dcdm_cnn_steps": "steps",
+    "dcdm_train_n": "train_n",
+    "dcdm_ritz": "ritz",
+    "dcdm_scenes": "scenes",
+    "dcdm_cnn_seconds": "cnn_seconds",
+    "dcdm_cnn_finetune": "cnn_finetune",
+    "dcdm_batch": "batch",
+    "dcdm_cnn_pairs": "cnn_pairs",
+    "dcdm_cnn_levels": "cnn_levels",
+    "dcdm_cnn_checkpoint": "cnn_checkpoint",
+    "dcdm_models_in": "models_in",
+    "dcdm_models_out": "models_out",
+    "dcdm_rows": "rows",
+}
+
+
+def configs(quick: bool, options: argparse.Namespace | None = None) -> dict:
+    """The mode's configurations per dimension, with the overrides of `options` (the parsed
+    `--dcdm-*` options of `add_options`; `None`: none)."""
+    cfgs = _config(quick)
+    given = {k: v for k, v in vars(options or argparse.Namespace()).items() if v is not None}
+    for option, key in _OVERRIDES.items():
+        if option in given:
             for c in cfgs.values():
-                c[key] = int(os.environ[env])
-    if os.environ.get("DCDM_GRIDS"):
-        # test grids named explicitly get every row (e.g. "64^2" for the growth from a 32^2
-        # training grid)
-        named = tuple(os.environ["DCDM_GRIDS"].split(","))
+                c[key] = given[option]
+    if given.get("dcdm_grids"):
+        named = tuple(given["dcdm_grids"].split(","))
         for c in cfgs.values():
             c["grids"] = tuple(dict.fromkeys(c["grids"] + named))
             c["cnn_grids"] = tuple(dict.fromkeys(c["cnn_grids"] + named))
     return cfgs
 
 
-def dcdm_rows(problems, quick: bool = False, progress: bool = False, parts=PARTS):
-    """Rows for every problem in `problems` (dicts from `benchmarks.linsolve.make_problem`).
+def dcdm_rows(problems, cfgs: dict, progress: bool = False, parts=PARTS):
+    """Rows for every problem in `problems` (dicts from `problems.make_problem`).
 
     Trains the networks named in `parts` (see `train_models`) once per dimension present
-    (sizes from `_config`), then solves each problem. The first row carries the training
-    record (`train_seconds` etc.).
+    (sizes from `cfgs`, see `configs`), then solves each problem. The first row carries the
+    training record (`train_seconds` etc.).
     """
-    cfgs = configs(quick)
-    # DCDM_ROWS: which CNN rows to run, from "0,1,2,4,cg" (the k values and the lx.CG misuse)
-    wanted = os.environ.get("DCDM_ROWS")
+    # which CNN rows to run, from "0,1,2,4,cg" (the k values and the lx.CG misuse)
+    wanted = next(iter(cfgs.values())).get("rows")
     wanted = None if not wanted else set(wanted.split(","))
     rows = []
     dims = sorted({len(p["shape"]) for p in problems})
@@ -591,7 +693,7 @@ def dcdm_summary(rows) -> dict:
     }
 
 
-def _growth(rows):
+def pair_growth(rows):
     pairs = {"256^2": "128^2", "128^2": "64^2", "512^2": "256^2", "32^3": "16^3", "64^3": "32^3"}
     for r in rows:
         lo = pairs.get(r.get("grid"))
@@ -614,8 +716,6 @@ def merge_into(path, new_rows, provenance):
     """Merge `new_rows` into the results file `path` (rows with the same method, grid and
     right-hand side are replaced, the "DCDM (all rows)" placeholder dropped), recompute the
     growth column and the DCDM summary keys, and append `provenance` to its record."""
-    import json
-
     with open(path) as f:
         payload = json.load(f)
 
@@ -631,7 +731,7 @@ def merge_into(path, new_rows, provenance):
         if key(r) not in new_keys and r.get("method") != "DCDM (all rows)"
     ]
     rows += new_rows
-    _growth(rows)
+    pair_growth(rows)
     summary = dict(payload.get("summary", {}))
     for k, v in dcdm_summary(rows).items():
         if v is not None or k not in summary:
@@ -645,95 +745,48 @@ def merge_into(path, new_rows, provenance):
     print("merged", len(new_rows), "rows into", path)
 
 
-def main():
-    """Environment: `DCDM_DIMS` ("2,3"), `DCDM_PARTS` ("cnn,bpx,vc"), `DCDM_GRIDS` (test
-    grids, e.g. "128^2,256^2"; default all of the mode's), `DCDM_MERGE=1` (full mode: merge
-    the rows into `benchmarks/results/linsolve.json`, with provenance, instead of writing
-    `linsolve_dcdm.json`), `DCDM_NO_PEERS=1` (skip the CG/IC(0)/pyamg reference rows),
-    `DCDM_VC_STEPS` / `DCDM_CNN_STEPS` (training steps of the learned V-cycle / the paper
-    CNN, overriding the mode's), `DCDM_TRAIN_N` / `DCDM_RITZ` (training grid side and Ritz
-    vectors per scene), `DCDM_CNN_FINETUNE` ("n:steps:ritz:lr[,...]": the CNN trained on
-    at finer n^d grids in turn, a curriculum; an optional fifth field is a wall-clock
-    budget in seconds for the stage, `DCDM_CNN_SECONDS` the same for the base stage),
-    `DCDM_BATCH` (the CNN's batch, default 10 as in the paper), `DCDM_CNN_PAIRS` ("2,5,3":
-    the paper's N=128 CNN; default "1,3,2", its N=64 one), `DCDM_CNN_LEVELS` (pooling
-    levels, default 1 as in the paper; "none": as many as the grid allows), `DCDM_SCENES` (training
-    scenes), `DCDM_CNN_CHECKPOINT` (a file where the CNN's base stage checkpoints every 100
-    steps and resumes from), `DCDM_MODELS_OUT` / `DCDM_MODELS_IN` (folders: save the CNN
-    after every stage as `dcdm_cnn_{dim}d.eqx` with its training record / start from such a
-    file, e.g. one trained on a GPU; with `DCDM_CNN_STEPS=0` and no fine-tuning it is only
-    evaluated), `DCDM_TRAIN_ONLY=1` (train and save, no test problems), `DCDM_ROWS` (the CNN
-    rows to run, from "0,1,2,4,cg": k values and the lx.CG misuse; default all, k=2 alone on
-    the grids beyond the mode's CNN grids; "none": peers only), `DCDM_RHS` ("random",
-    "divergence" or both)."""
-    import sys
+def rows_or_note(problems, cfgs: dict) -> list[dict]:
+    """`dcdm_rows`, or one row saying why they were not run: a failure of the learned solvers
+    must not hide the rest of the benchmark's rows."""
+    try:
+        return list(dcdm_rows(problems, cfgs))
+    except Exception as e:
+        return [{"method": "DCDM (all rows)", "note": f"not run: {type(e).__name__}: {e}"[:200]}]
 
-    from benchmarks import linsolve as bl
-    from benchmarks._harness import machine, parse_args, print_table, RESULTS_DIR, write_results
 
-    jax.config.update("jax_enable_x64", True)
-    args = parse_args(__doc__.splitlines()[0])
-    quick = bool(args.quick)
+def dims_and_parts(options) -> tuple[list[int], tuple[str, ...]]:
+    """The dimensions (`--dcdm-dims`, default 2 and 3) and networks (`--dcdm-parts`, default
+    all of `PARTS`) of a run of the learned solvers alone."""
+    dims = sorted({int(d) for d in (options.dcdm_dims or "2,3").split(",")})
+    parts = tuple(p for p in PARTS if p in (options.dcdm_parts or ",".join(PARTS)))
+    return dims, parts
+
+
+def alone_shapes(quick: bool, options) -> list[tuple[int, ...]]:
+    """The test grids of a run of the learned solvers alone: the mode's, or `--dcdm-grids`
+    (within the mode's or not), in the dimensions of `--dcdm-dims`."""
+    dims, _ = dims_and_parts(options)
     shapes = [(64, 64), (128, 128), (256, 256), (16, 16, 16), (32, 32, 32)]
     if not quick:
         shapes = [(128, 128), (256, 256), (512, 512), (32, 32, 32), (64, 64, 64)]
-    dims = {int(d) for d in os.environ.get("DCDM_DIMS", "2,3").split(",")}
-    shapes = [s for s in shapes if len(s) in dims]
-    grids = os.environ.get("DCDM_GRIDS")
-    if grids:
-        # "n^d" names, within the mode's shapes or not
+    if options.dcdm_grids:
         shapes = [
-            (int(g.split("^")[0]),) * int(g.split("^")[1])
-            for g in grids.split(",")
-            if int(g.split("^")[1]) in dims
+            (int(g.split("^")[0]),) * int(g.split("^")[1]) for g in options.dcdm_grids.split(",")
         ]
-    parts = tuple(p for p in PARTS if p in os.environ.get("DCDM_PARTS", ",".join(PARTS)))
-    seed = 1000
-    print(f"machine: {machine()}; parts {parts}; grids {[bl._grid_name(s) for s in shapes]}")
-    if os.environ.get("DCDM_TRAIN_ONLY") == "1":
-        cfgs = configs(quick)
-        for dim in sorted(dims):
-            info = train_models(dim, cfgs[dim], progress=True, parts=parts)
-            print(f"{dim}-D trained ({info['train_s']:.0f} s): {info['note']}", flush=True)
-        return
-    kinds = os.environ.get("DCDM_RHS", "random").split(",")
-    problems = [bl.make_problem(s, seed, rhs=kind) for kind in kinds for s in shapes]
+    return [s for s in shapes if len(s) in dims]
+
+
+def reference_rows(p, rounds: int = 1) -> list[dict]:
+    """scipy CG, IC(0)-PCG and pyamg RS/SA-PCG on the problem `p`, timed in turns (no ratio
+    between them: none of them is ours)."""
+    A = ls.to_scipy_sparse(p["operator"]).tocsr()
+    kry = krylov_methods(p, A, p["b"], TOL)
+    methods = {name: kry[name] for name in ("scipy CG", "IC(0)-PCG")}
+    methods.update(pyamg_methods(A, p["b"], TOL))
+    base = {"grid": p["grid"], "rhs": p["rhs"], "unknowns": p["fluid"], "seed": p["seed"]}
     rows = []
-    if os.environ.get("DCDM_NO_PEERS") != "1":
-        for p in problems:
-            A = ls.to_scipy_sparse(p["operator"]).tocsr()
-            base = {"grid": p["grid"], "rhs": p["rhs"], "unknowns": p["fluid"], "seed": seed}
-            rows.append({**base, **bl.scipy_cg_row(p, A)})
-            rows.append({**base, **bl.ic0_row(p, A)})
-            for r in bl.pyamg_rows(p, A):
-                rows.append({**base, **r})
-    t0 = time.perf_counter()
-    new = dcdm_rows(problems, quick=quick, progress=True, parts=parts)
-    rows += new
-    _growth(rows)
-    summary = dcdm_summary(rows)
-    print_table(rows, bl.COLUMNS + ["growth"], title=f"DCDM ({'quick' if quick else 'full'})")
-    print("summary:", summary)
-    if os.environ.get("DCDM_MERGE") == "1" and not quick:
-        provenance = {
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(
-                [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("DCDM_")]
-                + ["python -m benchmarks._linsolve_dcdm"]
-                + sys.argv[1:]
-            ),
-            "rows": sorted({f"{r.get('method')} @ {r.get('grid')} ({r.get('rhs')})" for r in rows}),
-            "wall_s": round(time.perf_counter() - t0, 1),
-            "machine": machine(),
-        }
-        # the peer rows computed here (e.g. for divergence right-hand sides) are merged too
-        merge_into(os.path.join(RESULTS_DIR, "linsolve.json"), rows, provenance)
-        return
-    print(
-        "wrote",
-        write_results("linsolve_dcdm", "quick" if quick else "full", rows, summary, out=args.out),
-    )
-
-
-if __name__ == "__main__":
-    main()
+    for r in compare(methods, rounds, warm=False):
+        for key in ("ours_over_peer", "ours_over_peer_min", "ours_over_peer_max"):
+            r.pop(key, None)
+        rows.append({**base, **r})
+    return rows

@@ -2,9 +2,9 @@
 
 petsc4py comes from Debian (`apt-get install python3-petsc4py-real`) and runs under the system
 Python (`/usr/bin/python3`), not the project's environment, so the benchmark talks to it
-through a pipe: `PetscPeer` (imported by `benchmarks/linsolve.py`, standard library only)
-starts `python3 benchmarks/_petsc_peer.py --serve` with `PETSC_DIR` set to the package's PETSc
-directory, writes the matrix (a scipy CSR matrix's `indptr`, `indices`, `data`) and the
+through a pipe: `PetscPeer` (started by `__main__.py`, standard library only) starts
+`python3 benchmarks/linsolve/petsc_peer.py --serve` with `PETSC_DIR` set to the package's
+PETSc directory, writes the matrix (a scipy CSR matrix's `indptr`, `indices`, `data`) and the
 right-hand side to a temporary `.npz`, and sends one JSON command per line:
 
 - `{"cmd": "load", "path": ..., "rtol": ...}`: read the system;
@@ -18,7 +18,7 @@ Times are measured inside the subprocess (`time.perf_counter` around `KSPSetUp` 
 `KSPSolve`), so the pipe does not count; the caller interleaves these calls with its own
 timings (`benchmarks._harness.time_interleaved`), which is how the peer shares the machine's
 load with ours. Run alone for a one-shot measurement:
-`PETSC_DIR=... python3 benchmarks/_petsc_peer.py system.npz --pc hypre --repeats 5`.
+`PETSC_DIR=... python3 benchmarks/linsolve/petsc_peer.py system.npz --pc hypre --repeats 5`.
 """
 
 import glob
