@@ -316,7 +316,7 @@ def train_models(
         ),
         "vc": (
             "V-cycle",
-            lambda: ls.LearnedVCycleNet(dim, key=jax.random.key(seed + 4)),
+            lambda: ls.LearnedVCycleNet(dim),
             "vc_steps",
             5,
             3e-3,
