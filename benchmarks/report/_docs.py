@@ -19,7 +19,7 @@ IMAGES = os.path.join(ROOT, "docs", "images", "bench")
 SNIPPETS = os.path.join(ROOT, "docs", "_snippets")
 
 PLOTTED = ["linsolve", "nde_regularisation", "neuralop", "dsf", "ensemble", "stable_sde"]
-TABLED = PLOTTED + ["node"]
+TABLED = PLOTTED + ["node", "scale", "first_answer"]
 
 # How a results file was produced (by file name), where the plain `python -m benchmarks.<area>`
 # does not say it all (options, environment variables, rows merged from other runs).

@@ -502,35 +502,46 @@ def _probe_stencil(apply, shape, periodic, width: int, dtype) -> Array:
     colour are `w` apart along every axis; more colours on short periodic axes), batched with
     `lax.map`, so the result is exact and jittable. On short periodic axes several offsets
     reach the same cell; the coupling goes to the nearest one (the centre keeps the diagonal).
+
+    Under `jit` the probes and gather indices are computed in the program (from `iota`), not
+    embedded as constants: on a 256^3 grid those would be gigabytes of literals.
     """
     ndim = len(shape)
     periods = tuple(_probe_period(n, per, width) for n, per in zip(shape, periodic))
-    coords = np.indices(shape)
-    colour = np.ravel_multi_index(tuple(c % p for c, p in zip(coords, periods)), periods)
     ncol = int(np.prod(periods))
-    probes = (colour[None] == np.arange(ncol).reshape((ncol,) + (1,) * ndim)).astype(np.float64)
-    probes = jnp.asarray(probes, dtype)
+    coords = jnp.indices(shape)
+    colour = jnp.ravel_multi_index(
+        tuple(c % p for c, p in zip(coords, periods)), periods, mode="clip"
+    )
+    probes = (colour[None] == jnp.arange(ncol).reshape((ncol,) + (1,) * ndim)).astype(dtype)
     # vmapped in chunks (no compilation of its own when run eagerly)
     Y = jnp.concatenate([jax.vmap(apply)(probes[i : i + 32]) for i in range(0, ncol, 32)])
     Y = Y.reshape(ncol, -1)
+    # Eagerly the index bookkeeping runs in NumPy (no small programs to compile); under a
+    # trace in jnp, so that it is computed rather than captured.
+    xp = jnp if isinstance(Y, jax.core.Tracer) else np
+    coords, colour = xp.indices(shape), xp.asarray(colour)
     N = int(np.prod(shape))
-    cells = np.arange(N)
-    used = np.zeros((ncol, N), bool)
+    cells = xp.arange(N)
+    used = xp.zeros((ncol, N), bool)
     offsets = _stencil_offsets(ndim, width)
     rows = [None] * len(offsets)
     for io in sorted(range(len(offsets)), key=lambda i: sum(abs(o) for o in offsets[i])):
         off = offsets[io]
         nb = [c + o for c, o in zip(coords, off)]
-        valid = np.ones(shape, bool)
+        valid = xp.ones(shape, bool)
         for d, per in enumerate(periodic):
             if per:
                 nb[d] = nb[d] % shape[d]
             else:
-                valid &= (nb[d] >= 0) & (nb[d] < shape[d])
-        nbc = tuple(np.clip(n, 0, m - 1) for n, m in zip(nb, shape))
+                valid = valid & (nb[d] >= 0) & (nb[d] < shape[d])
+        nbc = tuple(xp.clip(n, 0, m - 1) for n, m in zip(nb, shape))
         cj = colour[nbc].ravel()
         v = valid.ravel() & ~used[cj, cells]
-        used[cj[v], cells[v]] = True
+        if xp is np:
+            used[cj[v], cells[v]] = True
+        else:
+            used = used.at[cj, cells].set(used[cj, cells] | v)
         rows[io] = jnp.where(jnp.asarray(v), Y[cj, cells], 0.0).reshape(shape)
     return jnp.stack(rows)
 
