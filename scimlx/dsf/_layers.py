@@ -115,7 +115,37 @@ def _(layer: AbstractDSFLayer, u):
 # ----------------------------------------------------------------------------- attention
 
 
-class SoftmaxAttention(AbstractDSFLayer):
+def _check_heads(d_model, n_heads):
+    if d_model % n_heads:
+        raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
+
+
+def _projections(keys, d_model, qk_size, dtype):
+    """`(W_q, W_k, W_v, W_o)`: query and key maps `(qk_size, d_model)`, value and output maps
+    `(d_model, d_model)`, from the first four of `keys`."""
+    return (
+        _linear(keys[0], qk_size, d_model, dtype),
+        _linear(keys[1], qk_size, d_model, dtype),
+        _linear(keys[2], d_model, d_model, dtype),
+        _linear(keys[3], d_model, d_model, dtype),
+    )
+
+
+class _AbstractAttention(AbstractDSFLayer):
+    """Multi-head attention: per-head query, key and value maps and an output map `W_o` that
+    mixes the concatenated heads."""
+
+    Wq: eqx.AbstractVar[Float[Array, "hm d"]]
+    Wk: eqx.AbstractVar[Float[Array, "hm d"]]
+    Wv: eqx.AbstractVar[Float[Array, "d d"]]
+    Wo: eqx.AbstractVar[Float[Array, "d d"]]
+    n_heads: eqx.AbstractVar[int]
+
+    def output(self, y, u):
+        return _unheads(y) @ self.Wo.T
+
+
+class SoftmaxAttention(_AbstractAttention):
     """Causal multi-head softmax attention (paper eq. (2)); its DSF has an infinite state.
 
     y = W_o concat_h softmax(scale q_h k_h^T + causal mask) v_h, scale = 1/sqrt(d_qk).
@@ -138,15 +168,11 @@ class SoftmaxAttention(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
-        if d_model % n_heads:
-            raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
+        _check_heads(d_model, n_heads)
         m = d_qk or d_model // n_heads
         dt = _dtype(dtype)
         k = jr.split(key, 4)
-        self.Wq = _linear(k[0], n_heads * m, d_model, dt)
-        self.Wk = _linear(k[1], n_heads * m, d_model, dt)
-        self.Wv = _linear(k[2], d_model, d_model, dt)
-        self.Wo = _linear(k[3], d_model, d_model, dt)
+        self.Wq, self.Wk, self.Wv, self.Wo = _projections(k, d_model, n_heads * m, dt)
         self.n_heads = n_heads
         self.method = method
 
@@ -157,15 +183,12 @@ class SoftmaxAttention(AbstractDSFLayer):
         dsf = jax.vmap(lambda a, b: SoftmaxDSF(a, b, scale, v.shape[-1]))(q, k)
         return dsf, v
 
-    def output(self, y, u):
-        return _unheads(y) @ self.Wo.T
-
 
 def _elu1(x):
     return jax.nn.elu(x) + 1.0
 
 
-class LinearAttention(AbstractDSFLayer):
+class LinearAttention(_AbstractAttention):
     """Causal multi-head linear attention (Katharopoulos et al.; paper eq. (16)).
 
     Normalised: y_i = sum_{j<=i} phi(q_i).phi(k_j) v_j / (phi(q_i) . sum_{j<=i} phi(k_j)), with
@@ -196,8 +219,7 @@ class LinearAttention(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
-        if d_model % n_heads:
-            raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
+        _check_heads(d_model, n_heads)
         if feature_map not in ("elu1", "identity"):
             raise ValueError(f"`feature_map` must be 'elu1' or 'identity', got {feature_map!r}.")
         if normalise and feature_map == "identity":
@@ -205,10 +227,7 @@ class LinearAttention(AbstractDSFLayer):
         m = d_state or d_model // n_heads
         dt = _dtype(dtype)
         k = jr.split(key, 4)
-        self.Wq = _linear(k[0], n_heads * m, d_model, dt)
-        self.Wk = _linear(k[1], n_heads * m, d_model, dt)
-        self.Wv = _linear(k[2], d_model, d_model, dt)
-        self.Wo = _linear(k[3], d_model, d_model, dt)
+        self.Wq, self.Wk, self.Wv, self.Wo = _projections(k, d_model, n_heads * m, dt)
         self.n_heads, self.feature_map, self.normalise = n_heads, feature_map, normalise
         self.where, self.method = where, method
 
@@ -239,11 +258,8 @@ class LinearAttention(AbstractDSFLayer):
             dsf = jax.vmap(mk)(fq, fk)
         return dsf, v
 
-    def output(self, y, u):
-        return _unheads(y) @ self.Wo.T
 
-
-class NormalisedAttention(AbstractDSFLayer):
+class NormalisedAttention(_AbstractAttention):
     """The paper's normalised attention (eq. (21) in the code's numbering; one eta per head).
 
     y_i = (1/eta_i) sum_{j<=i} (q_i . k_j) v_j with eta_i = f(w_eta . u_i + b_eta), f in {exp,
@@ -274,15 +290,11 @@ class NormalisedAttention(AbstractDSFLayer):
     ):
         if norm not in ("exp", "softplus", "sigmoid"):
             raise ValueError(f"`norm` must be 'exp', 'softplus' or 'sigmoid', got {norm!r}.")
-        if d_model % n_heads:
-            raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
+        _check_heads(d_model, n_heads)
         m = d_state or d_model // n_heads
         dt = _dtype(dtype)
         k = jr.split(key, 5)
-        self.Wq = _linear(k[0], n_heads * m, d_model, dt)
-        self.Wk = _linear(k[1], n_heads * m, d_model, dt)
-        self.Wv = _linear(k[2], d_model, d_model, dt)
-        self.Wo = _linear(k[3], d_model, d_model, dt)
+        self.Wq, self.Wk, self.Wv, self.Wo = _projections(k, d_model, n_heads * m, dt)
         self.w_eta = _linear(k[4], n_heads, d_model, dt)
         self.b_eta = jnp.zeros((n_heads,), dt)
         self.n_heads, self.norm, self.method = n_heads, norm, method
@@ -308,9 +320,6 @@ class NormalisedAttention(AbstractDSFLayer):
             return ChannelDSF(ll[:, None, None], beta, k[:, None, :], q[:, None, :])
 
         return jax.vmap(mk)(q, k, le), v
-
-    def output(self, y, u):
-        return _unheads(y) @ self.Wo.T
 
 
 # ----------------------------------------------------------------------------- LTI SSMs
@@ -577,8 +586,7 @@ class SSD(AbstractDSFLayer):
         dtype=None,
         key: PRNGKeyArray,
     ):
-        if d_model % n_heads:
-            raise ValueError(f"`d_model`={d_model} must be divisible by `n_heads`={n_heads}.")
+        _check_heads(d_model, n_heads)
         if per_channel_dt and n_heads != 1:
             raise ValueError("`per_channel_dt=True` (the paper's code) uses one head.")
         check_sizes(d_model=d_model, d_state=d_state)

@@ -13,6 +13,7 @@ from .._core import Solution
 from .._core._checks import Tolerance
 from ._iterative import (
     BREAKDOWN,
+    check_loop_fields,
     check_problem,
     dot,
     lineax_result,
@@ -183,26 +184,9 @@ class ConjugateDirection(lx.AbstractLinearSolver):
     sharding: GridSharding | None = None
 
     def __check_init__(self):
-        for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if isinstance(v, (int, float)) and (v < 0 or v != v):
-                raise ValueError(f"`{name}` must be a non-negative number, got {v}.")
-        if isinstance(self.rtol, (int, float)) and isinstance(self.atol, (int, float)):
-            if self.rtol == 0 and self.atol == 0:
-                raise ValueError("At least one of `rtol` and `atol` must be positive.")
+        check_loop_fields(self)
         if not isinstance(self.k, int) or self.k < 0:
             raise ValueError(f"`k` must be a non-negative integer, got {self.k!r}.")
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"`max_steps` must be a positive integer, got {self.max_steps!r}.")
-        if not isinstance(self.stagnation_window, int) or self.stagnation_window < 0:
-            raise ValueError(
-                "`stagnation_window` must be a non-negative integer (0: off), got "
-                f"{self.stagnation_window!r}."
-            )
-        if not isinstance(self.recompute_every, int) or self.recompute_every < 1:
-            raise ValueError(
-                f"`recompute_every` must be a positive integer, got {self.recompute_every!r}."
-            )
 
     def init(self, operator: lx.AbstractLinearOperator, options: dict[str, Any]):
         del options

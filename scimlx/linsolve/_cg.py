@@ -10,6 +10,7 @@ from .._core import Solution
 from .._core._checks import Tolerance
 from ._iterative import (
     BREAKDOWN,
+    check_loop_fields,
     check_problem,
     dot,
     lineax_result,
@@ -113,21 +114,7 @@ class PCG(lx.AbstractLinearSolver):
     sharding: GridSharding | None = None
 
     def __check_init__(self):
-        for name in ("rtol", "atol"):
-            v = getattr(self, name)
-            if isinstance(v, int | float) and (v < 0 or v != v):
-                raise ValueError(f"`{name}` must be a non-negative number; got {v}.")
-        if isinstance(self.rtol, int | float) and isinstance(self.atol, int | float):
-            if self.rtol == 0 and self.atol == 0:
-                raise ValueError("At least one of `rtol` and `atol` must be positive.")
-        if self.max_steps < 1:
-            raise ValueError(f"`max_steps` must be >= 1; got {self.max_steps}.")
-        if self.recompute_every < 1:
-            raise ValueError(f"`recompute_every` must be >= 1; got {self.recompute_every}.")
-        if self.stagnation_window < 0:
-            raise ValueError(
-                f"`stagnation_window` must be >= 0 (0: off); got {self.stagnation_window}."
-            )
+        check_loop_fields(self)
 
     def init(self, operator, options):
         if not lx.is_positive_semidefinite(operator):

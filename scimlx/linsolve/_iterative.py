@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import lineax as lx
+import numpy as np
 from jaxtyping import Array
 
 from .._core import check_like, result_from_codes, Solution, solution
@@ -59,6 +60,24 @@ def single_array_structure(operator: Any, name: str = "operator") -> jax.ShapeDt
             f"{struct} -> {operator.out_structure()}."
         )
     return struct
+
+
+def check_loop_fields(solver: Any) -> None:
+    """The `__check_init__` of the loop solvers' shared fields: `rtol` and `atol` (where they
+    are Python numbers) non-negative and not both zero, `max_steps` and `recompute_every`
+    positive integers, `stagnation_window` a non-negative integer."""
+    for name in ("rtol", "atol"):
+        value = getattr(solver, name)
+        if isinstance(value, (int, float)) and (value < 0 or value != value):
+            raise ValueError(f"`{name}` must be a non-negative number, got {value}.")
+    if isinstance(solver.rtol, (int, float)) and isinstance(solver.atol, (int, float)):
+        if solver.rtol == 0 and solver.atol == 0:
+            raise ValueError("At least one of `rtol` and `atol` must be positive.")
+    for name, minimum in (("max_steps", 1), ("recompute_every", 1), ("stagnation_window", 0)):
+        value = getattr(solver, name)
+        if not isinstance(value, (int, np.integer)) or value < minimum:
+            what = "a positive integer" if minimum else "a non-negative integer (0: off)"
+            raise ValueError(f"`{name}` must be {what}, got {value!r}.")
 
 
 def check_problem(operator: Any, b: Any, x0: Any) -> jax.ShapeDtypeStruct:

@@ -152,7 +152,45 @@ class MLPVectorField(eqx.Module):
         return jnp.tanh(out) if self.final_activation else out
 
 
-class NeuralODE(eqx.Module):
+class _AbstractRegularisedDE(eqx.Module):
+    """A neural differential equation on states `(*batch, dim)`, solved over `[t0, t1]` by
+    [`scimlx.nde.regularised_diffeqsolve`][] with the model's solver options."""
+
+    dim: eqx.AbstractVar[int]
+    solver: eqx.AbstractVar[dfx.AbstractSolver]
+    stepsize_controller: eqx.AbstractVar[dfx.AbstractStepSizeController]
+    adjoint: eqx.AbstractVar[dfx.AbstractAdjoint]
+    t0: eqx.AbstractVar[float]
+    t1: eqx.AbstractVar[float]
+    dt0: eqx.AbstractVar[float | None]
+    max_steps: eqx.AbstractVar[int]
+
+    def _checked_y0(self, y0: Array) -> Array:
+        """`y0` with last axis `dim`, checked for NaN/inf."""
+        check_last_axis("y0", y0, self.dim, what="the model's `dim`")
+        return error_if_nonfinite("y0", y0)
+
+    def _solve(self, terms, y0, *, saveat, regularisers, throw, key) -> RegularisedSolution:
+        """`terms` solved from `y0` with the model's solver, controller, adjoint, interval,
+        first step and step budget."""
+        return regularised_diffeqsolve(
+            terms,
+            self.solver,
+            self.t0,
+            self.t1,
+            self.dt0,
+            y0,
+            regularisers=tuple(regularisers),
+            stepsize_controller=self.stepsize_controller,
+            saveat=saveat,
+            adjoint=self.adjoint,
+            max_steps=self.max_steps,
+            throw=throw,
+            key=key,
+        )
+
+
+class NeuralODE(_AbstractRegularisedDE):
     """A neural ODE `y' = f_θ(t, y)` solved with any diffrax solver, controller and
     adjoint, returning the solution with regularisation statistics.
 
@@ -242,8 +280,7 @@ class NeuralODE(eqx.Module):
         to `(dim,)`; NaN/inf in `y0` or `ts` raise too (a `ValueError` for concrete
         arrays, an `equinox.EquinoxRuntimeError` when traced, e.g. under `jit`).
         """
-        check_last_axis("y0", y0, self.dim, what="the model's `dim`")
-        y0 = error_if_nonfinite("y0", y0)
+        y0 = self._checked_y0(y0)
         if ts is not None:
             ts = _checked_times(ts, self.t0, self.t1)
         vf = self.vector_field
@@ -255,24 +292,12 @@ class NeuralODE(eqx.Module):
             self.dim,
         )
         saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts)
-        return regularised_diffeqsolve(
-            self._terms(),
-            self.solver,
-            self.t0,
-            self.t1,
-            self.dt0,
-            y0,
-            regularisers=tuple(regularisers),
-            stepsize_controller=self.stepsize_controller,
-            saveat=saveat,
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=throw,
-            key=key,
+        return self._solve(
+            self._terms(), y0, saveat=saveat, regularisers=regularisers, throw=throw, key=key
         )
 
 
-class NeuralSDE(eqx.Module):
+class NeuralSDE(_AbstractRegularisedDE):
     r"""A neural SDE $dy = f_θ(t, y)\,dt + \mathrm{diag}(g_θ(y))\,\circ dW$ (diagonal
     noise) solved with an adaptive SDE solver (default SPaRK + PID) on a
     `diffrax.VirtualBrownianTree` with space-time Lévy area.
@@ -358,8 +383,7 @@ class NeuralSDE(eqx.Module):
 
         A [`scimlx.nde.RegularisedSolution`][]; `.ys` has shape `(1, *batch, dim)`.
         """
-        check_last_axis("y0", y0, self.dim, what="the model's `dim`")
-        y0 = error_if_nonfinite("y0", y0)
+        y0 = self._checked_y0(y0)
         row = jax.ShapeDtypeStruct((self.dim,), y0.dtype)
         t_probe = jnp.asarray(self.t0, y0.dtype)
         drift_fn, diffusion_fn = self.drift, self.diffusion
@@ -391,20 +415,9 @@ class NeuralSDE(eqx.Module):
             return lx.DiagonalLinearOperator(diag)
 
         terms = dfx.MultiTerm(dfx.ODETerm(f), dfx.ControlTerm(g, bm))
-        sol = regularised_diffeqsolve(
-            terms,
-            self.solver,
-            self.t0,
-            self.t1,
-            self.dt0,
-            y0.ravel(),
-            regularisers=tuple(regularisers),
-            stepsize_controller=self.stepsize_controller,
-            saveat=dfx.SaveAt(t1=True),
-            adjoint=self.adjoint,
-            max_steps=self.max_steps,
-            throw=throw,
-            key=reg_key,
+        saveat = dfx.SaveAt(t1=True)
+        sol = self._solve(
+            terms, y0.ravel(), saveat=saveat, regularisers=regularisers, throw=throw, key=reg_key
         )
         ys = sol.solution.ys.reshape((-1,) + shape)
         return eqx.tree_at(lambda s: s.solution.ys, sol, ys)

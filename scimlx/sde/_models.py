@@ -583,7 +583,55 @@ def _check_sizes(in_channels, hidden, out_size, num_layers):
         raise ValueError(f"`num_layers` must be a positive int, got {num_layers!r}.")
 
 
-class LSDE(AbstractLatentModel):
+def _stable_parts(in_channels, hidden, out_size, num_layers, readout, theta, use_time, *, key):
+    """Encoder, stable drift network, time-only noise network, `theta` and readout of the
+    stable SDEs (LSDE, LNSDE, GSDE), from one key split in four."""
+    k1, k2, k3, k4 = jr.split(key, 4)
+    encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
+    drift_net = _StableDrift(in_channels, hidden, num_layers, use_time, key=k2)
+    noise = _TimeNoise(hidden, key=k3)
+    theta = jnp.asarray(theta, dtype=encoder.weight.dtype)
+    head = _Head(hidden, out_size, readout, key=k4)
+    return encoder, drift_net, noise, theta, head
+
+
+class _AbstractDiagonalSDE(AbstractLatentModel):
+    """A latent SDE with diagonal noise, `dz = drift(t, z, X(t)) dt + diag(diffusion(t, z)) dW`,
+    started from `z0 = encoder(X(t0))`."""
+
+    encoder: eqx.AbstractVar[eqx.nn.Linear]
+    is_sde = True
+
+    @abc.abstractmethod
+    def drift(self, t, z, x):
+        """The drift at time `t`, state `z` and path value `x = X(t)`."""
+
+    @abc.abstractmethod
+    def diffusion(self, t, z):
+        """The diagonal of the diffusion at time `t` and state `z`."""
+
+    def initial(self, path, ts):
+        return self.encoder(path.evaluate(ts[0]))
+
+    def terms(self, path, brownian):
+        drift = diffrax.ODETerm(_PathDrift(self, path))
+        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
+
+
+class _AbstractLinearNoiseSDE(_AbstractDiagonalSDE):
+    """A stable SDE with linear noise `sigma(t) z` (LNSDE, GSDE)."""
+
+    noise: eqx.AbstractVar[_TimeNoise]
+    theta: eqx.AbstractVar[Float[Array, ""]]
+    bounded: eqx.AbstractVar[bool]
+
+    def diffusion(self, t, z):
+        """sigma(t) * z (diagonal entries)."""
+        g = jax.nn.sigmoid(self.theta) * jnp.nan_to_num(self.noise(t, z.dtype) * z)
+        return jnp.tanh(g) if self.bounded else g
+
+
+class LSDE(_AbstractDiagonalSDE):
     """Langevin-type neural SDE: `dz = gamma(z~) dt + sigma(t) dW` (additive noise).
 
     Drift `gamma = tanh(MLP(Emb([Lin_in(z), A_x X(t)])))` (no explicit time), diffusion
@@ -611,7 +659,6 @@ class LSDE(AbstractLatentModel):
     theta: Float[Array, ""]
     readout: _Head
     hidden: int = eqx.field(static=True)
-    is_sde = True
 
     def __init__(
         self,
@@ -625,16 +672,10 @@ class LSDE(AbstractLatentModel):
         key: PRNGKeyArray,
     ):
         _check_sizes(in_channels, hidden, out_size, num_layers)
-        k1, k2, k3, k4 = jr.split(key, 4)
-        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
-        self.drift_net = _StableDrift(in_channels, hidden, num_layers, False, key=k2)
-        self.noise = _TimeNoise(hidden, key=k3)
-        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
-        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.encoder, self.drift_net, self.noise, self.theta, self.readout = _stable_parts(
+            in_channels, hidden, out_size, num_layers, readout, theta, False, key=key
+        )
         self.hidden = hidden
-
-    def initial(self, path, ts):
-        return self.encoder(path.evaluate(ts[0]))
 
     def drift(self, t, z, x):
         """gamma(z~): bounded by tanh."""
@@ -645,12 +686,8 @@ class LSDE(AbstractLatentModel):
         s = jnp.nan_to_num(self.noise(t, z.dtype))
         return jnp.tanh(jax.nn.sigmoid(self.theta) * s)
 
-    def terms(self, path, brownian):
-        drift = diffrax.ODETerm(_PathDrift(self, path))
-        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
-
-class LNSDE(AbstractLatentModel):
+class LNSDE(_AbstractLinearNoiseSDE):
     """Linear-noise neural SDE: `dz = gamma(t, z~) dt + sigma(t) z dW`.
 
     Drift `gamma = tanh(MLP(Emb([Lin_in([sin t, cos t, z]), A_x X(t)])))`, diffusion
@@ -669,7 +706,6 @@ class LNSDE(AbstractLatentModel):
     readout: _Head
     hidden: int = eqx.field(static=True)
     bounded: bool = eqx.field(static=True)
-    is_sde = True
 
     def __init__(
         self,
@@ -684,33 +720,18 @@ class LNSDE(AbstractLatentModel):
         key: PRNGKeyArray,
     ):
         _check_sizes(in_channels, hidden, out_size, num_layers)
-        k1, k2, k3, k4 = jr.split(key, 4)
-        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
-        self.drift_net = _StableDrift(in_channels, hidden, num_layers, True, key=k2)
-        self.noise = _TimeNoise(hidden, key=k3)
-        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
-        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.encoder, self.drift_net, self.noise, self.theta, self.readout = _stable_parts(
+            in_channels, hidden, out_size, num_layers, readout, theta, True, key=key
+        )
         self.hidden = hidden
         self.bounded = bounded
-
-    def initial(self, path, ts):
-        return self.encoder(path.evaluate(ts[0]))
 
     def drift(self, t, z, x):
         """gamma(t, z~): bounded by tanh."""
         return jnp.tanh(self.drift_net(t, z, x))
 
-    def diffusion(self, t, z):
-        """sigma(t) * z (diagonal entries)."""
-        g = jax.nn.sigmoid(self.theta) * jnp.nan_to_num(self.noise(t, z.dtype) * z)
-        return jnp.tanh(g) if self.bounded else g
 
-    def terms(self, path, brownian):
-        drift = diffrax.ODETerm(_PathDrift(self, path))
-        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
-
-
-class GSDE(AbstractLatentModel):
+class GSDE(_AbstractLinearNoiseSDE):
     """Geometric neural SDE: `dz / z = gamma(t, z~) dt + sigma(t) dW`.
 
     Solved in the geometric (not log) form `dz = z gamma dt + z sigma dW`, as the reference code
@@ -733,7 +754,6 @@ class GSDE(AbstractLatentModel):
     hidden: int = eqx.field(static=True)
     bounded: bool = eqx.field(static=True)
     drift_factor: str = eqx.field(static=True)
-    is_sde = True
 
     def __init__(
         self,
@@ -753,18 +773,12 @@ class GSDE(AbstractLatentModel):
             raise ValueError(
                 f"`drift_factor` must be 'logistic', 'tanh' or 'z', got {drift_factor!r}."
             )
-        k1, k2, k3, k4 = jr.split(key, 4)
-        self.encoder = eqx.nn.Linear(in_channels, hidden, key=k1)
-        self.drift_net = _StableDrift(in_channels, hidden, num_layers, True, key=k2)
-        self.noise = _TimeNoise(hidden, key=k3)
-        self.theta = jnp.asarray(theta, dtype=self.encoder.weight.dtype)
-        self.readout = _Head(hidden, out_size, readout, key=k4)
+        self.encoder, self.drift_net, self.noise, self.theta, self.readout = _stable_parts(
+            in_channels, hidden, out_size, num_layers, readout, theta, True, key=key
+        )
         self.hidden = hidden
         self.bounded = bounded
         self.drift_factor = drift_factor
-
-    def initial(self, path, ts):
-        return self.encoder(path.evaluate(ts[0]))
 
     def drift(self, t, z, x):
         """z * gamma(t, z~) (or the code's bounded surrogate)."""
@@ -775,17 +789,8 @@ class GSDE(AbstractLatentModel):
             return jnp.tanh(u * jnp.tanh(z))
         return z * jnp.tanh(u)
 
-    def diffusion(self, t, z):
-        """z * sigma(t) (diagonal entries)."""
-        g = jax.nn.sigmoid(self.theta) * jnp.nan_to_num(self.noise(t, z.dtype) * z)
-        return jnp.tanh(g) if self.bounded else g
 
-    def terms(self, path, brownian):
-        drift = diffrax.ODETerm(_PathDrift(self, path))
-        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
-
-
-class NaiveSDE(AbstractLatentModel):
+class NaiveSDE(_AbstractDiagonalSDE):
     """Naive neural SDE baseline: `dz = f(t, z) dt + g(t, z) dW`.
 
     As the paper's baseline (reference code option (3, 18)): drift
@@ -812,7 +817,6 @@ class NaiveSDE(AbstractLatentModel):
     readout: _Head
     hidden: int = eqx.field(static=True)
     time_features: bool = eqx.field(static=True)
-    is_sde = True
 
     def __init__(
         self,
@@ -841,9 +845,6 @@ class NaiveSDE(AbstractLatentModel):
         self.hidden = hidden
         self.time_features = time_features
 
-    def initial(self, path, ts):
-        return self.encoder(path.evaluate(ts[0]))
-
     def drift(self, t, z, x):
         parts = [_time_features(t, z.dtype)] if self.time_features else []
         parts.append(z)
@@ -855,10 +856,6 @@ class NaiveSDE(AbstractLatentModel):
         h = jnp.concatenate([_time_features(t, z.dtype), z])
         s = jax.nn.relu(self.noise2(jax.nn.relu(self.noise1(h))))
         return jnp.tanh(jax.nn.sigmoid(self.theta) * jnp.nan_to_num(s))
-
-    def terms(self, path, brownian):
-        drift = diffrax.ODETerm(_PathDrift(self, path))
-        return diffrax.MultiTerm(drift, _diag_term(self.diffusion, brownian))
 
 
 class NeuralCDE(AbstractLatentModel):
