@@ -75,6 +75,11 @@ _SCRIPT = textwrap.dedent(
         dp = scimlx.DataParallel(Mesh(np.asarray(jax.devices()), ("batch",)), "batch")
         results["one"] = run(50)
         results["eight"] = run(50, dp)
+        # the state split over the devices too: same steps, each device a part of the model
+        dps = scimlx.DataParallel(Mesh(np.asarray(jax.devices()), ("batch",)), shard_state=True)
+        results["eight_sharded_state"] = run(50, dps)
+        hidden = dps.place_state(mlp.layers[1].weight)  # (32, 32): 4 rows per device
+        results["state_shard_rows"] = [s.data.shape[0] for s in hidden.addressable_shards]
         # 8 devices write the checkpoint, 1 device resumes it; then the reverse.
         run(25, dp, checkpoint=ckpt + ".8")
         results["eight_then_one"] = run(50, None, checkpoint=ckpt + ".8")
@@ -151,6 +156,9 @@ def test_eight_devices_match_one(tmp_path):
     assert one[-5:].mean() < 0.5 * one[:5].mean()  # it trains
     np.testing.assert_allclose(eight, one, rtol=1e-6, atol=0)
     _assert_params_close(res["eight"], res["one"])
+    np.testing.assert_allclose(res["eight_sharded_state"]["losses"], one, rtol=1e-6, atol=0)
+    _assert_params_close(res["eight_sharded_state"], res["one"])
+    assert res["state_shard_rows"] == [4] * 8
     # A checkpoint moves between layouts: resumed runs reach the uninterrupted parameters
     # and keep the losses of the steps taken before the checkpoint.
     _assert_params_close(res["eight_then_one"], res["one"])

@@ -79,6 +79,12 @@ class DataParallel(AbstractSharding):
       `jax.sharding.AxisType.Auto`.
     - `axis`: the name of the mesh axis that splits the batch. Other axes of the mesh,
       if any, hold replicas.
+    - `shard_state`: also split the training state (parameters, optimiser state, best
+      parameters) over `axis`, each array along its leading axis when that divides evenly
+      over the devices (smaller or indivisible arrays stay whole on every device), so that
+      each device holds about `1/n` of a large model's state (as in ZeRO-3 / FSDP); XLA
+      gathers a parameter where the step needs it whole. The steps are the same as with a
+      replicated state, up to the order of floating-point sums. Default `False`.
 
     !!! example
 
@@ -91,8 +97,9 @@ class DataParallel(AbstractSharding):
 
     mesh: Mesh = eqx.field(static=True)
     axis: str = eqx.field(static=True)
+    shard_state: bool = eqx.field(static=True)
 
-    def __init__(self, mesh: Mesh | None = None, axis: str = "batch"):
+    def __init__(self, mesh: Mesh | None = None, axis: str = "batch", shard_state: bool = False):
         if not isinstance(axis, str):
             raise TypeError(f"`axis` must be the name of a mesh axis (a str), got {axis!r}.")
         m = Mesh(np.asarray(jax.devices()), (axis,)) if mesh is None else mesh
@@ -107,6 +114,9 @@ class DataParallel(AbstractSharding):
         # scatters and slices inside solvers and models).
         self.mesh = Mesh(m.devices, m.axis_names, axis_types=(AxisType.Auto,) * len(m.axis_names))
         self.axis = axis
+        if not isinstance(shard_state, bool):
+            raise TypeError(f"`shard_state` must be a bool, got {shard_state!r}.")
+        self.shard_state = shard_state
 
     @property
     def n_devices(self) -> int:
@@ -119,9 +129,21 @@ class DataParallel(AbstractSharding):
     def _split(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(self.axis))
 
+    def _state_sharding(self, x) -> NamedSharding:
+        """Where one array of the state lives: split along its leading axis when
+        `shard_state` and that axis divides over the devices, else whole everywhere."""
+        shape = np.shape(x)
+        split = (
+            self.shard_state
+            and len(shape) >= 1
+            and shape[0] >= self.n_devices
+            and shape[0] % self.n_devices == 0
+            and not jax.dtypes.issubdtype(getattr(x, "dtype", np.float64), jax.dtypes.prng_key)
+        )
+        return self._split() if split else self._replicated()
+
     def place_state(self, tree: Any) -> Any:
-        sharding = self._replicated()
-        return jax.tree.map(lambda x: _place(x, sharding), tree)
+        return jax.tree.map(lambda x: _place(x, self._state_sharding(x)), tree)
 
     def place_batch(self, batch: Any) -> Any:
         sharding = self._split()
@@ -155,11 +177,12 @@ class DataParallel(AbstractSharding):
         return jax.tree_util.tree_map_with_path(put, batch)
 
     def constrain_state(self, tree: Any) -> Any:
-        sharding = self._replicated()
-        return jax.tree.map(
-            lambda x: jax.lax.with_sharding_constraint(x, sharding) if eqx.is_array(x) else x,
-            tree,
-        )
+        def constrain(x):
+            if not eqx.is_array(x):
+                return x
+            return jax.lax.with_sharding_constraint(x, self._state_sharding(x))
+
+        return jax.tree.map(constrain, tree)
 
 
 def to_host(tree: Any) -> Any:
