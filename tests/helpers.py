@@ -1,5 +1,7 @@
 import os
 import socket
+import subprocess
+import sys
 
 import equinox as eqx
 import jax
@@ -54,3 +56,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def start_script(script, args, devices: int | None) -> subprocess.Popen:
+    """Start `python script *args` with [`subprocess_env`][]`(devices)`, output captured."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        env=subprocess_env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_all(procs, timeout: float = 240) -> None:
+    """Wait for every process (killing those still running after `timeout` seconds) and
+    fail with the end of a failed one's standard error."""
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]

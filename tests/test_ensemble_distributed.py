@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from .helpers import free_port, subprocess_env
+from .helpers import free_port, start_script, subprocess_env, wait_all
 
 
 _SCRIPT = textwrap.dedent(
@@ -150,24 +150,8 @@ def test_two_processes_match_one(tmp_path):
         ["single", str(tmp_path / "single.json")]
     ]
     # The single-process reference runs at the same time as the two joined processes.
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), *args],
-            env=subprocess_env(None),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in commands
-    ]
-    try:
-        outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-4000:]
+    procs = [start_script(script, args, None) for args in commands]
+    wait_all(procs, timeout=240)
     parts = [json.loads((tmp_path / f"p{i}.json").read_text()) for i in range(2)]
     single = json.loads((tmp_path / "single.json").read_text())
     assert all(p["processes"] == 2 for p in parts) and single["processes"] == 1

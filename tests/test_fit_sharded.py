@@ -6,14 +6,13 @@ distributed runtime are fixed when JAX starts.
 """
 
 import json
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from .helpers import free_port, subprocess_env
+from .helpers import free_port, start_script, wait_all
 
 
 _SCRIPT = textwrap.dedent(
@@ -120,24 +119,11 @@ _SCRIPT = textwrap.dedent(
 def _start(tmp_path, args, devices):
     script = tmp_path / "train.py"
     script.write_text(_SCRIPT)
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        env=subprocess_env(devices),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_script(script, args, devices)
 
 
 def _wait(procs):
-    try:
-        outs = [p.communicate(timeout=240) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-4000:]
+    wait_all(procs, timeout=240)
 
 
 def _assert_params_close(a, b, rtol=1e-8):

@@ -3,11 +3,9 @@ simulated CPU devices each, the grid split over all 4) against the single-device
 that each process also runs."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
-from .helpers import free_port, subprocess_env
+from .helpers import free_port, start_script, wait_all
 
 
 _SCRIPT = textwrap.dedent(
@@ -60,24 +58,8 @@ def test_two_processes_split_grid_matches_one_device(tmp_path):
     script = tmp_path / "solve.py"
     script.write_text(_SCRIPT)
     port = str(free_port())
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"p{i}.json"), port, str(i)],
-            env=subprocess_env(2),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-4000:]
+    procs = [start_script(script, [tmp_path / f"p{i}.json", port, i], 2) for i in range(2)]
+    wait_all(procs, timeout=600)
     for i in range(2):
         r = json.loads((tmp_path / f"p{i}.json").read_text())
         assert r["processes"] == 2 and r["devices"] == 4
