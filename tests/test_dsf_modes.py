@@ -486,3 +486,17 @@ def test_to_dsf_heads_axis_stacks_the_blocks_of_one_system(mixer, getkey):
         np.asarray(layer(u, method=dsf.Recurrence())),
         rtol=1e-10,
     )
+
+
+def test_phi_refuses_another_length_for_a_time_varying_system(getkey):
+    # a selective (time-varying) system has its own length: another one is refused, not
+    # silently ignored; a time-invariant one materialises at any length
+    d, L = 3, 16
+    u = jr.normal(getkey(), (L, d), jnp.float64)
+    system, _ = dsf.to_dsf(dsf.S6(d, 4, key=getkey()), u)
+    assert system.length == L
+    assert dsf.phi(system).shape[:2] == (L, L)
+    with pytest.raises(ValueError, match="`length`=8"):
+        dsf.phi(system, length=8)
+    lti, _ = dsf.to_dsf(dsf.S4D(d, 4, key=getkey()), u)
+    assert dsf.phi(lti, length=8).shape[:2] == (8, 8)

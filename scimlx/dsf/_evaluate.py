@@ -91,12 +91,18 @@ def phi(
     **Arguments:**
 
     - `dsf`: the system (its `phi` method computes the matrix).
-    - `length`: sequence length L (needed only for time-invariant systems stored with length 1).
+    - `length`: sequence length L (needed only for time-invariant systems stored with length 1;
+      for any other system it must be the system's own length).
     - `max_bytes`: refuse (with the estimate in the message) if the computation would need more.
 
     **Returns:** `(L, L, d)` for `ChannelDSF` and `SoftmaxDSF` (Phi_ij is diagonal: its diagonal
     is returned), `(L, L, d, d)` for `DiagonalDSF` and `DenseDSF`.
     """
+    if length is not None and dsf.length not in (1, length):
+        raise ValueError(
+            f"`length`={length} differs from the system's length {dsf.length}: only a "
+            "time-invariant system (stored with length 1) can be materialised at another length."
+        )
     L = length or dsf.length
     if type(dsf).phi is AbstractDSF.phi:
         raise ValueError(f"`dsf`: {type(dsf).__name__} does not define its matrix `phi`.")
