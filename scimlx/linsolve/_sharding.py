@@ -1,7 +1,5 @@
 """Grids split over a device mesh: where each grid array lives during a solve."""
 
-import math
-
 import equinox as eqx
 import jax
 import numpy as np
@@ -110,11 +108,6 @@ class GridSharding(eqx.Module):
         # every process passes the same whole `x` and fills its own devices' blocks.
         host = np.asarray(x)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-    @property
-    def num_devices(self) -> int:
-        """Devices the finest level is split over."""
-        return math.prod(self.mesh.shape[a] for a in self.axes if a is not None)
 
 
 def constrain(sharding: GridSharding | None, *xs):
