@@ -1,5 +1,11 @@
 """Linear systems from PDEs: matrix-free operators, geometric multigrid, learned solvers."""
 
+from ._aggregation import (
+    Aggregation as Aggregation,
+    AggregationTransfer as AggregationTransfer,
+    channel_score as channel_score,
+    SparseOperator as SparseOperator,
+)
 from ._blackbox import (
     BlackBox as BlackBox,
     blackbox_coarsen as blackbox_coarsen,

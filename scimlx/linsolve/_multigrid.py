@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, PyTree
 
 from .._core import Solution
 from .._core._checks import Tolerance
+from ._aggregation import Aggregation, channel_score
 from ._blackbox import BlackBox
 from ._coarsening import AbstractCoarsening, AbstractTransfer
 from ._iterative import loop_solution, MAX_STEPS, NONFINITE, SUCCESSFUL
@@ -384,6 +385,23 @@ def _geometric_depth_ok(shape, max_coarse: int) -> bool:
     return True
 
 
+CHANNEL_SCORE = 0.3  # `channel_score` above which the default hierarchy aggregates
+
+
+def _default_coarsening(operator: AbstractGridOperator, max_coarse: int) -> AbstractCoarsening:
+    """`Aggregation()` for concrete 2-D operators whose solids form thin channels (mazes),
+    `Rediscretise()` for other constant-coefficient isotropic operators that halve down to
+    `max_coarse` cells, `BlackBox()` otherwise. (In 3-D aggregation converges as well but
+    its coarse operators are several times denser, so it is not chosen automatically.)"""
+    if len(operator.grid_shape) <= 2 and not _traced(operator):
+        solid = np.asarray(operator.solid)
+        if solid.any() and channel_score(solid, max_coarse) >= CHANNEL_SCORE:
+            return Aggregation()
+    if _uniform(operator) and _geometric_depth_ok(operator.grid_shape, max_coarse):
+        return Rediscretise()
+    return BlackBox()
+
+
 def multigrid(
     operator: AbstractGridOperator,
     *,
@@ -397,7 +415,7 @@ def multigrid(
 ) -> VCycle:
     """Set up a multigrid V-cycle for a cell-centred diffusion operator.
 
-    Three kinds of coarse levels (`coarse`):
+    Four kinds of coarse levels (`coarse`):
 
     - [`scimlx.linsolve.BlackBox`][]: operator-dependent interpolation and Galerkin coarse
         operators `P^T A P` (`3^d`-point stencils; see [`scimlx.linsolve.blackbox_coarsen`][]);
@@ -410,12 +428,18 @@ def multigrid(
     - [`scimlx.linsolve.Galerkin`][]: `R A P` with the cell-centred bilinear transfers
         ([`scimlx.linsolve.galerkin_coarsen`][], `5^d`-point stencils); even sizes only.
 
-    The default (`None`) is `Rediscretise()` for constant-coefficient isotropic operators
-    (with or without solids) whose sizes halve down to `max_coarse` cells, and `BlackBox()`
-    otherwise (variable or anisotropic coefficients, odd sizes, traced operators). On
-    obstacle scenes with thin channels (mazes) `BlackBox()` needs fewer iterations than
-    `Rediscretise()`; on scattered obstacles more (see the benchmarks page). A subclass of
-    [`scimlx.linsolve.AbstractCoarsening`][] plugs in its own levels.
+    - [`scimlx.linsolve.Aggregation`][]: smoothed aggregation over grid blocks split at
+        walls and weak couplings (coarse levels are
+        [`scimlx.linsolve.SparseOperator`][]s); any grid size; set up on the host. Robust
+        on mazes and thin channels, where one unknown per coarse cell would join corridors.
+
+    The default (`None`) is `Aggregation()` when the solids of a 2-D grid form thin channels
+    ([`scimlx.linsolve.channel_score`][] at least 0.3: mazes, corridors about as thin as a
+    coarse cell), else `Rediscretise()` for constant-coefficient isotropic operators (with
+    or without scattered solids) whose sizes halve down to `max_coarse` cells, and
+    `BlackBox()` otherwise (variable or anisotropic coefficients, odd sizes, traced
+    operators). A subclass of [`scimlx.linsolve.AbstractCoarsening`][] plugs in its own
+    levels.
 
     **Arguments:**
 
@@ -461,8 +485,7 @@ def multigrid(
     if levels is not None and levels < 1:
         raise ValueError(f"`levels` must be >= 1; got {levels}.")
     if coarse is None:
-        simple = _uniform(operator) and _geometric_depth_ok(operator.grid_shape, max_coarse)
-        coarse = Rediscretise() if simple else BlackBox()
+        coarse = _default_coarsening(operator, max_coarse)
     # Eager strategies (black-box) run op by op on a concrete operator: the coarsening
     # decisions (semi-coarsening) need concrete values, and op-by-op execution costs less
     # than compiling the whole setup.

@@ -61,6 +61,12 @@ class AbstractGridOperator(lx.AbstractLinearOperator):
     def diagonal_values(self) -> Array:
         """The diagonal of the operator, grid-shaped."""
 
+    def spectral_bound(self, diagonal: Array) -> Array | float:
+        """An upper bound of the spectrum of `D^{-1} A` on the fluid cells (`diagonal` is
+        `D`), used to cap the smoothers' eigenvalue estimates. The default, 2, is the
+        Gershgorin bound of a diagonally dominant operator; override it otherwise."""
+        return 2.0
+
     def as_matrix(self):
         return lx.materialise(self._function_operator()).as_matrix()
 
@@ -337,7 +343,8 @@ def poisson(
 
 def to_scipy_sparse(operator: AbstractGridOperator):
     """Assemble a [`scimlx.linsolve.DiffusionOperator`][] (or a
-    [`scimlx.linsolve.StencilOperator`][]) as a `scipy.sparse.csr_matrix`.
+    [`scimlx.linsolve.StencilOperator`][] or [`scimlx.linsolve.SparseOperator`][]) as a
+    `scipy.sparse.csr_matrix`.
 
     Unknowns are ordered as `u.ravel()` (C order).
 
@@ -351,11 +358,16 @@ def to_scipy_sparse(operator: AbstractGridOperator):
     """
     import scipy.sparse as sp
 
+    from ._aggregation import sparse_to_scipy, SparseOperator
+
     if isinstance(operator, StencilOperator):
         return stencil_to_scipy_sparse(operator)
+    if isinstance(operator, SparseOperator):
+        return sparse_to_scipy(operator)
     if not isinstance(operator, DiffusionOperator):
         raise TypeError(
-            f"`operator` must be a DiffusionOperator or StencilOperator; got {type(operator)}."
+            "`operator` must be a DiffusionOperator, StencilOperator or SparseOperator; got "
+            f"{type(operator)}."
         )
     shape = operator.grid_shape
     N = int(np.prod(shape))
@@ -479,6 +491,14 @@ class StencilOperator(AbstractGridOperator):
 
             out = jax.lax.fori_loop(0, len(offsets), body, out)
         return jnp.where(self.solid, vector, out)
+
+    def spectral_bound(self, diagonal: Array) -> Array:
+        """The Gershgorin bound `max_i sum_j |a_ij| / a_ii` over fluid cells (at least 2):
+        Galerkin stencils are not always diagonally dominant."""
+        rows = jnp.sum(jnp.abs(self.stencil), axis=0) / jnp.where(
+            self.solid, 1.0, jnp.abs(diagonal)
+        )
+        return jnp.maximum(jnp.max(jnp.where(self.solid, 0.0, rows)), 2.0)
 
     def diagonal_values(self):
         centre = len(self.offsets) // 2

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PyTree
 
-from ._operators import AbstractGridOperator, StencilOperator
+from ._operators import AbstractGridOperator
 
 
 class AbstractSmoother(eqx.Module):
@@ -123,15 +123,6 @@ class Jacobi(AbstractSmoother):
         return u + inv * (f - operator.mv(u))
 
 
-def _gershgorin(op: AbstractGridOperator, D: Array) -> Array | float:
-    """Gershgorin bound of `D^{-1} A` on fluid cells: 2 for diffusion operators (diagonally
-    dominant), the largest `sum_j |a_ij| / a_ii` for Galerkin stencils (not always dominant)."""
-    if not isinstance(op, StencilOperator):
-        return 2.0
-    rows = jnp.sum(jnp.abs(op.stencil), axis=0) / jnp.where(op.solid, 1.0, jnp.abs(D))
-    return jnp.maximum(jnp.max(jnp.where(op.solid, 0.0, rows)), 2.0)
-
-
 class Chebyshev(AbstractSmoother):
     """Chebyshev smoother of `degree` on `D^{-1} A`, damping `[lower * lmax, lmax]`.
 
@@ -155,7 +146,7 @@ class Chebyshev(AbstractSmoother):
             raise ValueError(f"`lower` must be in (0, 1); got {self.lower}.")
 
     def init(self, operator: AbstractGridOperator, diagonal: Array) -> Array:
-        bound = _gershgorin(operator, diagonal)
+        bound = operator.spectral_bound(diagonal)
         return estimate_lmax(operator.mv, diagonal, ~operator.solid, bound=bound)
 
     def step(
