@@ -32,9 +32,21 @@ class Method:
         self.compile_s, self.extra = compile_s, dict(extra or {})
 
 
-@eqx.filter_jit
 def mg_setup(op, coarse):
+    """`multigrid` as a user calls it (outside `jit`: host-side and eager hierarchies stay
+    available to the default choice; the jitted ones compile inside)."""
     return ls.multigrid(op) if coarse is None else ls.multigrid(op, coarse=coarse)
+
+
+def hierarchy_kind(vc) -> str:
+    """Which coarse levels a V-cycle holds, from its first transfer."""
+    kinds = {
+        "AggregationTransfer": "aggregation",
+        "BoxTransfer": "black-box",
+        "GeometricTransfer": "geometric",
+    }
+    tr = getattr(vc, "transfers", ())
+    return kinds.get(type(tr[0]).__name__, type(tr[0]).__name__) if tr else "one level"
 
 
 @eqx.filter_jit
@@ -91,7 +103,7 @@ def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
             "converged": ok,
             "its_1e-4_r0": its_to(sol.stats["residual_history"], TOL_R0),
             "true_rel_res": true_res(A, x, np.asarray(b).ravel()),
-            "note": f"{len(getattr(vc, 'operators', ()))} levels"
+            "note": f"{len(getattr(vc, 'operators', ()))} levels ({hierarchy_kind(vc)})"
             + ("" if coarse is None else f", coarse={coarse}")
             + ("" if ok else f"; not converged ({scimlx.RESULTS[sol.result]!s:.50})"),
         }

@@ -320,7 +320,7 @@ def channel_score(solid, max_coarse: int = 256) -> float:
     `max_coarse` blocks), of fluid cells in a block whose fluid cells are not connected inside
     it (one coarse unknown would join regions that only meet far away). Scattered obstacles
     score below about 0.25, mazes and thin channels above 0.3 (measured values on the
-    benchmarks page). Host-side (NumPy/SciPy), for a concrete mask."""
+    linsolve page). Host-side (NumPy/SciPy), for a concrete mask."""
     from scipy import ndimage
 
     fluid = ~np.asarray(solid, bool)

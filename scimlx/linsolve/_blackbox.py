@@ -344,8 +344,18 @@ class BlackBox(AbstractCoarsening):
     def coarsen(
         self, operator: AbstractGridOperator
     ) -> tuple[AbstractGridOperator, AbstractTransfer] | None:
-        S = _stencil3(operator)
+        # one compiled program per level (the axis choice between them reads the stencil):
+        # op-by-op execution would dispatch and compile thousands of small operations
+        S = _stencil3_jit(operator)
         axes = _choose_axes(operator, S, semicoarsen=float(self.semicoarsen))
         if not any(axes):
             return None
-        return blackbox_coarsen(operator, axes, stencil=S)
+        return _coarsen_jit(operator, axes, S)
+
+
+_stencil3_jit = eqx.filter_jit(_stencil3)
+
+
+@eqx.filter_jit
+def _coarsen_jit(operator, axes, stencil):
+    return blackbox_coarsen(operator, axes, stencil=stencil)

@@ -421,7 +421,7 @@ def multigrid(
         operators `P^T A P` (`3^d`-point stencils; see [`scimlx.linsolve.blackbox_coarsen`][]);
         any grid size (`n -> n // 2` per axis); axes much more weakly coupled than the
         strongest are not coarsened (semi-coarsening, for anisotropic coefficients). Robust on
-        obstacles, thin channels and coefficient jumps.
+        coefficient jumps and anisotropy.
     - [`scimlx.linsolve.Rediscretise`][]: [`scimlx.linsolve.coarsen`][] (coefficients
         averaged, a coarse cell solid when all its children are) with cell-centred bilinear
         transfers; even sizes only.
@@ -522,10 +522,26 @@ def _hierarchy(operator, coarse, max_coarse, levels):
 @eqx.filter_jit
 def _build(operator, smoother, pre, post, max_coarse, levels, coarse, sharding):
     ops, transfers = _hierarchy(operator, coarse, max_coarse, levels)
-    diags = tuple(op.diagonal_values() for op in ops)
-    data = tuple(smoother.init(op, D) for op, D in zip(ops[:-1], diags[:-1])) + (None,)
-    inv = jnp.linalg.pinv(_dense(ops[-1]), hermitian=True)
+    # per level one compiled program (inlined when `_build` itself is traced)
+    parts = [_level_data(smoother, op) for op in ops[:-1]]
+    diags = tuple(D for D, _ in parts) + (_diagonal(ops[-1]),)
+    data = tuple(d for _, d in parts) + (None,)
+    inv = _coarsest_inverse(ops[-1])
     return VCycle(tuple(ops), diags, tuple(transfers), smoother, data, inv, pre, post, sharding)
+
+
+@eqx.filter_jit
+def _level_data(smoother, op):
+    D = op.diagonal_values()
+    return D, smoother.init(op, D)
+
+
+_diagonal = eqx.filter_jit(lambda op: op.diagonal_values())
+
+
+@eqx.filter_jit
+def _coarsest_inverse(op):
+    return jnp.linalg.pinv(_dense(op), hermitian=True)
 
 
 @eqx.filter_jit
