@@ -43,8 +43,8 @@ COMMANDS = {
 # Columns of the rows table, per area (default: every key, in order of appearance).
 COLUMNS = {
     "linsolve": [
-        "grid", "rhs", "method", "its", "setup_s", "solve_s", "total_s", "compile_s",
-        "true_rel_res",
+        "grid", "member", "rhs", "method", "its", "setup_s", "solve_s", "total_s", "compile_s",
+        "true_rel_res", "note",
     ],
     "nde_regularisation": [
         "task", "arm", "weight", "seeds", "test_acc", "test_acc_std", "test_mse", "nfe",
