@@ -89,8 +89,15 @@ def config(quick):
         "rounds": 5,
         "krylov_rounds": 2,
         "breakdown_shape": (256, 256),
-        "family_sizes": {2: [128, 256, 192, 255], 3: [32, 64, 63]},
-        "family_subset": {(192, 2): subset, (255, 2): subset, (64, 3): subset3, (63, 3): subset3},
+        "family_sizes": {2: [128, 256, 192, 255, 512, 1024], 3: [32, 64, 63]},
+        "family_subset": {
+            (192, 2): subset,
+            (255, 2): subset,
+            (512, 2): subset,
+            (1024, 2): subset,
+            (64, 3): subset3,
+            (63, 3): subset3,
+        },
         "family_rounds": 3,
     }
 

@@ -2,7 +2,6 @@
 (ours, pyamg, PETSc, then scipy/lineax CG and IC(0) in their own group), the problem families,
 and what MG setup time is made of."""
 
-import os
 import time
 
 import jax
@@ -10,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import scimlx.linsolve as ls
-from benchmarks._harness import load_avg, pinned_threads, time_interleaved
+from benchmarks._harness import load_avg, pinned_threads, time_interleaved, usable_cores
 
 from . import families as fam
 from .measure import compare, Method, mg_method, mg_setup
@@ -145,7 +144,7 @@ def setup_breakdown(shape, seed, rounds):
     pm = pyamg_methods(A, b, TOL).get("pyamg RS-PCG")
     if isinstance(pm, Method):
         fns["pyamg RS setup"], fns["pyamg RS solve"] = pm.setup, pm.solve
-    for threads in sorted({os.cpu_count() or 1, 1}, reverse=True):
+    for threads in sorted({usable_cores(), 1}, reverse=True):
         with pinned_threads(threads):
             res = time_interleaved(fns, rounds, warm=0.1)
         out[f"blas_threads_{threads}"] = {

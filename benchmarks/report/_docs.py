@@ -69,6 +69,18 @@ COLUMNS = {
 }  # fmt: skip
 
 
+# A table shown above the folded rows, per area: (rows from the results, columns, title).
+DIGESTS = {
+    "linsolve": (
+        linsolve.family_digest,
+        linsolve.DIGEST_COLUMNS,
+        "Problem families at rtol 1e-8 (iterations of each solver; our setup + solve over "
+        "pyamg RS-PCG's and over PETSc CG + hypre BoomerAMG's, medians of per-round ratios; "
+        "our growth per grid doubling; the coarse levels our default chose):",
+    ),
+}
+
+
 def load(name: str) -> dict:
     with open(os.path.join(RESULTS_DIR, name)) as f:
         return json.load(f)
@@ -158,6 +170,9 @@ def snippet(area: str, name: str) -> str:
     ]
     for k, v in d.get("summary", {}).items():
         lines.append(f"| `{k}` | {_cell(v)} |")
+    if area in DIGESTS:
+        digest, columns, title = DIGESTS[area]
+        lines += ["", title, ""] + _table(digest(d), columns)
     rows = main_rows(area, d)
     if rows:
         columns = COLUMNS.get(area) or list(dict.fromkeys(k for r in rows for k in r))

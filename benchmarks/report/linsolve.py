@@ -121,3 +121,50 @@ def plot(d: dict, fig) -> None:
     axes[0, 0].legend(fontsize=7)
     fig.subplots_adjust(hspace=0.3)
     fig.suptitle("Linear solvers: iterations and time (compile time excluded) against grid size")
+
+
+DIGEST_COLUMNS = [
+    "member",
+    "grid",
+    "ours_its",
+    "rs_its",
+    "sa_its",
+    "hypre_its",
+    "ours_over_rs_time",
+    "ours_over_hypre_time",
+    "ours_growth",
+    "ours_hierarchy",
+]
+
+
+def family_digest(d: dict) -> list[dict]:
+    """One row per family member and grid: our iterations beside pyamg RS / SA and PETSc +
+    hypre's, our time over pyamg RS's and hypre's (medians of per-round ratios), our growth per
+    doubling and the hierarchy our default chose. Read off the family rows of a results file."""
+    by = defaultdict(dict)
+    for r in d.get("rows", []):
+        if r.get("table") == "families":
+            by[(r["member"], r["grid"])][r["method"]] = r
+    out = []
+    for (member, grid), rs in by.items():
+        ours = rs.get("MG-PCG (ours)", {})
+        rs_row = rs.get("pyamg RS-PCG", {})
+        hy = rs.get("PETSc CG + hypre BoomerAMG", {})
+        its = ours.get("its")
+        if its is not None and not ours.get("converged", True):
+            its = f">{its}"
+        out.append(
+            {
+                "member": member,
+                "grid": grid,
+                "ours_its": its,
+                "rs_its": rs_row.get("its"),
+                "sa_its": rs.get("pyamg SA-PCG", {}).get("its"),
+                "hypre_its": hy.get("its"),
+                "ours_over_rs_time": rs_row.get("ours_over_peer"),
+                "ours_over_hypre_time": hy.get("ours_over_peer"),
+                "ours_growth": ours.get("growth"),
+                "ours_hierarchy": ours.get("note"),
+            }
+        )
+    return out
