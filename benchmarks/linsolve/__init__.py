@@ -5,9 +5,9 @@ multigrid-preconditioned CG need on pressure-like problems, next to the stronges
 here (pyamg RS/SA-PCG, PETSc CG + hypre BoomerAMG and CG + GAMG, IC(0)-PCG, scipy and lineax
 CG), and the learned solvers (DCDM, learned BPX, learned V-cycle)?
 
-Run from the repository root: `python -m benchmarks.linsolve [--quick] [--compare PATH]
-[--dcdm run|keep|skip|only|train] [--no-families] [--dcdm-* ...]` (`--help` lists every
-option).
+Run from the repository root: `python -m benchmarks.linsolve [--quick] [--cores N]
+[--compare PATH] [--dcdm run|keep|skip|only|train] [--no-families] [--dcdm-* ...]`
+(`--help` lists every option).
 
 Modules: `problems.py` (obstacle scenes, tolerances, sizes per mode), `families.py` (the
 problem families), `measure.py` (ours as a `Method`, and `compare`, the interleaved timing),
@@ -37,13 +37,18 @@ Tables:
 Timing: every method of a problem is timed in the same process, in turns
 (`benchmarks._harness.time_interleaved`: round-robin, the order rotating every round), setup
 and solve as separate turns; the PETSc peer runs in a subprocess (`petsc_peer.py`, system
-Python) that times its own setup and solve, called in the same turns. Host thread pools
-(OpenBLAS/OpenMP, the PETSc subprocess's too) are pinned to `peer_threads` = the number of
-cores, which XLA's CPU backend uses. A row's `total_s` is the median over rounds of that
-round's setup + solve, `ours_over_peer` the median over rounds of ours / the peer's total in
-the same round (min and max beside it); `compile_s` is the first call of ours where its shapes
-are new (later problems of the same shapes reuse the compiled code). The load average is
-recorded at the start and end of each problem; `busy` flags a load above the core count.
+Python) that times its own setup and solve, called in the same turns. The whole run is held to
+the machine's first `--cores` cores (default 1; the process restarts itself under that CPU
+affinity, which the PETSc subprocess inherits), and host thread pools (OpenBLAS/OpenMP, the
+PETSc subprocess's too) are pinned to `peer_threads` = that count, which XLA's CPU backend uses
+as well: every solver gets the same cores. On the shared 2-core virtual machine the benchmarks
+run on, two runs on both cores gave same-run ratios 20-45 % apart (our two-thread XLA solves
+took up to 2x longer in one run, the single-threaded peers did not); two runs on one core,
+under 10 %. A row's `total_s` is the median over rounds of that round's setup + solve,
+`ours_over_peer` the median over rounds of ours / the peer's total in the same round (min and
+max beside it); `compile_s` is the first call of ours where its shapes are new (later problems
+of the same shapes reuse the compiled code). The load average is recorded at the start and end
+of each problem; `busy` flags a load above the core count.
 """
 
 import jax

@@ -247,6 +247,38 @@ def _accuracy_cells(acc, name, model, rates) -> dict:
     return row
 
 
+BASELINES = {"neural CDE": "ncde", "naive SDE": "naive"}
+
+
+def margins(rows, models, rates) -> dict:
+    """Per rate: each model's mean accuracy over the data sets, the best stable class (by that
+    mean) and, for each baseline run beside it (neural CDE, naive SDE), its margin in
+    percentage points on the mean and per seed (the mean over data sets of that seed's runs),
+    and on how many seeds it is ahead. `rows`: a focused study's rows (`per_seed_<rate>`)."""
+    out = {}
+    stable = [m for m in STABLE if m in models]
+    for rate in rates:
+        key = int(rate * 100)
+        per_seed = {
+            m: np.mean([r[f"per_seed_{key}"] for r in rows if r["model"] == m], axis=0)
+            for m in models
+        }
+        means = {m: float(np.mean(v)) for m, v in per_seed.items()}
+        out[f"mean_acc_{key}"] = means
+        if not stable:
+            continue
+        best = max(stable, key=lambda m: means[m])
+        out[f"best_stable_at_{key}"] = best
+        for base, tag in BASELINES.items():
+            if base not in models:
+                continue
+            out[f"stable_vs_{tag}_pp_at_{key}"] = 100 * (means[best] - means[base])
+            seed_margins = 100 * (per_seed[best] - per_seed[base])
+            out[f"stable_vs_{tag}_pp_per_seed_at_{key}"] = [float(x) for x in seed_margins]
+            out[f"seeds_best_stable_beats_{tag}_at_{key}"] = int(np.sum(seed_margins > 0))
+    return out
+
+
 def focused_report(names, models, rates, acc, seeds, epochs, t_start, args, tuned) -> int:
     """Table and JSON of a focused study (a subset of rates or models): accuracy per
     (data set, model, rate), and the best stable class's margin over the neural CDE at each
@@ -259,16 +291,7 @@ def focused_report(names, models, rates, acc, seeds, epochs, t_start, args, tune
                 row[f"per_seed_{int(rate * 100)}"] = [float(x) for x in acc[(name, m, rate)]]
             rows.append(row)
     summary = {"datasets": names, "models": models, "rates": list(rates), "seeds": seeds}
-    stable = [m for m in STABLE if m in models]
-    for rate in rates:
-        key = int(rate * 100)
-        means = {m: np.mean([np.nanmean(acc[(n, m, rate)]) for n in names]) for m in models}
-        summary[f"mean_acc_{key}"] = {m: float(v) for m, v in means.items()}
-        if stable and "neural CDE" in models:
-            best = max(stable, key=lambda m: means[m])
-            summary[f"best_stable_at_{key}"] = best
-            margin = 100 * (means[best] - means["neural CDE"])
-            summary[f"stable_vs_ncde_pp_at_{key}"] = float(margin)
+    summary.update(margins(rows, models, rates))
     summary["epochs_max"] = epochs
     if t_start is not None:
         summary["wall_s"] = time.perf_counter() - t_start
