@@ -106,7 +106,10 @@ def results_files(area: str) -> dict[str, list[str]]:
 def machine_text(d: dict) -> str:
     m = d.get("machine", {})
     if m.get("platform") == "cpu":
-        dev = f"{m.get('cpu', 'CPU')} CPU, {m.get('cores', '?')} cores"
+        cores = m.get("cores", "?")
+        if m.get("machine_cores") not in (None, cores):
+            cores = f"{cores} of {m['machine_cores']}"
+        dev = f"{m.get('cpu', 'CPU')} CPU, {cores} cores"
     else:
         dev = f"{m.get('device', '?')} ({m.get('platform', '?')})"
     text = f"{dev}, JAX {m.get('jax', '?')}"
