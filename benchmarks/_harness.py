@@ -174,9 +174,10 @@ def run_on_cores(n: int, module: str, argv: Sequence[str] | None = None) -> None
     Re-executes `python -m module argv` with that CPU affinity unless it already holds, so
     every thread pool (XLA's, OpenBLAS's, a subprocess peer's) is created inside it and sized
     to it. On a shared virtual machine a multi-threaded JAX program and single-threaded host
-    peers react differently to a core taken away by a neighbour, which made same-run time
-    ratios move by 20-45 % between runs on two cores; on one core each they moved by under
-    10 %. Where affinity cannot be set (not Linux), it runs as it is."""
+    peers react differently to a core taken away by a neighbour: on two cores the linsolve
+    benchmark's same-run ratios moved by 20-45 % between runs, on one core the obstacle-scene
+    ratios by under 10 % (docs/benchmarks.md gives the figures). Where affinity cannot be set
+    (not Linux), it runs as it is."""
     if n <= 0 or not hasattr(os, "sched_setaffinity"):
         return
     allowed = sorted(os.sched_getaffinity(0))

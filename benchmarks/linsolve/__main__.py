@@ -55,8 +55,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="run every solver (ours, the host peers, the PETSc subprocess) on the machine's "
-        "first N cores, thread pools sized to N (default 1: same-run time ratios reproduce "
-        "within 10 %% on a shared 2-core machine, 20-45 %% on two); 0: every core",
+        "first N cores, thread pools sized to N (default 1: every solver gets the same single "
+        "core, and same-run ratios move much less between runs on a shared machine than with "
+        "two cores); 0: every core",
     )
     parser.add_argument(
         "--dcdm",

@@ -281,8 +281,8 @@ def margins(rows, models, rates) -> dict:
 
 def focused_report(names, models, rates, acc, seeds, epochs, t_start, args, tuned) -> int:
     """Table and JSON of a focused study (a subset of rates or models): accuracy per
-    (data set, model, rate), and the best stable class's margin over the neural CDE at each
-    rate run when both are present."""
+    (data set, model, rate), and the best stable class's margins over the baselines run
+    beside it (`margins`)."""
     rows = []
     for name in names:
         for m in models:
