@@ -43,12 +43,12 @@ affinity, which the PETSc subprocess inherits), and host thread pools (OpenBLAS/
 PETSc subprocess's too) are pinned to `peer_threads` = that count, which XLA's CPU backend uses
 as well: every solver gets the same cores. On the shared 2-core virtual machine the benchmarks
 run on, two runs on both cores gave same-run ratios 20-45 % apart (our two-thread XLA solves
-took up to 2x longer in one run, the single-threaded peers did not); two runs on one core,
-under 10 %. A row's `total_s` is the median over rounds of that round's setup + solve,
-`ours_over_peer` the median over rounds of ours / the peer's total in the same round (min and
-max beside it); `compile_s` is the first call of ours where its shapes are new (later problems
-of the same shapes reuse the compiled code). The load average is recorded at the start and end
-of each problem; `busy` flags a load above the core count.
+took up to 2x longer in one run, the single-threaded peers did not); two runs of the obstacle
+table on one core, under 10 %. A row's `total_s` is the median over rounds of that round's
+setup + solve, `ours_over_peer` the median over rounds of ours / the peer's total in the same
+round (min and max beside it); `compile_s` is the first call of ours where its shapes are new
+(later problems of the same shapes reuse the compiled code). The load average is recorded at
+the start and end of each problem; `busy` flags a load above the core count.
 """
 
 import jax
