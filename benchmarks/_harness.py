@@ -168,16 +168,16 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def run_on_cores(n: int, module: str, argv: Sequence[str] | None = None) -> None:
+def run_on_cores(n: int, module: str) -> None:
     """Restrict this benchmark to the machine's first `n` cores (`n <= 0`: leave it alone).
 
-    Re-executes `python -m module argv` with that CPU affinity unless it already holds, so
-    every thread pool (XLA's, OpenBLAS's, a subprocess peer's) is created inside it and sized
-    to it. On a shared virtual machine a multi-threaded JAX program and single-threaded host
-    peers react differently to a core taken away by a neighbour: on two cores the linsolve
-    benchmark's same-run ratios moved by 20-45 % between runs, on one core the obstacle-scene
-    ratios by under 10 % (docs/benchmarks.md gives the figures). Where affinity cannot be set
-    (not Linux), it runs as it is."""
+    Re-executes `python -m module` with this process's arguments under that CPU affinity (unless
+    it already holds), so every thread pool (XLA's, OpenBLAS's, a subprocess peer's) is created
+    inside it and sized to it. On a shared virtual machine a multi-threaded JAX program and
+    single-threaded host peers react differently to a core taken away by a neighbour: on two
+    cores the linsolve benchmark's same-run ratios moved by 20-45 % between runs, on one core
+    the obstacle-scene ratios by under 10 % (docs/benchmarks.md gives the figures). Where
+    affinity cannot be set (not Linux), it runs as it is."""
     if n <= 0 or not hasattr(os, "sched_setaffinity"):
         return
     allowed = sorted(os.sched_getaffinity(0))
@@ -185,10 +185,9 @@ def run_on_cores(n: int, module: str, argv: Sequence[str] | None = None) -> None
     if set(allowed) == want:
         return
     os.sched_setaffinity(0, want)
-    args = list(sys.argv[1:] if argv is None else argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+    os.execv(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]])
 
 
 @contextlib.contextmanager
