@@ -98,7 +98,7 @@ def config(quick):
             (64, 3): subset3,
             (63, 3): subset3,
         },
-        "family_rounds": 3,
+        "family_rounds": 5,
     }
 
 
