@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks._harness import load_avg, parse_args, print_table, write_results
+from benchmarks._harness import load_avg, parse_args, print_table, usable_cores, write_results
 
 
 # Each snippet defines `first()` and `again()` (new array values, same shapes) returning a
@@ -207,7 +207,8 @@ out["wall_s"] = time.perf_counter() - t_start
 if sys.argv[2] == "peer" and "peer" in globals():
     try:
         from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=os.cpu_count()):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        with threadpool_limits(limits=cores):
             out.update(peer())
     except ImportError as e:
         out["peer_note"] = f"not installed ({e.name})"
@@ -359,7 +360,7 @@ def main(argv=None):
         rows,
         summary,
         out=args.out,
-        extra={"load_avg_start": load_start, "peer_threads": os.cpu_count()},
+        extra={"load_avg_start": load_start, "peer_threads": usable_cores()},
     )
 
 
