@@ -78,8 +78,10 @@ def _naive_prolongation(A, shape, solid, coarsened, periodic):
         ((8, 7), ["periodic", "dirichlet"], (True, True)),
         ((11, 6), "dirichlet", (True, False)),
         ((5, 6, 7), ["dirichlet", "periodic", ("dirichlet", "neumann")], (True, True, True)),
+        ((12, 10), "periodic", (True, True)),
+        ((6, 7, 9), ["periodic", "dirichlet", "dirichlet"], (True, False, True)),
     ],
-    ids=["2d-odd-mixed", "2d-periodic", "2d-semi", "3d"],
+    ids=["2d-odd-mixed", "2d-periodic", "2d-semi", "3d", "2d-periodic-both", "3d-semi"],
 )
 def test_blackbox_matches_scipy_ptap(shape, boundary, coarsened):
     rng = np.random.default_rng(1)
