@@ -43,7 +43,7 @@ _SCRIPT = textwrap.dedent(
             "rel_diff": float(jnp.linalg.norm(xs - x1) / jnp.linalg.norm(x1)),
             "spec": [a if a is None else str(a) for a in xs.sharding.spec],
             "expected_spec": list(axes),
-            "memory_ratio": mem(many) / mem(one),
+            "memory": [mem(one), mem(many)],
             "shard_shape": list(xs.addressable_shards[0].data.shape),
         }), flush=True)
 
@@ -71,6 +71,7 @@ _SCRIPT = textwrap.dedent(
         return sol.value, sol.stats["num_steps"]
 
     compare("mg_pcg_2d", (128, 128), (8,), ("x", None), mg_pcg)
+    compare("mg_pcg_2d_256", (256, 256), (8,), ("x", None), mg_pcg)
     compare("mg_pcg_3d_two_axes", (16, 16, 16), (4, 2), ("x", "y", None), mg_pcg)
     compare("blackbox_pcg_2d", (64, 64), (8,), ("x", None), blackbox_pcg)
     compare("cg_2d_two_axes", (64, 64), (2, 4), ("x", "y"), cg)
@@ -108,7 +109,14 @@ def cases() -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["mg_pcg_2d", "mg_pcg_3d_two_axes", "blackbox_pcg_2d", "cg_2d_two_axes", "mg_stationary_2d"],
+    [
+        "mg_pcg_2d",
+        "mg_pcg_2d_256",
+        "mg_pcg_3d_two_axes",
+        "blackbox_pcg_2d",
+        "cg_2d_two_axes",
+        "mg_stationary_2d",
+    ],
 )
 def test_sharded_solve_matches_single_device(cases, case):
     r = cases[case]
@@ -126,9 +134,17 @@ def test_sharded_darcy_dataset_matches_single_device(cases):
 
 
 def test_sharded_mg_pcg_memory_per_device(cases):
-    # 128^2 over 8 devices: each device holds 16 rows of every fine-level vector
-    r = cases["mg_pcg_2d"]
-    assert r["shard_shape"] == [16, 128]
-    # per-device peak against the single-device peak: the ideal is 1/8 = 0.125 plus halos
-    # and the coarse levels kept whole on every device
-    assert r["memory_ratio"] < 0.3
+    # 128^2 and 256^2 over 8 devices: each device holds 1/8 of the rows of every fine-level
+    # vector
+    small, large = cases["mg_pcg_2d"], cases["mg_pcg_2d_256"]
+    assert small["shard_shape"] == [16, 128] and large["shard_shape"] == [32, 256]
+    # Per-device peak (compiled memory analysis) against the single-device peak. Both carry
+    # a part that does not grow with the grid: the coarsest level (16^2 cells) and its
+    # dense pseudo-inverse, kept whole on every device. What grows with the grid must split:
+    # the per-device growth from 128^2 to 256^2 against the single-device growth is ideally
+    # 1/8 = 0.125, plus halos (measured 0.30 with jax 0.10.2: a few halo-padded copies of
+    # fine-level arrays are live at the peak).
+    (one_s, many_s), (one_l, many_l) = small["memory"], large["memory"]
+    assert (many_l - many_s) / (one_l - one_s) < 0.35
+    # and the whole per-device peak well below the single-device one (measured 0.32)
+    assert many_l / one_l < 0.4

@@ -257,7 +257,39 @@ def _stencil3(op: AbstractGridOperator) -> Array:
         raise TypeError(
             f"`operator` must be a DiffusionOperator or StencilOperator; got {type(op)}."
         )
-    return _probe_stencil(op.mv, op.grid_shape, op.periodic, 3, op.dtype)
+    return _diffusion_stencil3(op)
+
+
+def _diffusion_stencil3(op: DiffusionOperator) -> Array:
+    """The 3^d-point stencil `S[o, c] = A[c, c + o]` of a diffusion operator, read off its
+    face coefficients (no probing): on a fluid row `-T_f / h_d^2` towards the neighbour across
+    face `f` (zero across a Dirichlet/Neumann side) and the diagonal at the centre; a solid row
+    is the identity row. (On a periodic axis of fewer than 3 cells, offsets -1 and +1 reach
+    the same cell; their entries sum to the matrix entry there, as in `StencilOperator.mv`.)"""
+    shape, ndim = op.grid_shape, len(op.grid_shape)
+    offs = _stencil_offsets(ndim, 3)
+    out = {o: jnp.zeros(shape, op.dtype) for o in offs}
+    for d, (T, per, h) in enumerate(zip(op.faces, op.periodic, op.spacing)):
+        n = shape[d]
+        if per:
+            lo, hi = T, jnp.roll(T, -1, axis=d)  # faces between c-1|c and c|c+1
+        else:
+            lo = jax.lax.slice_in_dim(T, 0, n, axis=d)
+            hi = jax.lax.slice_in_dim(T, 1, n + 1, axis=d)
+            # no neighbour beyond a wall: the side's face acts on the diagonal only
+            edge = jnp.arange(n).reshape((n,) + (1,) * (ndim - 1 - d))
+            lo = jnp.where(edge == 0, jnp.zeros_like(lo), lo)
+            hi = jnp.where(edge == n - 1, jnp.zeros_like(hi), hi)
+        for sign, Tf in ((-1, lo), (1, hi)):
+            o = tuple(sign if a == d else 0 for a in range(ndim))
+            out[o] = -Tf * (1.0 / h**2)
+    out[(0,) * ndim] = op.diagonal_values()
+    return jnp.stack(
+        [
+            jnp.where(op.solid, jnp.zeros_like(v), v) if o != (0,) * ndim else v
+            for o, v in out.items()
+        ]
+    )
 
 
 def _can_coarsen(n: int, periodic: bool) -> bool:

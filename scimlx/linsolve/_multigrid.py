@@ -494,7 +494,19 @@ def multigrid(
     return build(operator, smoother, pre, post, max_coarse, levels, coarse, sharding)
 
 
-def _hierarchy(operator, coarse, max_coarse, levels):
+def _constrain_level(sharding, tree, grid_shape):
+    if sharding is None:
+        return tree
+    nd = len(grid_shape)
+
+    def one(x):
+        on_grid = eqx.is_array(x) and x.ndim >= nd and tuple(x.shape[x.ndim - nd :]) == grid_shape
+        return sharding.constrain(x) if on_grid else x
+
+    return jax.tree.map(one, tree)
+
+
+def _hierarchy(operator, coarse, max_coarse, levels, sharding=None):
     ops, transfers = [operator], []
     while True:
         cur = ops[-1]
@@ -514,14 +526,14 @@ def _hierarchy(operator, coarse, max_coarse, levels):
                     "even sizes only."
                 )
             break
-        ops.append(level[0])
-        transfers.append(level[1])
+        ops.append(_constrain_level(sharding, level[0], tuple(level[0].grid_shape)))
+        transfers.append(_constrain_level(sharding, level[1], tuple(level[0].grid_shape)))
     return ops, transfers
 
 
 @eqx.filter_jit
 def _build(operator, smoother, pre, post, max_coarse, levels, coarse, sharding):
-    ops, transfers = _hierarchy(operator, coarse, max_coarse, levels)
+    ops, transfers = _hierarchy(operator, coarse, max_coarse, levels, sharding)
     # per level one compiled program (inlined when `_build` itself is traced)
     parts = [_level_data(smoother, op) for op in ops[:-1]]
     diags = tuple(D for D, _ in parts) + (_diagonal(ops[-1]),)
