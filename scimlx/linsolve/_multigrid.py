@@ -495,6 +495,9 @@ def multigrid(
 
 
 def _constrain_level(sharding, tree, grid_shape):
+    """Every array of a coarse level (operator or transfer) laid out on `grid_shape`,
+    constrained to `sharding` as it is built, so that the partitioner splits the level's
+    set-up as the V-cycle splits its vectors."""
     if sharding is None:
         return tree
     nd = len(grid_shape)
