@@ -282,14 +282,9 @@ def _diffusion_stencil3(op: DiffusionOperator) -> Array:
             hi = jnp.where(edge == n - 1, jnp.zeros_like(hi), hi)
         for sign, Tf in ((-1, lo), (1, hi)):
             o = tuple(sign if a == d else 0 for a in range(ndim))
-            out[o] = -Tf * (1.0 / h**2)
+            out[o] = jnp.where(op.solid, jnp.zeros_like(Tf), -Tf * (1.0 / h**2))
     out[(0,) * ndim] = op.diagonal_values()
-    return jnp.stack(
-        [
-            jnp.where(op.solid, jnp.zeros_like(v), v) if o != (0,) * ndim else v
-            for o, v in out.items()
-        ]
-    )
+    return jnp.stack([out[o] for o in offs])
 
 
 def _can_coarsen(n: int, periodic: bool) -> bool:
