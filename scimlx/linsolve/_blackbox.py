@@ -136,20 +136,27 @@ def _to_blocks(x, coarsened, fill):
     return y.transpose(parity + [i for i in range(y.ndim) if i not in parity])
 
 
+def _block_read(x, steps, periodic):
+    """`y[j] = x[j + steps]` on a parity block (`steps_a` in {-1, 0, 1}): zero past either end,
+    wrapped on periodic axes."""
+    for a, (s, per) in enumerate(zip(steps, periodic)):
+        if s == 0:
+            continue
+        if per:
+            x = jnp.roll(x, -s, axis=a)
+        else:
+            n = x.shape[a]
+            pad = [(0, 0)] * x.ndim
+            pad[a] = (max(-s, 0), max(s, 0))
+            x = jax.lax.slice_in_dim(jnp.pad(x, pad), max(s, 0), max(s, 0) + n, axis=a)
+    return x
+
+
 def _block_shift(x, off, periodic):
     """`x` (a parity block) read at the block cells of `p + off` for the cells `p` of another
     block whose parity differs where `off != 0`: along an axis with `off_a = -1` the cell
-    `j - 1` (zero before the first, wrapped on periodic axes), else the cell `j`."""
-    for a, (s, per) in enumerate(zip(off, periodic)):
-        if s >= 0:
-            continue
-        if per:
-            x = jnp.roll(x, 1, axis=a)
-        else:
-            pad = [(0, 0)] * x.ndim
-            pad[a] = (1, 0)
-            x = jax.lax.slice_in_dim(jnp.pad(x, pad), 0, x.shape[a], axis=a)
-    return x
+    `j - 1`, else the cell `j`."""
+    return _block_read(x, tuple(min(s, 0) for s in off), periodic)
 
 
 def _transfer_weights(S, solid, coarsened, periodic):
@@ -237,15 +244,7 @@ def _transfer_weights(S, solid, coarsened, periodic):
         if q not in Pf:
             ws.append(jnp.zeros(cshape, dtype))
             continue
-        x = Pf[q]
-        for a, (s, per) in enumerate(zip(o, periodic)):
-            if s > 0:
-                if per:
-                    x = jnp.roll(x, -1, axis=a)
-                else:
-                    pad = [(0, 0)] * x.ndim
-                    pad[a] = (0, 1)
-                    x = jax.lax.slice_in_dim(jnp.pad(x, pad), 1, x.shape[a] + 1, axis=a)
+        x = _block_read(Pf[q], tuple(max(s, 0) for s in o), periodic)
         ws.append(x[tuple(slice(0, n) for n in cshape)])
     return jax.lax.optimization_barrier(jnp.stack(ws))
 
