@@ -338,6 +338,41 @@ def test_lineax_cg_accepts_vcycle_and_multigrid_solve():
     assert float(jnp.linalg.norm(b - op.mv(mg.value))) <= 1e-8 * bn
 
 
+@pytest.mark.parametrize("coarse", [ls.BlackBox(), ls.Aggregation()], ids=["blackbox", "agg"])
+def test_mixed_precision_hierarchy(coarse):
+    # a float32 hierarchy for a float64 operator: the cycle is the float64 cycle up to float32
+    # rounding, it keeps the operator's vector dtype (so lineax's CG accepts it), and PCG
+    # around it still reaches a float64 tolerance (checked against scipy's direct solve)
+    op, b = _problem((32, 32), 5, coefficient=True)
+    vc64 = ls.multigrid(op, coarse=coarse)
+    vc32 = ls.multigrid(op, coarse=coarse, dtype=jnp.float32)
+    assert vc32.in_structure() == op.in_structure() == vc64.in_structure()
+    floats = [x for x in jax.tree.leaves(vc32) if eqx.is_array(x) and x.dtype.kind == "f"]
+    assert floats and all(x.dtype == jnp.float32 for x in floats)
+    y64, y32 = vc64.mv(b), vc32.mv(b)
+    assert y32.dtype == jnp.float64
+    rel = float(jnp.linalg.norm(y32 - y64) / jnp.linalg.norm(y64))
+    assert 1e-10 < rel < 1e-5, rel  # computed in float32, so not the float64 cycle's bits
+    its = {}
+    ref = spla.spsolve(ls.to_scipy_sparse(op).tocsc(), np.asarray(b).ravel())
+    for name, vc in (("f64", vc64), ("f32", vc32)):
+        sol = ls.pcg_solve(op, b, preconditioner=vc, rtol=1e-11, max_steps=60)
+        assert sol.value.dtype == jnp.float64
+        np.testing.assert_allclose(
+            np.asarray(sol.value).ravel(), ref, rtol=0, atol=1e-9 * np.abs(ref).max()
+        )
+        its[name] = int(sol.stats["num_steps"])
+    assert its["f32"] <= its["f64"] + 2, its
+    bn = float(jnp.linalg.norm(b))
+    solver = lx.CG(rtol=0.0, atol=1e-10 * bn, norm=lx.internal.two_norm, max_steps=100)
+    sol = lx.linear_solve(op, b, solver, options={"preconditioner": vc32})
+    assert float(jnp.linalg.norm(b - op.mv(sol.value))) <= 1e-10 * bn
+    with pytest.raises(TypeError, match="`dtype`"):
+        ls.multigrid(op, dtype=jnp.int32)
+    with pytest.raises(TypeError, match="`dtype`"):
+        ls.multigrid(op, dtype="fast")
+
+
 def test_pcg_gradients_match_finite_differences():
     shape = (8, 8)
     solid = jnp.asarray(ls.obstacle_scene(shape, seed=4))
