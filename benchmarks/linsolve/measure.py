@@ -32,10 +32,12 @@ class Method:
         self.compile_s, self.extra = compile_s, dict(extra or {})
 
 
-def mg_setup(op, coarse):
+def mg_setup(op, coarse, dtype=None):
     """`multigrid` as a user calls it (outside `jit`: host-side and eager hierarchies stay
-    available to the default choice; the jitted ones compile inside)."""
-    return ls.multigrid(op) if coarse is None else ls.multigrid(op, coarse=coarse)
+    available to the default choice; the jitted ones compile inside); `dtype`: the
+    hierarchy's precision (`None`: the operator's)."""
+    kw = {} if dtype is None else {"dtype": dtype}
+    return ls.multigrid(op, **kw) if coarse is None else ls.multigrid(op, coarse=coarse, **kw)
 
 
 def hierarchy_kind(vc) -> str:
@@ -72,10 +74,10 @@ def _coarsest_cells(op, coarse=None):
     return _COARSEST[key]
 
 
-def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
-    """Ours: `multigrid(op)` (the library's default hierarchy, or `coarse=...`) and
-    `pcg_solve`. The first setup and solve run here (compile + run, timed as `compile_s`
-    where the shapes are new)."""
+def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None, dtype=None):
+    """Ours: `multigrid(op)` (the library's default hierarchy, or `coarse=...`; `dtype=...`
+    for a lower-precision cycle) and `pcg_solve`. The first setup and solve run here
+    (compile + run, timed as `compile_s` where the shapes are new)."""
     cells = _coarsest_cells(op, coarse)
     if cells is not None and cells > DENSE_COARSE_LIMIT:
         return f"not run: the hierarchy stops at a {cells}-cell coarsest grid (dense {cells}^2)"
@@ -83,14 +85,14 @@ def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
     rtol = jnp.asarray(rtol, b.dtype)
     t0 = time.perf_counter()
     try:
-        vc = jax.block_until_ready(mg_setup(op, coarse))
+        vc = jax.block_until_ready(mg_setup(op, coarse, dtype))
     except Exception as e:  # e.g. an option today's library does not have
         return f"not run: {type(e).__name__}: {e}"[:160]
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     jax.block_until_ready(mg_solve(op, vc, b, rtol))
     first += time.perf_counter() - t0
-    key = (op.grid_shape, coarse)
+    key = (op.grid_shape, coarse, dtype)
     compile_s = None if key in _COMPILED else first
     _COMPILED.add(key)
 
@@ -105,16 +107,19 @@ def mg_method(op, A, b, rtol, *, coarse=None, name=OURS, rhs_b=None):
             "true_rel_res": true_res(A, x, np.asarray(b).ravel()),
             "note": f"{len(getattr(vc, 'operators', ()))} levels ({hierarchy_kind(vc)})"
             + ("" if coarse is None else f", coarse={coarse}")
+            + ("" if dtype is None else f", {jnp.dtype(dtype).name} cycle")
             + ("" if ok else f"; not converged ({scimlx.RESULTS[sol.result]!s:.50})"),
         }
 
-    setup = (mg_setup, (op, coarse)) if rhs_b is None else None
+    setup = (mg_setup, (op, coarse, dtype)) if rhs_b is None else None
     return Method(name, setup, (mg_solve, (op, vc, b, rtol)), finish, compile_s=compile_s)
 
 
-def compare(methods, rounds, *, warm=0.1):
+def compare(methods, rounds, *, warm=0.1, alt=None):
     """Time `methods` (`{name: Method or a reason string}`, ours first) interleaved; one
-    row per method with medians, min/max and its total's ratio to ours per round."""
+    row per method with medians, min/max and its total's ratio to ours per round
+    (`ours_over_peer`), and, if `alt` names another of the methods (a variant of ours), the
+    peers' ratios to it as well (`alt_over_peer`)."""
     fns = {}
     for name, m in methods.items():
         if isinstance(m, Method):
@@ -124,15 +129,19 @@ def compare(methods, rounds, *, warm=0.1):
     load0 = load_avg()
     res = time_interleaved(fns, rounds, warm=warm)
     load1 = load_avg()
-    rows, ours_total, ref = [], None, next(iter(methods))
+    totals = {}
+    for name, m in methods.items():
+        if isinstance(m, Method):
+            solve, setup = res[name + " | solve"], res.get(name + " | setup")
+            s_times = setup["times"] if setup else [0.0] * len(solve["times"])
+            totals[name] = [a + c for a, c in zip(s_times, solve["times"], strict=True)]
+    rows, ref = [], next(iter(methods))
     for name, m in methods.items():
         if not isinstance(m, Method):
             rows.append({"method": name, "note": m})
             continue
         solve = res[name + " | solve"]
         setup = res.get(name + " | setup")
-        s_times = setup["times"] if setup else [0.0] * len(solve["times"])
-        totals = [a + c for a, c in zip(s_times, solve["times"], strict=True)]
         row = {
             "method": name,
             "setup_s": setup["median_s"] if setup else 0.0,
@@ -141,21 +150,25 @@ def compare(methods, rounds, *, warm=0.1):
             "solve_s": solve["median_s"],
             "solve_min_s": solve["min_s"],
             "solve_max_s": solve["max_s"],
-            "total_s": statistics.median(totals),
-            "total_min_s": min(totals),
-            "total_max_s": max(totals),
+            "total_s": statistics.median(totals[name]),
+            "total_min_s": min(totals[name]),
+            "total_max_s": max(totals[name]),
             "rounds": rounds,
             "compile_s": m.compile_s,
             "load_avg": [load0, load1],
             **m.extra,
         }
         row.update(m.finish(setup["output"] if setup else None, solve["output"]))
-        if name == ref:
-            ours_total = totals
-        elif ours_total is not None:
-            ratios = [a / c for a, c in zip(ours_total, totals, strict=True)]
-            row["ours_over_peer"] = statistics.median(ratios)
-            row["ours_over_peer_min"] = min(ratios)
-            row["ours_over_peer_max"] = max(ratios)
+        for key, base in (("ours", ref), ("alt", alt)):
+            if name in (ref, alt) and not (key == "ours" and name == alt):
+                continue  # a reference is not compared with itself (alt is compared with ours)
+            if base not in totals:
+                continue
+            ratios = [a / c for a, c in zip(totals[base], totals[name], strict=True)]
+            row[f"{key}_over_peer"] = statistics.median(ratios)
+            row[f"{key}_over_peer_min"] = min(ratios)
+            row[f"{key}_over_peer_max"] = max(ratios)
+        if alt in totals and name != ref and name != alt:
+            row["alt"] = alt
         rows.append(row)
     return rows

@@ -20,6 +20,7 @@ DENSE_COARSE_LIMIT = 2500  # cells: larger dense coarsest grids are not attempte
 SEED = 1000
 OURS = "MG-PCG (ours)"
 OURS_GALERKIN = "MG-PCG (ours, Galerkin)"
+OURS_F32 = "MG-PCG (ours, float32 cycle)"  # multigrid(op, dtype=float32), CG in float64
 
 
 def grid_name(shape) -> str:

@@ -5,7 +5,7 @@ earlier results file."""
 import json
 import os
 
-from .problems import FAMILY_TOL, OURS, OURS_GALERKIN
+from .problems import FAMILY_TOL, OURS, OURS_F32, OURS_GALERKIN
 
 
 DCDM_PREFIXES = ("DCDM", "learned", "V-cycle net", "CNN as")
@@ -76,6 +76,7 @@ def family_summary(rows):
         return None
 
     its_ratio, time_ratio, growth, failures, false_ok, not_run = [], [], [], [], [], []
+    f32_ratio = []  # the float32-cycle variant of ours against hypre
     for r in fr:
         if r.get("converged") and r.get("true_rel_res") is not None:
             if r["true_rel_res"] > 2 * FAMILY_TOL:
@@ -96,6 +97,10 @@ def family_summary(rows):
         hy = find(r["member"], r["grid"], "PETSc CG + hypre BoomerAMG")
         if hy and hy.get("ours_over_peer") is not None:
             time_ratio.append((hy["ours_over_peer"], bound, f"{r['member']} {r['grid']}"))
+        alt = find(r["member"], r["grid"], OURS_F32)
+        if hy and alt and hy.get("alt_over_peer") is not None:
+            alt_bound = not alt.get("converged")
+            f32_ratio.append((hy["alt_over_peer"], alt_bound, f"{r['member']} {r['grid']}"))
         if r.get("growth") is not None:
             growth.append((r["growth"], bound, f"{r['member']} {r['grid']}"))
 
@@ -109,6 +114,7 @@ def family_summary(rows):
     for key, xs in (
         ("worst_family_its_over_pyamg_rs", its_ratio),
         ("worst_family_time_over_hypre", time_ratio),
+        ("worst_family_time_over_hypre_f32_cycle", f32_ratio),
         ("worst_family_growth", growth),
     ):
         v, where, bound = worst(xs)

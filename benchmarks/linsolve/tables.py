@@ -14,7 +14,10 @@ from benchmarks._harness import load_avg, pinned_threads, time_interleaved, usab
 from . import families as fam
 from .measure import compare, Method, mg_method, mg_setup
 from .peers import krylov_methods, petsc_methods, pyamg_methods
-from .problems import FAMILY_TOL, grid_name, make_problem, OURS, OURS_GALERKIN, TOL
+from .problems import FAMILY_TOL, grid_name, make_problem, OURS, OURS_F32, OURS_GALERKIN, TOL
+
+
+F32 = jnp.float32
 
 
 def obstacle_rows(cfg, peer, seed, on_problem=None):
@@ -108,9 +111,11 @@ def family_rows(cfg, peer, seed, on_size=None, into=None):
                     if into is not None:
                         into.append(rows[-1])
                     continue  # ours cannot run: the peers' rows would compare nothing
+                # the same hierarchy held in float32 (CG stays in float64)
+                methods[OURS_F32] = mg_method(op, A, b, FAMILY_TOL, name=OURS_F32, dtype=F32)
                 methods.update(pyamg_methods(A, b, FAMILY_TOL))
                 methods.update(petsc_methods(peer, A, b, FAMILY_TOL))
-                for r in compare(methods, cfg["family_rounds"]):
+                for r in compare(methods, cfg["family_rounds"], alt=OURS_F32):
                     rows.append({**base, **r})
                     if into is not None:
                         into.append(rows[-1])

@@ -132,6 +132,7 @@ DIGEST_COLUMNS = [
     "hypre_its",
     "ours_over_rs_time",
     "ours_over_hypre_time",
+    "f32_cycle_over_hypre_time",
     "ours_growth",
     "ours_hierarchy",
 ]
@@ -139,7 +140,8 @@ DIGEST_COLUMNS = [
 
 def family_digest(d: dict) -> list[dict]:
     """One row per family member and grid: our iterations beside pyamg RS / SA and PETSc +
-    hypre's, our time over pyamg RS's and hypre's (medians of per-round ratios), our growth per
+    hypre's, our time over pyamg RS's and hypre's (medians of per-round ratios; also with our
+    hierarchy held in float32, `f32_cycle_over_hypre_time`), our growth per
     doubling and the hierarchy our default chose. Read off the family rows of a results file."""
     by = defaultdict(dict)
     for r in d.get("rows", []):
@@ -163,6 +165,7 @@ def family_digest(d: dict) -> list[dict]:
                 "hypre_its": hy.get("its"),
                 "ours_over_rs_time": rs_row.get("ours_over_peer"),
                 "ours_over_hypre_time": hy.get("ours_over_peer"),
+                "f32_cycle_over_hypre_time": hy.get("alt_over_peer"),
                 "ours_growth": ours.get("growth"),
                 "ours_hierarchy": ours.get("note"),
             }

@@ -536,6 +536,7 @@ def multigrid(
     return _cast_hierarchy(vc, dtype, operator.dtype)
 
 
+@eqx.filter_jit  # one program rather than one dispatch per array
 def _cast_hierarchy(vc: VCycle, dtype, vector_dtype) -> VCycle:
     """The V-cycle with every floating array of its levels rounded to `dtype`."""
 
