@@ -36,8 +36,7 @@ def mg_setup(op, coarse, dtype=None):
     """`multigrid` as a user calls it (outside `jit`: host-side and eager hierarchies stay
     available to the default choice; the jitted ones compile inside); `dtype`: the
     hierarchy's precision (`None`: the operator's)."""
-    kw = {} if dtype is None else {"dtype": dtype}
-    return ls.multigrid(op, **kw) if coarse is None else ls.multigrid(op, coarse=coarse, **kw)
+    return ls.multigrid(op, coarse=coarse, dtype=dtype)
 
 
 def hierarchy_kind(vc) -> str:
@@ -159,10 +158,10 @@ def compare(methods, rounds, *, warm=0.1, alt=None):
             **m.extra,
         }
         row.update(m.finish(setup["output"] if setup else None, solve["output"]))
-        for key, base in (("ours", ref), ("alt", alt)):
-            if name in (ref, alt) and not (key == "ours" and name == alt):
-                continue  # a reference is not compared with itself (alt is compared with ours)
-            if base not in totals:
+        # every row but ours against ours; the peers also against the variant `alt`
+        bases = [("ours", ref)] + ([("alt", alt)] if alt in totals and name != alt else [])
+        for key, base in bases:
+            if name == ref or base not in totals:
                 continue
             ratios = [a / c for a, c in zip(totals[base], totals[name], strict=True)]
             row[f"{key}_over_peer"] = statistics.median(ratios)
