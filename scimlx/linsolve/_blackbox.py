@@ -167,9 +167,11 @@ def _transfer_weights(S, solid, coarsened, periodic):
     and each step below reads only the blocks it needs, so the work is that of one pass over
     the fine grid per stencil entry instead of one per entry and per set `E`.
 
-    The optimisation barriers make XLA keep each intermediate array (the blocks, the collapsed
-    stencils, each weight) once instead of recomputing it inside every fused consumer: without
-    them the level's set-up ran 1.5-3x longer at 32^3-64^3 (same values)."""
+    The optimisation barriers around the blocks, the collapsed stencils and each weight: without
+    them the level's set-up ran 1.5-3x longer at 32^3-64^3 (same values). They act on XLA's
+    simplification passes only; its CPU pipeline removes them before fusion, so they do not
+    stop a value being recomputed inside several fused consumers (that is what
+    `_multigrid._computed_once` is for)."""
     shape = tuple(solid.shape)
     ndim = len(shape)
     dtype = S.dtype
